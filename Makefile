@@ -1,0 +1,61 @@
+# Upscale. `make run` and `make test` are all a fresh Debian 12 root machine needs.
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin
+DATA ?= /var/lib/upscale
+
+RUN_PKGS := git ca-certificates
+TEST_PKGS := $(RUN_PKGS) openssh-client openssh-server mariadb-server
+
+.PHONY: all build run test lint fuzz bench clean clean-test deps test-deps
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/upscale ./cmd/upscale
+
+deps:
+	@scripts/deps.sh $(RUN_PKGS)
+
+test-deps:
+	@scripts/deps.sh $(TEST_PKGS)
+
+# Runs the server in the foreground with the embedded defaults: SSH on
+# :2222, data in $(DATA), SQLite store.
+run: deps build
+	$(BIN)/upscale server --data $(DATA)
+
+# Every test, end-to-end ones included: real git, OpenSSH, MariaDB.
+test: test-deps
+	@dsn=$$(scripts/test-mariadb.sh) && \
+	UPSCALE_TEST_MYSQL_DSN="$$dsn" UPSCALE_REQUIRE_MYSQL=1 UPSCALE_E2E=1 \
+		$(GO) test -race -count=1 -timeout 25m ./...
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# Each fuzz target for a while; `make fuzz FUZZTIME=5m` for longer.
+FUZZTIME ?= 30s
+fuzz:
+	@$(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | while read pkg dir; do \
+		for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+			echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench: test-deps build
+	$(GO) run ./bench
+
+# Removes what a crashed test run may have left: servers, sshd, temp dirs,
+# test databases.
+clean-test:
+	-pkill -f 'upscale-e2e-' || true
+	-pkill -f 'upscale-bench-' || true
+	-rm -rf /tmp/upscale-e2e-* /tmp/upscale-bench-*
+	-mariadb -N -e "select schema_name from information_schema.schemata where schema_name like 'upscale\\_test\\_%'" 2>/dev/null | \
+		while read db; do mariadb -e "drop database \`$$db\`"; done
+
+clean: clean-test
+	rm -rf $(BIN)

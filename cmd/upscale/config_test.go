@@ -1,0 +1,71 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "upscale.yaml")
+	os.WriteFile(cfg, []byte("listen: :2300\ndata: /srv/upscale\ndomain: apps.example.com\n"), 0o600)
+	o := &options{Listen: ":2222"}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	o.register(fs)
+	fs.StringVar(&o.Listen, "listen", ":2222", "")
+	if err := fs.Parse([]string{"--config", cfg, "--domain", "flag.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.load(fs); err != nil {
+		t.Fatal(err)
+	}
+	if o.Listen != ":2300" || o.Data != "/srv/upscale" || o.Domain != "flag.example.com" || o.DB != "" {
+		t.Fatalf("options %+v: file should fill what flags did not set", o)
+	}
+}
+
+func TestSettingsFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	o := &options{}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	o.register(fs)
+	// The default file may be missing; a named one may not.
+	fs.Parse([]string{"--config", filepath.Join(dir, "missing.yaml")})
+	if err := o.load(fs); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("missing named file: %v", err)
+	}
+	for in, want := range map[string]string{
+		"domian: x\n":              "field domian not found",
+		"listen: [1, 2]\n":         "cannot unmarshal",
+		"- a\n":                    "cannot unmarshal",
+		strings.Repeat("#", 70000): "over the 64 KiB limit",
+	} {
+		if _, err := parseConfig([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseConfig(%.20q) = %v, want %q", in, err, want)
+		}
+	}
+	if o, err := parseConfig([]byte("# nothing\n")); err != nil || o != (options{}) {
+		t.Fatalf("comment-only file: %+v %v", o, err)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("listen: :2222\ndata: /var/lib/upscale\ndb: mysql://u:p@tcp(db:3306)/upscale\ndomain: apps.example.com\nruntimes: /etc/upscale/runtimes\n"))
+	f.Add([]byte("domain: upscale.localhost\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := parseConfig(b)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		if o.Config != "" {
+			t.Fatalf("the file set the config path itself: %+v", o)
+		}
+	})
+}

@@ -1,0 +1,125 @@
+// Command upscale is the Upscale server (`upscale server`), the git hook
+// client git runs (`upscale hook NAME`), and the local admin CLI on the
+// server box (`upscale namespace create test`, ...), which is the same
+// command tree users reach with `ssh upscale@host ...`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/upscalehq/upscale/commands"
+	"github.com/upscalehq/upscale/hooks"
+	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/repos"
+	"github.com/upscalehq/upscale/runtimes"
+	"github.com/upscalehq/upscale/store"
+	"github.com/upscalehq/upscale/store/sqlstore"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Git runs hooks on every push: keep that path free of everything else.
+	if len(args) == 2 && args[0] == "hook" {
+		return hooks.RunClient(args[1], os.Getenv, stdin, stderr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	opts := &options{Listen: ":2222"}
+	env := &commands.Env{}
+	var st store.Store
+	prepare := func(cmd *cobra.Command, inv *commands.Invocation) error {
+		if err := opts.load(cmd.Flags()); err != nil {
+			return err
+		}
+		var err error
+		st, err = openEnv(cmd.Context(), opts, env)
+		inv.Remote = "ssh://upscale@" + net.JoinHostPort(hostname(), port(opts.Listen))
+		return err
+	}
+	inv := commands.Invocation{Principal: keys.Local, Prog: "upscale", Stdin: stdin, Stdout: stdout, Stderr: stderr}
+	tree := commands.New(env, inv, prepare)
+	opts.register(tree.Root.PersistentFlags())
+	tree.Root.AddCommand(serverCommand(opts, stderr))
+	code := tree.Execute(ctx, args)
+	if st != nil {
+		st.Close()
+	}
+	return code
+}
+
+// openEnv opens what commands act on, for the server and the local CLI
+// alike, and returns the store for closing.
+func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding the upscale binary: %w", err)
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return nil, fmt.Errorf("finding the upscale binary: %w", err)
+	}
+	cat, err := runtimes.Load(opts.Runtimes)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	st, err := sqlstore.Open(ctx, opts.DB, opts.Data)
+	if err != nil {
+		return nil, err
+	}
+	*env = commands.Env{
+		Store:   st,
+		Repos:   &repos.Repos{Root: filepath.Join(opts.Data, "repos"), Binary: exe},
+		Catalog: cat,
+		Domain:  opts.Domain,
+		Host:    func() hostagent.Info { return hostagent.Local(primaryAddress()) },
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	return st, nil
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "localhost"
+	}
+	return h
+}
+
+func port(listen string) string {
+	_, p, err := net.SplitHostPort(listen)
+	if err != nil || p == "" {
+		return "2222"
+	}
+	return p
+}
+
+// primaryAddress is the first non-loopback IPv4 address of this machine.
+func primaryAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && !ip.IP.IsLoopback() && ip.IP.To4() != nil {
+			return ip.IP.String()
+		}
+	}
+	return ""
+}

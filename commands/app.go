@@ -1,0 +1,290 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/store"
+)
+
+type pushView struct {
+	Ref     string `json:"ref"`
+	Commit  string `json:"commit"`
+	Subject string `json:"subject"`
+	By      string `json:"by"`
+	At      string `json:"at"`
+}
+
+type appView struct {
+	Namespace    string    `json:"namespace"`
+	Name         string    `json:"name"`
+	URL          string    `json:"url"`
+	GitRemote    string    `json:"git_remote"`
+	DeployBranch string    `json:"deploy_branch"`
+	CreatedAt    string    `json:"created_at"`
+	LastPush     *pushView `json:"last_push,omitempty"`
+	Release      string    `json:"release"`
+}
+
+func (s *session) view(a store.App) appView {
+	return appView{
+		Namespace:    a.Namespace,
+		Name:         a.Name,
+		URL:          fmt.Sprintf("http://%s.%s.%s", a.Name, a.Namespace, s.env.Domain),
+		GitRemote:    fmt.Sprintf("%s/%s/%s.git", s.inv.Remote, a.Namespace, a.Name),
+		DeployBranch: a.DeployBranch,
+		CreatedAt:    when(a.CreatedAt),
+		Release:      "none",
+	}
+}
+
+func (s *session) appCommands() *cobra.Command {
+	g := s.group("app", "Create, list, inspect and delete applications", "apps")
+	s.appCreate(g)
+	s.appList(g)
+
+	info := &cobra.Command{Use: "info NS/APP", Short: "Show an application", Args: argsN(1, "NS/APP")}
+	format := formatFlag(info)
+	var app names.App
+	appScope := func(_ *cobra.Command, args []string) (sc scope, err error) {
+		app, sc, err = appArg(args)
+		return sc, err
+	}
+	s.leaf(g, info, keys.AppInfo, func(cmd *cobra.Command, args []string) (scope, error) {
+		if err := checkFormat(*format); err != nil {
+			return scope{}, err
+		}
+		return appScope(cmd, args)
+	}, func(cmd *cobra.Command, _ []string) error {
+		a, err := s.getApp(cmd, app)
+		if err != nil {
+			return err
+		}
+		v := s.view(a)
+		pushes, err := s.env.Store.ListPushes(cmd.Context(), app.Namespace, app.Name, 20)
+		if err != nil {
+			return err
+		}
+		for _, p := range pushes {
+			if p.Ref == "refs/heads/"+a.DeployBranch {
+				v.LastPush = &pushView{Ref: p.Ref, Commit: p.NewCommit, Subject: p.Subject, By: p.KeyName, At: when(p.At)}
+				break
+			}
+		}
+		return output(cmd, *format, v, func(w io.Writer) {
+			row(w, "App:", app.String())
+			row(w, "URL:", v.URL)
+			row(w, "Git remote:", v.GitRemote)
+			row(w, "Deploy branch:", v.DeployBranch)
+			row(w, "Created:", v.CreatedAt)
+			if p := v.LastPush; p != nil {
+				row(w, "Last push:", fmt.Sprintf("%s %q by %s at %s", short(p.Commit), p.Subject, p.By, p.At))
+			} else {
+				row(w, "Last push:", "none yet")
+			}
+			row(w, "Release:", "none (building and running arrive in a later version)")
+		})
+	})
+
+	del := &cobra.Command{Use: "delete NS/APP", Short: "Delete an application and its repository", Args: argsN(1, "NS/APP")}
+	s.leaf(g, del, keys.AppDelete, appScope, func(cmd *cobra.Command, _ []string) error {
+		if err := s.env.Store.DeleteApp(cmd.Context(), app.Namespace, app.Name); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return errors.New(appNotFound(app))
+			}
+			return err
+		}
+		if err := s.env.Repos.Delete(app); err != nil {
+			return fmt.Errorf("app %s deleted, but its repository was not removed: %w", app, err)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Application %s deleted.\n", app)
+		return nil
+	})
+
+	set := &cobra.Command{
+		Use:   "set NS/APP SETTING VALUE",
+		Short: "Change a setting: deploy-branch",
+		Long:  "Change an application setting.\n\nSettings:\n  deploy-branch BRANCH   the branch whose pushes deploy (default master)",
+		Example: "  " + s.inv.Prog + " app set test/test deploy-branch main\n" +
+			"  " + s.inv.Prog + " app set test/test deploy-branch=main",
+		Args: cobra.RangeArgs(2, 3),
+	}
+	var setting, value string
+	s.leaf(g, set, keys.AppSet, func(cmd *cobra.Command, args []string) (scope, error) {
+		setting, value = args[1], ""
+		if len(args) == 3 {
+			value = args[2]
+		} else if k, v, ok := strings.Cut(args[1], "="); ok {
+			setting, value = k, v
+		} else {
+			return scope{}, fmt.Errorf("app set needs SETTING VALUE, e.g. deploy-branch main")
+		}
+		if setting != "deploy-branch" {
+			return scope{}, fmt.Errorf("unknown setting %s; known: deploy-branch", names.Quote(setting))
+		}
+		if err := checkBranch(value); err != nil {
+			return scope{}, err
+		}
+		return appScope(cmd, args)
+	}, func(cmd *cobra.Command, _ []string) error {
+		if err := s.env.Store.SetDeployBranch(cmd.Context(), app.Namespace, app.Name, value); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return errors.New(appNotFound(app))
+			}
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Deploy branch of %s is now %s.\n", app, value)
+		return nil
+	})
+	return g
+}
+
+func (s *session) appCreate(g *cobra.Command) {
+	var nsFlag, appFlag string
+	create := &cobra.Command{
+		Use:   "create NS/APP",
+		Short: "Create an application with its git repository",
+		Example: "  " + s.inv.Prog + " app create test/test\n" +
+			"  " + s.inv.Prog + " app create --namespace test --application test\n" +
+			"  " + s.inv.Prog + " app create test        (with a namespace key: in its namespace)",
+		Args: maxArgs(1, "one NS/APP"),
+	}
+	create.Flags().StringVar(&nsFlag, "namespace", "", "namespace of the new app")
+	create.Flags().StringVar(&appFlag, "application", "", "name of the new app")
+	var app names.App
+	s.leaf(g, create, keys.AppCreate, func(_ *cobra.Command, args []string) (scope, error) {
+		var err error
+		app, err = s.resolveNewApp(nsFlag, appFlag, args)
+		return scope{target: keys.Target{Namespace: app.Namespace, App: app.Name}, denied: namespaceNotFound(app.Namespace)}, err
+	}, func(cmd *cobra.Command, _ []string) error {
+		a, err := s.env.Store.CreateApp(cmd.Context(), app.Namespace, app.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return errors.New(namespaceNotFound(app.Namespace))
+		case errors.Is(err, store.ErrConflict):
+			return fmt.Errorf("app %s already exists", app)
+		case err != nil:
+			return err
+		}
+		if err := s.env.Repos.Create(cmd.Context(), app); err != nil {
+			if derr := s.env.Store.DeleteApp(cmd.Context(), app.Namespace, app.Name); derr != nil {
+				return fmt.Errorf("creating the repository of %s failed (%v) and so did undoing the app: %w", app, err, derr)
+			}
+			return fmt.Errorf("creating the repository of %s: %w", app, err)
+		}
+		v := s.view(a)
+		fmt.Fprintf(cmd.OutOrStdout(), "Application %s created.\n\n  git remote add upscale %s\n  git push upscale %s\n\nIt will answer at %s\n",
+			app, v.GitRemote, a.DeployBranch, v.URL)
+		return nil
+	})
+}
+
+// resolveNewApp accepts NS/APP, APP (the caller's own namespace, or
+// --namespace) or --namespace NS --application APP.
+func (s *session) resolveNewApp(nsFlag, appFlag string, args []string) (names.App, error) {
+	var ns, name string
+	if len(args) == 1 {
+		if a, b, ok := strings.Cut(args[0], "/"); ok {
+			ns, name = a, b
+		} else {
+			name = args[0]
+		}
+	}
+	for _, f := range []struct{ kind, flag, arg string }{
+		{"namespace", nsFlag, ns},
+		{"application", appFlag, name},
+	} {
+		if f.flag != "" && f.arg != "" && f.flag != f.arg {
+			return names.App{}, fmt.Errorf("%s given twice: %s and --%s %s", f.kind, names.Quote(f.arg), f.kind, names.Quote(f.flag))
+		}
+	}
+	if ns == "" {
+		ns = s.defaultNamespace(nsFlag)
+	}
+	if name == "" {
+		name = appFlag
+	}
+	if ns == "" {
+		return names.App{}, errors.New("which namespace? give NS/APP or --namespace NS")
+	}
+	if name == "" {
+		return names.App{}, errors.New("which application? give NS/APP or --application APP")
+	}
+	app := names.App{Namespace: ns, Name: name}
+	if err := names.Check("namespace", ns); err != nil {
+		return app, err
+	}
+	return app, names.Check("application", name)
+}
+
+func (s *session) appList(g *cobra.Command) {
+	list := &cobra.Command{Use: "list", Short: "List applications", Args: noArgs}
+	var nsFlag string
+	list.Flags().StringVar(&nsFlag, "namespace", "", "only this namespace (default: yours, or all for admins)")
+	format := formatFlag(list)
+	var ns string
+	s.leaf(g, list, keys.AppList, func(*cobra.Command, []string) (scope, error) {
+		if err := checkFormat(*format); err != nil {
+			return scope{}, err
+		}
+		ns = s.defaultNamespace(nsFlag)
+		if ns != "" {
+			if err := names.Check("namespace", ns); err != nil {
+				return scope{}, err
+			}
+			return scope{target: keys.Target{Namespace: ns}, denied: namespaceNotFound(ns)}, nil
+		}
+		return scope{}, nil
+	}, func(cmd *cobra.Command, _ []string) error {
+		if ns != "" {
+			if _, err := s.env.Store.GetNamespace(cmd.Context(), ns); errors.Is(err, store.ErrNotFound) {
+				return errors.New(namespaceNotFound(ns))
+			}
+		}
+		apps, err := s.env.Store.ListApps(cmd.Context(), ns)
+		if err != nil {
+			return err
+		}
+		views := make([]appView, 0, len(apps))
+		for _, a := range apps {
+			views = append(views, s.view(a))
+		}
+		return output(cmd, *format, views, func(w io.Writer) {
+			row(w, "APP", "DEPLOY BRANCH", "URL", "CREATED")
+			for _, v := range views {
+				row(w, v.Namespace+"/"+v.Name, v.DeployBranch, v.URL, v.CreatedAt)
+			}
+		})
+	})
+}
+
+func (s *session) getApp(cmd *cobra.Command, app names.App) (store.App, error) {
+	a, err := s.env.Store.GetApp(cmd.Context(), app.Namespace, app.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return a, errors.New(appNotFound(app))
+	}
+	return a, err
+}
+
+// checkBranch accepts branch names git accepts, minus the oddities no one
+// deploys from (a subset of git check-ref-format).
+func checkBranch(b string) error {
+	bad := b == "" || len(b) > 100 || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") ||
+		strings.HasSuffix(b, "/") || strings.HasSuffix(b, ".lock") || strings.HasSuffix(b, ".") ||
+		strings.Contains(b, "..") || strings.Contains(b, "//") || strings.Contains(b, "@{") || b == "@"
+	for _, c := range b {
+		if c <= ' ' || c == 0x7f || strings.ContainsRune("~^:?*[\\", c) {
+			bad = true
+		}
+	}
+	if bad {
+		return fmt.Errorf("invalid branch name %s", names.Quote(b))
+	}
+	return nil
+}

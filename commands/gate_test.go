@@ -1,0 +1,154 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/names"
+)
+
+// fakeGit stands in for the git service: these tests are about who gets
+// to it, not git itself (that is e2e's job).
+type fakeGit struct{}
+
+func (fakeGit) Serve(_ context.Context, service string, app names.App, p keys.Principal, _ io.Reader, stdout, _ io.Writer) int {
+	fmt.Fprintf(stdout, "%s %s for %s\n", service, app, p.Name)
+	return 0
+}
+
+// probes is one invocation per command, with the personas that may run it.
+// TestEveryCommandIsGated fails when a command has no probe here.
+var probes = []struct {
+	args    string
+	allowed string
+}{
+	{"help", "admin member outsider deploy"},
+	{"namespace", "admin member outsider deploy"},
+	{"namespace create newns", "admin"},
+	{"namespace list", "admin member outsider"},
+	{"namespace delete empty", "admin"},
+	{"app", "admin member outsider deploy"},
+	{"app create acme/new", "admin member"},
+	{"app list --namespace acme", "admin member"},
+	{"app info acme/web", "admin member deploy"},
+	{"app set acme/web deploy-branch main", "admin member"},
+	{"app delete acme/api", "admin member"},
+	{"keys", "admin member outsider deploy"},
+	{"keys add --namespace acme --name bob --public KEY", "admin member"},
+	{"keys add --app acme/web --name ci2 --public KEY", "admin member"},
+	{"keys add --admin --name op2 --public KEY", "admin"},
+	{"keys list --namespace acme", "admin member"},
+	{"runtimes", "admin member outsider deploy"},
+	{"runtimes list", "admin member outsider"},
+	{"hosts", "admin member outsider deploy"},
+	{"hosts list", "admin"},
+	{"git-upload-pack acme/web.git", "admin member deploy"},
+	{"git-receive-pack /acme/web.git", "admin member deploy"},
+	{"keys remove alice --namespace acme", "admin member"},
+}
+
+func TestEveryCommandIsGated(t *testing.T) {
+	tree := New(&Env{}, Invocation{Prog: "ssh upscale@host"}, nil)
+	probed := map[string]bool{}
+	for _, p := range probes {
+		c, _, err := tree.Root.Find(strings.Fields(p.args))
+		if err != nil {
+			t.Fatalf("probe %q: %v", p.args, err)
+		}
+		probed[c.CommandPath()] = true
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if !tree.Gated(c) {
+			t.Errorf("%q has no gate", c.CommandPath())
+		}
+		if c != tree.Root && (c.PersistentPreRun != nil || c.PersistentPreRunE != nil) {
+			t.Errorf("%q has its own PersistentPreRun, which would skip the root's gate", c.CommandPath())
+		}
+		if c.Runnable() && c != tree.Root && !probed[c.CommandPath()] {
+			t.Errorf("%q is not in probes: add it with the personas allowed to run it", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(tree.Root)
+}
+
+// TestAuthorizationMatrix runs every probe as every persona, in probe
+// order on one world per persona (probes are ordered so that what one
+// changes does not matter to the next).
+func TestAuthorizationMatrix(t *testing.T) {
+	for _, persona := range []string{"admin", "member", "outsider", "deploy"} {
+		w := newWorld(t)
+		mustRun(t, w.env, w.admin, "", "namespace", "create", "empty")
+		w.env.Git = fakeGit{}
+		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy}[persona]
+		for _, p := range probes {
+			t.Run(persona+"/"+p.args, func(t *testing.T) {
+				args := strings.Fields(strings.Replace(p.args, "KEY", "'"+newKeyLine(t, "x")+"'", 1))
+				args, _ = Split(strings.Join(args, " "))
+				before := snapshot(t, w.env)
+				r := run(w.env, who, "", args...)
+				if strings.Contains(" "+p.allowed+" ", " "+persona+" ") {
+					if r.code != 0 {
+						t.Fatalf("allowed, but exit %d: %s", r.code, r.stderr)
+					}
+					return
+				}
+				if r.code == 0 || r.stdout != "" {
+					t.Fatalf("denied command ran: exit %d, stdout %q", r.code, r.stdout)
+				}
+				if !strings.HasPrefix(r.stderr, "error: ") || strings.Count(r.stderr, "\n") != 1 ||
+					!(strings.Contains(r.stderr, "not found") || strings.Contains(r.stderr, "not allowed")) {
+					t.Fatalf("denial is not one clear line: %q", r.stderr)
+				}
+				if after := snapshot(t, w.env); after != before {
+					t.Fatalf("denied command changed the store:\nbefore:\n%s\nafter:\n%s", before, after)
+				}
+			})
+		}
+	}
+}
+
+// To someone without access, an app (or key, or repository) that exists
+// and one that doesn't must look exactly the same.
+func TestDeniedReadsLikeNotFound(t *testing.T) {
+	w := newWorld(t)
+	w.env.Git = fakeGit{}
+	gus := addKey(t, w.env, "other-key", "--namespace", "acme")
+	for _, pair := range [][2]string{
+		{"app info acme/web", "app info acme/nope"},
+		{"app delete acme/web", "app delete acme/nope"},
+		{"app set acme/web deploy-branch x", "app set acme/nope deploy-branch x"},
+		{"app list --namespace acme", "app list --namespace nope"},
+		{"app create acme/x", "app create nope/x"},
+		{"keys list --namespace acme", "keys list --namespace nope"},
+		{"keys add --namespace acme --name z --public KEY", "keys add --namespace nope --name z --public KEY"},
+		{"keys add --app acme/web --name z --public KEY", "keys add --app acme/nope --name z --public KEY"},
+		{"keys remove " + gus.Fingerprint, "keys remove SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+		{"git-upload-pack acme/web.git", "git-upload-pack acme/nope.git"},
+		{"git-receive-pack acme/web.git", "git-receive-pack acme/nope.git"},
+	} {
+		key := "'" + newKeyLine(t, "z") + "'"
+		exists, _ := Split(strings.Replace(pair[0], "KEY", key, 1))
+		missing, _ := Split(strings.Replace(pair[1], "KEY", key, 1))
+		a := run(w.env, w.outsider, "", exists...)
+		b := run(w.env, w.outsider, "", missing...)
+		norm := func(s string) string {
+			for _, n := range []string{"acme/web", "acme/nope", "acme", "nope", gus.Fingerprint, "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+				s = strings.ReplaceAll(s, n, "X")
+			}
+			return s
+		}
+		if a.code == 0 || a.code != b.code || norm(a.stderr) != norm(b.stderr) {
+			t.Errorf("%q vs %q read differently to an outsider:\n  %d %q\n  %d %q", pair[0], pair[1], a.code, a.stderr, b.code, b.stderr)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/store"
+)
+
+type namespaceView struct {
+	Name      string `json:"name"`
+	Apps      int    `json:"apps"`
+	CreatedAt string `json:"created_at"`
+}
+
+func (s *session) namespaceCommands() *cobra.Command {
+	g := s.group("namespace", "Create, list and delete namespaces (tenants)", "namespaces", "ns")
+
+	var createFlag string
+	create := &cobra.Command{
+		Use:     "create NAME",
+		Short:   "Create a namespace (admins)",
+		Example: "  " + s.inv.Prog + " namespace create test\n  " + s.inv.Prog + " namespace create --namespace test",
+		Args:    maxArgs(1, "one NAME"),
+	}
+	create.Flags().StringVar(&createFlag, "namespace", "", "namespace name")
+	var ns string
+	s.leaf(g, create, keys.NamespaceCreate, func(_ *cobra.Command, args []string) (scope, error) {
+		var err error
+		ns, err = oneName("namespace", createFlag, args)
+		return scope{target: keys.Target{Namespace: ns}}, err
+	}, func(cmd *cobra.Command, _ []string) error {
+		if _, err := s.env.Store.CreateNamespace(cmd.Context(), ns); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("namespace %s already exists", ns)
+			}
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Namespace %s created.\n", ns)
+		return nil
+	})
+
+	list := &cobra.Command{Use: "list", Short: "List namespaces", Args: noArgs}
+	format := formatFlag(list)
+	s.leaf(g, list, keys.NamespaceList, formatScope(format), func(cmd *cobra.Command, _ []string) error {
+		all, err := s.env.Store.ListNamespaces(cmd.Context())
+		if err != nil {
+			return err
+		}
+		views := []namespaceView{}
+		for _, n := range all {
+			if s.inv.Principal.Role != keys.RoleAdmin && n.Name != s.inv.Principal.Namespace {
+				continue
+			}
+			views = append(views, namespaceView{Name: n.Name, Apps: n.Apps, CreatedAt: when(n.CreatedAt)})
+		}
+		return output(cmd, *format, views, func(w io.Writer) {
+			row(w, "NAMESPACE", "APPS", "CREATED")
+			for _, v := range views {
+				row(w, v.Name, strconv.Itoa(v.Apps), v.CreatedAt)
+			}
+		})
+	})
+
+	var delFlag string
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete an empty namespace and its keys (admins)",
+		Args:  maxArgs(1, "one NAME"),
+	}
+	del.Flags().StringVar(&delFlag, "namespace", "", "namespace name")
+	s.leaf(g, del, keys.NamespaceDelete, func(_ *cobra.Command, args []string) (scope, error) {
+		var err error
+		ns, err = oneName("namespace", delFlag, args)
+		return scope{target: keys.Target{Namespace: ns}}, err
+	}, func(cmd *cobra.Command, _ []string) error {
+		err := s.env.Store.DeleteNamespace(cmd.Context(), ns)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return errors.New(namespaceNotFound(ns))
+		case errors.Is(err, store.ErrNotEmpty):
+			return fmt.Errorf("namespace %s still has apps; delete them first (%s app list --namespace %s)", ns, s.inv.Prog, ns)
+		case err != nil:
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "Namespace %s deleted.\n", ns)
+		return nil
+	})
+	return g
+}
+
+// oneName takes a name given either as --flag or as the only argument.
+func oneName(kind, flag string, args []string) (string, error) {
+	name := flag
+	switch {
+	case len(args) == 1 && flag != "" && args[0] != flag:
+		return "", fmt.Errorf("%s given twice: %s and --%s %s", kind, names.Quote(args[0]), kind, names.Quote(flag))
+	case len(args) == 1:
+		name = args[0]
+	case name == "":
+		return "", fmt.Errorf("which %s? give NAME or --%s NAME", kind, kind)
+	}
+	return name, names.Check(kind, name)
+}
+
+// formatScope is the scope of unscoped list commands; it checks --format
+// early so a typo fails before any work.
+func formatScope(format *string) scopeFunc {
+	return func(*cobra.Command, []string) (scope, error) {
+		return scope{}, checkFormat(*format)
+	}
+}

@@ -1,0 +1,66 @@
+package commands
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// formatFlag adds --format to a list or info command.
+func formatFlag(c *cobra.Command) *string {
+	return c.Flags().String("format", "text", "output format: text or json")
+}
+
+// output writes v as JSON, or calls text with a tab-aligned writer.
+func output(cmd *cobra.Command, format string, v any, text func(w io.Writer)) error {
+	out := cmd.OutOrStdout()
+	switch format {
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "text":
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		text(tw)
+		return tw.Flush()
+	}
+	return fmt.Errorf("--format must be text or json, not %q", format)
+}
+
+// checkFormat refuses a bad --format before anything runs.
+func checkFormat(format string) error {
+	if format != "text" && format != "json" {
+		return fmt.Errorf("--format must be text or json, not %q", format)
+	}
+	return nil
+}
+
+func row(w io.Writer, cols ...string) {
+	fmt.Fprintln(w, strings.Join(cols, "\t"))
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}

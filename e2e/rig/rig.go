@@ -1,0 +1,282 @@
+// Package rig starts a real `upscale server` and drives it with the real
+// OpenSSH client and git, for the end-to-end tests and the benchmarks.
+// Everything it makes lives under directories named upscale-e2e-* so that
+// `make clean-test` can find leftovers of a crashed run.
+package rig
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TB is the part of testing.TB the rig needs, so the benchmarks (a plain
+// program) can use it too.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
+var _ TB = (testing.TB)(nil)
+
+// Build compiles cmd/upscale into dir and returns the binary's path.
+func Build(dir string) (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	bin := filepath.Join(dir, "upscale")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/upscale")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Missing lists the programs the rig needs that are not installed.
+func Missing() []string {
+	var out []string
+	for _, p := range []string{"git", "ssh", "ssh-keygen"} {
+		if _, err := exec.LookPath(p); err != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Server is a running `upscale server`.
+type Server struct {
+	Bin  string
+	Data string
+	Port int
+	Args []string // extra server flags
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	t    TB
+}
+
+// syncBuffer is the server's output, read while the server writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Start runs the server binary on a free loopback port with a fresh data
+// directory; it is stopped (SIGTERM, then SIGKILL) at cleanup.
+func Start(t TB, bin string, extra ...string) *Server {
+	t.Helper()
+	s := &Server{Bin: bin, Data: filepath.Join(t.TempDir(), "data"), Args: extra, t: t}
+	s.Run()
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+// Run (re)starts the server on its data directory and port.
+func (s *Server) Run() {
+	s.t.Helper()
+	if s.Port == 0 {
+		s.Port = FreePort(s.t)
+	}
+	s.log = &syncBuffer{}
+	args := append([]string{"server", "--config", filepath.Join(filepath.Dir(s.Data), "none.yaml"),
+		"--data", s.Data, "--listen", fmt.Sprintf("127.0.0.1:%d", s.Port)}, s.Args...)
+	os.WriteFile(filepath.Join(filepath.Dir(s.Data), "none.yaml"), nil, 0o600)
+	s.cmd = exec.Command(s.Bin, args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("starting server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			s.t.Fatalf("server did not listen within 10 s:\n%s", s.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits; it returns the server's exit error.
+func (s *Server) Stop() error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(40 * time.Second):
+		s.cmd.Process.Kill()
+		err = <-done
+		err = errors.Join(err, errors.New("server did not stop on SIGTERM"))
+	}
+	s.cmd = nil
+	return err
+}
+
+// Log is what the server has printed.
+func (s *Server) Log() string { return s.log.String() }
+
+// Local runs the local admin CLI against the server's data directory.
+func (s *Server) Local(args ...string) (string, string, int) {
+	full := append(args, "--data", s.Data, "--config", filepath.Join(filepath.Dir(s.Data), "none.yaml"))
+	return Exec(exec.Command(s.Bin, full...), "")
+}
+
+// Key is an SSH key pair made by ssh-keygen.
+type Key struct {
+	Path   string // private key
+	Public string // authorized_keys line
+}
+
+// NewKey makes an ed25519 key pair named name.
+func NewKey(t TB, name string) Key {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name+"@e2e", "-f", p).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	pub, err := os.ReadFile(p + ".pub")
+	if err != nil {
+		t.Fatalf("reading key: %v", err)
+	}
+	return Key{Path: p, Public: strings.TrimSpace(string(pub))}
+}
+
+// SSHCommand is the ssh command line that reaches the server with key.
+func (s *Server) SSHCommand(key Key, opts ...string) []string {
+	args := []string{"ssh", "-p", fmt.Sprint(s.Port), "-i", key.Path,
+		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"}
+	return append(args, opts...)
+}
+
+// SSH runs `ssh upscale@127.0.0.1 args...` with key.
+func (s *Server) SSH(key Key, stdin string, args ...string) (stdout, stderr string, code int) {
+	full := append(s.SSHCommand(key), "upscale@127.0.0.1")
+	full = append(full, args...)
+	return Exec(exec.Command(full[0], full[1:]...), stdin)
+}
+
+// Remote is the git remote URL of app NS/APP.
+func (s *Server) Remote(app string) string {
+	return fmt.Sprintf("ssh://upscale@127.0.0.1:%d/%s.git", s.Port, app)
+}
+
+// Git runs git in dir with key as its ssh identity.
+func (s *Server) Git(key Key, dir string, args ...string) (stdout, stderr string, code int) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"GIT_SSH_COMMAND="+strings.Join(s.SSHCommand(key), " "),
+		"GIT_AUTHOR_NAME=E2E Author", "GIT_AUTHOR_EMAIL=e2e@example.com",
+		"GIT_COMMITTER_NAME=E2E Author", "GIT_COMMITTER_EMAIL=e2e@example.com",
+		"GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	return Exec(cmd, "")
+}
+
+// Exec runs cmd with stdin and returns its output and exit status (-1 when
+// it could not run).
+func Exec(cmd *exec.Cmd, stdin string) (string, string, int) {
+	var out, errb bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return out.String(), errb.String(), 0
+	case errors.As(err, &exit):
+		return out.String(), errb.String(), exit.ExitCode()
+	}
+	return out.String(), errb.String() + err.Error(), -1
+}
+
+// FreePort returns a loopback TCP port nobody listens on right now.
+func FreePort(t TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Repo is a work tree with files committed, ready to push.
+func Repo(t TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	run := func(args ...string) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=E2E Author", "GIT_AUTHOR_EMAIL=e2e@example.com",
+			"GIT_COMMITTER_NAME=E2E Author", "GIT_COMMITTER_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	run("init", "-q", "-b", "master")
+	Commit(t, dir, "initial commit", files)
+	return dir
+}
+
+// Commit writes files into the work tree dir and commits them.
+func Commit(t TB, dir, message string, files map[string]string) string {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatalf("%v", err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+	env := append(os.Environ(), "GIT_AUTHOR_NAME=E2E Author", "GIT_AUTHOR_EMAIL=e2e@example.com",
+		"GIT_COMMITTER_NAME=E2E Author", "GIT_COMMITTER_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "--allow-empty", "-m", message}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir, cmd.Env = dir, env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	cmd := exec.Command("git", "rev-parse", "HEAD")
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("rev-parse: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}

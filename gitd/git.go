@@ -1,0 +1,103 @@
+package gitd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"regexp"
+	"strings"
+
+	"github.com/upscalehq/upscale/hooks"
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/repos"
+)
+
+// GitService runs git's own upload-pack and receive-pack, so hooks,
+// quarantine, side-band and protocol v2 behave exactly as with OpenSSH.
+type GitService struct {
+	Repos      *repos.Repos
+	SocketPath string // the hook server's socket
+	Log        *slog.Logger
+	pushes     *pushRegistry
+}
+
+type ctxKey int
+
+const gitProtocolKey ctxKey = 0
+
+// withGitProtocol carries the client's GIT_PROTOCOL (already validated)
+// to the git service: the one client variable git may see, since it
+// only selects the wire protocol version.
+func withGitProtocol(ctx context.Context, v string) context.Context {
+	return context.WithValue(ctx, gitProtocolKey, v)
+}
+
+var gitProtocolPattern = regexp.MustCompile(`^version=[0-9]$`)
+
+// gitProtocol picks GIT_PROTOCOL out of a client's environment, if it is
+// well-formed; every other client variable is dropped.
+func gitProtocol(environ []string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocolPattern.MatchString(v) {
+			return v
+		}
+	}
+	return ""
+}
+
+// Serve implements commands.GitService.
+func (g *GitService) Serve(ctx context.Context, service string, app names.App, p keys.Principal, stdin io.Reader, stdout, stderr io.Writer) int {
+	sub, ok := map[string]string{"git-receive-pack": "receive-pack", "git-upload-pack": "upload-pack"}[service]
+	if !ok {
+		fmt.Fprintf(stderr, "error: unknown git service %q\n", service)
+		return 1
+	}
+	path, err := g.Repos.Path(app)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 1
+	}
+	var env []string
+	if v, _ := ctx.Value(gitProtocolKey).(string); v != "" {
+		env = append(env, "GIT_PROTOCOL="+v)
+	}
+	if sub == "receive-pack" {
+		id := g.pushes.add(push{principal: p, app: app, repo: path})
+		defer g.pushes.remove(id)
+		env = append(env, hooks.EnvSocket+"="+g.SocketPath, hooks.EnvPushID+"="+id)
+	}
+	cmd := exec.CommandContext(ctx, "git", sub, path)
+	cmd.Env = repos.Env(env...)
+	cmd.Dir = path
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		fmt.Fprintf(stderr, "error: starting git: %v\n", err)
+		return 1
+	}
+	if err := cmd.Start(); err != nil {
+		g.Log.Error("starting git", "service", sub, "app", app.String(), "err", err)
+		fmt.Fprintln(stderr, "error: could not start git on the server")
+		return 1
+	}
+	// Not waited for: the client may keep its end open after git is done;
+	// Wait closes the pipe, which ends this copy on its next write.
+	go func() {
+		io.Copy(in, stdin)
+		in.Close()
+	}()
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit) && exit.ExitCode() > 0:
+		return exit.ExitCode()
+	}
+	g.Log.Warn("git ended", "service", sub, "app", app.String(), "err", err)
+	return 1
+}

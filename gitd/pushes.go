@@ -1,0 +1,50 @@
+package gitd
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/names"
+)
+
+// push is one receive-pack in progress: who pushes to which app. The hook
+// client names it by an unguessable id the git service put in git's env.
+type push struct {
+	principal keys.Principal
+	app       names.App
+	repo      string
+}
+
+type pushRegistry struct {
+	mu     sync.Mutex
+	pushes map[string]push
+}
+
+func newPushRegistry() *pushRegistry { return &pushRegistry{pushes: map[string]push{}} }
+
+func (r *pushRegistry) add(p push) string {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	id := hex.EncodeToString(b)
+	r.mu.Lock()
+	r.pushes[id] = p
+	r.mu.Unlock()
+	return id
+}
+
+func (r *pushRegistry) get(id string) (push, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.pushes[id]
+	return p, ok
+}
+
+func (r *pushRegistry) remove(id string) {
+	r.mu.Lock()
+	delete(r.pushes, id)
+	r.mu.Unlock()
+}

@@ -1,0 +1,231 @@
+// Package gitd is Upscale's SSH server: host key, key authentication, one
+// command tree per session, the git services, and the socket the git hooks
+// report to.
+package gitd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/upscalehq/upscale/commands"
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/repos"
+	"github.com/upscalehq/upscale/runtimes"
+	"github.com/upscalehq/upscale/store"
+)
+
+// Config is what the server needs.
+type Config struct {
+	HostKey    gossh.Signer
+	Store      store.Store
+	Repos      *repos.Repos
+	Catalog    *runtimes.Catalog
+	SocketPath string
+	Log        *slog.Logger
+	// Run executes one command line for a session.
+	Run func(ctx context.Context, inv commands.Invocation, args []string) int
+	// IdleTimeout closes connections silent for this long (0: never).
+	IdleTimeout time.Duration
+}
+
+// Server is the SSH server plus the hook socket.
+type Server struct {
+	cfg    Config
+	ssh    *ssh.Server
+	git    *GitService
+	pushes *pushRegistry
+
+	mu        sync.Mutex
+	hookLn    net.Listener
+	hookConns sync.WaitGroup
+}
+
+// permFingerprint is where the public key callback leaves the fingerprint
+// of an accepted key. x/crypto keeps the Permissions of the key that
+// actually authenticated (CVE-2024-45337), so this is the proven key, not
+// merely an offered one.
+const permFingerprint = "upscale-key-fp"
+
+// New builds a server; nothing listens until Serve.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, pushes: newPushRegistry()}
+	s.git = &GitService{Repos: cfg.Repos, SocketPath: cfg.SocketPath, Log: cfg.Log, pushes: s.pushes}
+	s.ssh = &ssh.Server{
+		Handler:              s.session,
+		HostSigners:          []ssh.Signer{cfg.HostKey},
+		IdleTimeout:          cfg.IdleTimeout,
+		ServerConfigCallback: s.sshConfig,
+		Version:              "Upscale",
+		ConnectionFailedCallback: func(conn net.Conn, err error) {
+			cfg.Log.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+		},
+	}
+	return s
+}
+
+// Git is the git service commands use for git-receive-pack/upload-pack.
+func (s *Server) Git() *GitService { return s.git }
+
+func (s *Server) sshConfig(ctx ssh.Context) *gossh.ServerConfig {
+	return &gossh.ServerConfig{
+		PublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
+			fp := gossh.FingerprintSHA256(key)
+			k, err := s.cfg.Store.KeyByFingerprint(ctx, fp)
+			if err != nil {
+				return nil, errors.New("unknown key")
+			}
+			if p, err := keys.Parse(k.PublicKey); err != nil || string(p.Key.Marshal()) != string(key.Marshal()) {
+				return nil, errors.New("unknown key")
+			}
+			return &gossh.Permissions{Extensions: map[string]string{permFingerprint: fp}}, nil
+		},
+		// gliderlabs turns on NoClientAuth when none of its own handlers is
+		// set; this keeps the "none" method refused.
+		NoClientAuthCallback: func(gossh.ConnMetadata) (*gossh.Permissions, error) {
+			return nil, errors.New("public key required")
+		},
+	}
+}
+
+// ServeSSH accepts ssh connections on l until Shutdown.
+func (s *Server) ServeSSH(l net.Listener) error {
+	err := s.ssh.Serve(l)
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeHooks answers the hook clients on l (a unix socket) until Shutdown.
+func (s *Server) ServeHooks(l net.Listener) error {
+	s.mu.Lock()
+	s.hookLn = l
+	s.mu.Unlock()
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		s.hookConns.Add(1)
+		go func() {
+			defer s.hookConns.Done()
+			s.serveHook(conn)
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets running sessions finish until ctx ends,
+// then cuts the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.ssh.Shutdown(ctx)
+	if err != nil {
+		s.ssh.Close()
+	}
+	s.mu.Lock()
+	if s.hookLn != nil {
+		s.hookLn.Close()
+	}
+	s.mu.Unlock()
+	s.hookConns.Wait()
+	return err
+}
+
+func (s *Server) session(sess ssh.Session) {
+	exit := func(code int, format string, a ...any) {
+		fmt.Fprintf(sess.Stderr(), "error: "+format+"\n", a...)
+		_ = sess.Exit(code)
+	}
+	p, err := s.principal(sess)
+	if err != nil {
+		exit(1, "this key is no longer registered")
+		return
+	}
+	if _, _, isPty := sess.Pty(); isPty {
+		exit(1, "interactive terminals are not supported; run a command, e.g. %s help", prog(sess))
+		return
+	}
+	args, err := commands.Split(sess.RawCommand())
+	if err != nil {
+		exit(2, "%v", err)
+		return
+	}
+	if len(args) == 0 {
+		args = []string{"help"}
+	}
+	if len(args) == 3 && args[0] == "git" && (args[1] == "upload-pack" || args[1] == "receive-pack") {
+		// Some clients send "git upload-pack" rather than "git-upload-pack".
+		args = []string{"git-" + args[1], args[2]}
+	}
+	ctx := withGitProtocol(sess.Context(), gitProtocol(sess.Environ()))
+	inv := commands.Invocation{
+		Principal: p,
+		Prog:      prog(sess),
+		Remote:    remote(sess),
+		Stdin:     sess,
+		Stdout:    sess,
+		Stderr:    sess.Stderr(),
+	}
+	code := s.cfg.Run(ctx, inv, args)
+	s.cfg.Log.Debug("ssh command", "key", p.Name, "command", firstWords(args), "exit", code)
+	_ = sess.Exit(code)
+}
+
+// principal resolves the session's key afresh from the store, so a key
+// removed after login acts no more.
+func (s *Server) principal(sess ssh.Session) (keys.Principal, error) {
+	conn, ok := sess.Context().Value(ssh.ContextKeyConn).(*gossh.ServerConn)
+	if !ok || conn.Permissions == nil {
+		return keys.Principal{}, errors.New("no authenticated key")
+	}
+	fp := conn.Permissions.Extensions[permFingerprint]
+	if fp == "" {
+		return keys.Principal{}, errors.New("no authenticated key")
+	}
+	k, err := s.cfg.Store.KeyByFingerprint(sess.Context(), fp)
+	if err != nil {
+		return keys.Principal{}, err
+	}
+	return k.Principal(), nil
+}
+
+// prog is the ssh command line users type to reach this server.
+func prog(sess ssh.Session) string {
+	host, port := hostPort(sess.LocalAddr())
+	if port == "22" {
+		return "ssh upscale@" + host
+	}
+	return "ssh -p " + port + " upscale@" + host
+}
+
+// remote is the prefix of the git remotes of this server's apps.
+func remote(sess ssh.Session) string {
+	host, port := hostPort(sess.LocalAddr())
+	return "ssh://upscale@" + net.JoinHostPort(host, port)
+}
+
+func hostPort(a net.Addr) (string, string) {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return "localhost", "22"
+	}
+	return tcp.IP.String(), strconv.Itoa(tcp.Port)
+}
+
+func firstWords(args []string) []string {
+	if len(args) > 3 {
+		return args[:3]
+	}
+	return args
+}

@@ -1,0 +1,281 @@
+package gitd
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/upscalehq/upscale/commands"
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/store"
+	"github.com/upscalehq/upscale/store/sqlstore"
+)
+
+// rig is a server on 127.0.0.1:0 whose command runner records who ran
+// what; the command tree itself is tested in package commands.
+type rig struct {
+	addr  string
+	store store.Store
+	mu    sync.Mutex
+	seen  []commands.Invocation
+	args  [][]string
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostKey, err := LoadHostKey(filepath.Join(dir, "host_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{store: st}
+	srv := New(Config{
+		HostKey: hostKey,
+		Store:   st,
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
+			r.mu.Lock()
+			r.seen = append(r.seen, inv)
+			r.args = append(r.args, args)
+			r.mu.Unlock()
+			fmt.Fprintf(inv.Stdout, "%s ran %s\n", inv.Principal.Name, strings.Join(args, " "))
+			if len(args) > 0 && args[0] == "fail" {
+				return 3
+			}
+			return 0
+		},
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeSSH(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		st.Close()
+	})
+	r.addr = l.Addr().String()
+	return r
+}
+
+func (r *rig) addKey(t *testing.T, name string, role keys.Role, ns string) gossh.Signer {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := gossh.NewSignerFromKey(priv)
+	pub := signer.PublicKey()
+	if ns != "" {
+		r.store.CreateNamespace(context.Background(), ns)
+	}
+	_, err := r.store.AddKey(context.Background(), store.Key{
+		Fingerprint: gossh.FingerprintSHA256(pub), Name: name, Role: role, Namespace: ns,
+		Type: pub.Type(), PublicKey: strings.TrimSpace(string(gossh.MarshalAuthorizedKey(pub))),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer
+}
+
+func (r *rig) dial(auth ...gossh.AuthMethod) (*gossh.Client, error) {
+	return gossh.Dial("tcp", r.addr, &gossh.ClientConfig{
+		User:            "upscale",
+		Auth:            auth,
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+		Timeout:         5 * time.Second,
+	})
+}
+
+func runCmd(t *testing.T, c *gossh.Client, cmd string, setup func(*gossh.Session)) (string, string, int) {
+	t.Helper()
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdout, s.Stderr = &out, &errb
+	if setup != nil {
+		setup(s)
+	}
+	err = s.Run(cmd)
+	code := 0
+	var exit *gossh.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitStatus()
+	} else if err != nil {
+		t.Fatalf("run %q: %v", cmd, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func TestKnownKeyRunsCommandsAsItsPrincipal(t *testing.T) {
+	r := newRig(t)
+	alice := r.addKey(t, "alice", keys.RoleNamespace, "acme")
+	c, err := r.dial(gossh.PublicKeys(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out, _, code := runCmd(t, c, `app create 'acme/web'`, nil)
+	if code != 0 || out != "alice ran app create acme/web\n" {
+		t.Fatalf("exit %d, out %q", code, out)
+	}
+	_, _, code = runCmd(t, c, "fail now", nil)
+	if code != 3 {
+		t.Fatalf("exit status not passed through: %d", code)
+	}
+	out, _, _ = runCmd(t, c, "", nil)
+	if out != "alice ran help\n" {
+		t.Fatalf("empty command: %q", out)
+	}
+	out, _, _ = runCmd(t, c, "git upload-pack '/acme/web.git'", nil)
+	if out != "alice ran git-upload-pack /acme/web.git\n" {
+		t.Fatalf("two-word git command: %q", out)
+	}
+	r.mu.Lock()
+	inv := r.seen[0]
+	r.mu.Unlock()
+	host, port, _ := net.SplitHostPort(r.addr)
+	if inv.Principal.Namespace != "acme" || inv.Principal.Role != keys.RoleNamespace ||
+		inv.Remote != "ssh://upscale@"+r.addr || inv.Prog != "ssh -p "+port+" upscale@"+host {
+		t.Fatalf("invocation %+v", inv)
+	}
+}
+
+func TestUnknownKeyAndNoAuthAreRefused(t *testing.T) {
+	r := newRig(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	stranger, _ := gossh.NewSignerFromKey(priv)
+	if _, err := r.dial(gossh.PublicKeys(stranger)); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("stranger's key: %v", err)
+	}
+	if _, err := r.dial(); err == nil {
+		t.Fatal(`the "none" method was accepted`)
+	}
+	if _, err := r.dial(gossh.Password("upscale")); err == nil {
+		t.Fatal("a password was accepted")
+	}
+	if len(r.seen) != 0 {
+		t.Fatalf("commands ran: %v", r.args)
+	}
+}
+
+func TestRemovedKeyStopsActing(t *testing.T) {
+	r := newRig(t)
+	alice := r.addKey(t, "alice", keys.RoleNamespace, "acme")
+	c, err := r.dial(gossh.PublicKeys(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := r.store.RemoveKey(context.Background(), gossh.FingerprintSHA256(alice.PublicKey())); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runCmd(t, c, "app list", nil)
+	if code != 1 || out != "" || stderr != "error: this key is no longer registered\n" {
+		t.Fatalf("exit %d out %q stderr %q", code, out, stderr)
+	}
+}
+
+func TestPTYIsRefused(t *testing.T) {
+	r := newRig(t)
+	alice := r.addKey(t, "alice", keys.RoleNamespace, "acme")
+	c, _ := r.dial(gossh.PublicKeys(alice))
+	defer c.Close()
+	out, stderr, code := runCmd(t, c, "app list", func(s *gossh.Session) {
+		if err := s.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if code != 1 || out != "" || !strings.HasPrefix(stderr, "error: interactive terminals are not supported") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("exit %d out %q stderr %q", code, out, stderr)
+	}
+	if len(r.seen) != 0 {
+		t.Fatal("command ran despite the PTY")
+	}
+}
+
+func TestForwardingIsRefused(t *testing.T) {
+	r := newRig(t)
+	alice := r.addKey(t, "alice", keys.RoleNamespace, "acme")
+	c, _ := r.dial(gossh.PublicKeys(alice))
+	defer c.Close()
+	if conn, err := c.Dial("tcp", r.addr); err == nil {
+		conn.Close()
+		t.Fatal("local port forwarding (direct-tcpip) was accepted")
+	}
+	if l, err := c.Listen("tcp", "127.0.0.1:0"); err == nil {
+		l.Close()
+		t.Fatal("remote port forwarding (tcpip-forward) was accepted")
+	}
+	if conn, err := c.Dial("unix", "/run/upscale.sock"); err == nil {
+		conn.Close()
+		t.Fatal("unix socket forwarding was accepted")
+	}
+	// The connection still works for commands.
+	if out, _, _ := runCmd(t, c, "app list", nil); out != "alice ran app list\n" {
+		t.Fatalf("out %q", out)
+	}
+}
+
+func TestSubsystemIsRefused(t *testing.T) {
+	r := newRig(t)
+	alice := r.addKey(t, "alice", keys.RoleNamespace, "acme")
+	c, _ := r.dial(gossh.PublicKeys(alice))
+	defer c.Close()
+	s, _ := c.NewSession()
+	defer s.Close()
+	if err := s.RequestSubsystem("sftp"); err == nil {
+		t.Fatal("sftp subsystem accepted")
+	}
+}
+
+func TestGitProtocolIsTheOnlyClientVariable(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"GIT_PROTOCOL=version=2"}, "version=2"},
+		{[]string{"LD_PRELOAD=/x.so", "GIT_DIR=/etc", "GIT_PROTOCOL=version=2:x"}, ""},
+		{[]string{"GIT_PROTOCOL=version=2 --upload-pack=evil"}, ""},
+		{nil, ""},
+	} {
+		if got := gitProtocol(tc.env); got != tc.want {
+			t.Errorf("gitProtocol(%q) = %q, want %q", tc.env, got, tc.want)
+		}
+	}
+}
+
+func TestHostKeyIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k")
+	a, err := LoadHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadHostKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.PublicKey().Type() != gossh.KeyAlgoED25519 || !bytes.Equal(a.PublicKey().Marshal(), b.PublicKey().Marshal()) {
+		t.Fatal("host key changed between starts or is not ed25519")
+	}
+}

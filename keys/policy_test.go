@@ -1,0 +1,86 @@
+package keys
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestAuthorizeMatrix(t *testing.T) {
+	admin := Principal{Name: "op", Role: RoleAdmin}
+	member := Principal{Name: "alice", Role: RoleNamespace, Namespace: "acme"}
+	deploy := Principal{Name: "ci", Role: RoleDeploy, Namespace: "acme", App: "web"}
+	// A malformed principal (no namespace) must get nothing scoped.
+	broken := Principal{Name: "x", Role: RoleNamespace}
+
+	own := Target{Namespace: "acme", App: "web"}
+	sibling := Target{Namespace: "acme", App: "api"}
+	other := Target{Namespace: "globex", App: "web"}
+	ownNS := Target{Namespace: "acme"}
+	otherNS := Target{Namespace: "globex"}
+	all := Target{}
+
+	for _, tc := range []struct {
+		p      Principal
+		a      Action
+		t      Target
+		allows bool
+	}{
+		{admin, NamespaceCreate, otherNS, true},
+		{admin, KeysAddAdmin, all, true},
+		{admin, HostsList, all, true},
+		{admin, GitPush, other, true},
+
+		{member, Help, all, true},
+		{member, NamespaceCreate, ownNS, false},
+		{member, NamespaceDelete, ownNS, false},
+		{member, NamespaceList, all, true},
+		{member, AppCreate, ownNS, true},
+		{member, AppCreate, otherNS, false},
+		{member, AppList, ownNS, true},
+		{member, AppList, all, false},
+		{member, AppInfo, sibling, true},
+		{member, AppInfo, other, false},
+		{member, AppSet, own, true},
+		{member, AppDelete, own, true},
+		{member, AppDelete, other, false},
+		{member, KeysAdd, ownNS, true},
+		{member, KeysAdd, otherNS, false},
+		{member, KeysAddAdmin, all, false},
+		{member, KeysList, ownNS, true},
+		{member, KeysList, all, false},
+		{member, KeysRemove, ownNS, true},
+		{member, KeysRemove, all, false},
+		{member, RuntimesList, all, true},
+		{member, HostsList, all, false},
+		{member, GitPush, sibling, true},
+		{member, GitFetch, other, false},
+
+		{deploy, Help, all, true},
+		{deploy, GitPush, own, true},
+		{deploy, GitFetch, own, true},
+		{deploy, AppInfo, own, true},
+		{deploy, GitPush, sibling, false},
+		{deploy, GitFetch, other, false},
+		{deploy, AppInfo, sibling, false},
+		{deploy, AppList, ownNS, false},
+		{deploy, AppDelete, own, false},
+		{deploy, AppSet, own, false},
+		{deploy, KeysAdd, ownNS, false},
+		{deploy, KeysList, ownNS, false},
+		{deploy, NamespaceList, all, false},
+		{deploy, RuntimesList, all, false},
+
+		{broken, AppList, all, false},
+		{broken, GitPush, Target{}, false},
+		{Principal{Role: "bogus"}, AppInfo, own, false},
+		{Principal{}, NamespaceList, all, false},
+	} {
+		err := Authorize(tc.p, tc.a, tc.t)
+		if tc.allows && err != nil {
+			t.Errorf("%s %s %+v: denied, want allowed", tc.p.Name, tc.a, tc.t)
+		}
+		if !tc.allows && !errors.Is(err, ErrDenied) {
+			t.Errorf("%s %s %+v: got %v, want ErrDenied", tc.p.Name, tc.a, tc.t, err)
+		}
+	}
+}

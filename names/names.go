@@ -1,0 +1,69 @@
+// Package names validates the names users choose (namespaces, apps, key
+// names) before they reach a path, a command line or a container name.
+package names
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+var pattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
+
+// Check returns an error naming kind and the offending value unless s is a
+// valid name.
+func Check(kind, s string) error {
+	if pattern.MatchString(s) {
+		return nil
+	}
+	if s == "" {
+		return fmt.Errorf("%s name is empty", kind)
+	}
+	return fmt.Errorf("invalid %s name %s: use 1-40 lowercase letters, digits and dashes, starting with a letter", kind, Quote(s))
+}
+
+// Quote quotes user input for an error message, cut short so that a
+// 10 MB argument still gives a one-line error.
+func Quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		return fmt.Sprintf("%q...", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// App names one application.
+type App struct {
+	Namespace string
+	Name      string
+}
+
+func (a App) String() string { return a.Namespace + "/" + a.Name }
+
+// ParseApp parses "NS/APP".
+func ParseApp(s string) (App, error) {
+	ns, app, ok := strings.Cut(s, "/")
+	if !ok {
+		return App{}, fmt.Errorf("invalid application %s: want NAMESPACE/APP", Quote(s))
+	}
+	if err := Check("namespace", ns); err != nil {
+		return App{}, err
+	}
+	if err := Check("application", app); err != nil {
+		return App{}, err
+	}
+	return App{Namespace: ns, Name: app}, nil
+}
+
+// ParseRepoPath parses the path a git client asks for: "NS/APP.git" or
+// "NS/APP", with at most one leading slash (ssh:// URLs send one).
+// Anything else (absolute paths elsewhere, "..", extra slashes) is refused.
+func ParseRepoPath(p string) (App, error) {
+	s := strings.TrimPrefix(p, "/")
+	s = strings.TrimSuffix(s, ".git")
+	ns, app, ok := strings.Cut(s, "/")
+	if !ok || strings.Contains(app, "/") || Check("namespace", ns) != nil || Check("application", app) != nil {
+		return App{}, fmt.Errorf("invalid repository path %s: want NAMESPACE/APP.git", Quote(p))
+	}
+	return App{Namespace: ns, Name: app}, nil
+}

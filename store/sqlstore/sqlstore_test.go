@@ -1,0 +1,270 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/upscalehq/upscale/store"
+	"github.com/upscalehq/upscale/store/storetest"
+)
+
+// engine makes fresh databases of one kind.
+type engine struct {
+	driver string
+	// newDSN returns the DSN of a new, empty database that goes away when t ends.
+	newDSN func(t *testing.T) string
+}
+
+func sqliteEngine() engine {
+	return engine{driver: "sqlite", newDSN: func(t *testing.T) string {
+		return "sqlite:" + filepath.Join(t.TempDir(), "upscale.db")
+	}}
+}
+
+// mysqlEngine creates a database upscale_test_RANDOM per newDSN on the
+// server UPSCALE_TEST_MYSQL_DSN names (scripts/test-mariadb.sh prints one).
+func mysqlEngine(t *testing.T) engine {
+	dsn := os.Getenv("UPSCALE_TEST_MYSQL_DSN")
+	if dsn == "" {
+		if os.Getenv("UPSCALE_REQUIRE_MYSQL") == "1" {
+			t.Fatal("UPSCALE_REQUIRE_MYSQL=1 but UPSCALE_TEST_MYSQL_DSN is unset; run with UPSCALE_TEST_MYSQL_DSN=$(scripts/test-mariadb.sh)")
+		}
+		t.Skip("UPSCALE_TEST_MYSQL_DSN is unset; UPSCALE_TEST_MYSQL_DSN=$(scripts/test-mariadb.sh) tests MariaDB too")
+	}
+	rest, ok := strings.CutPrefix(dsn, "mysql://")
+	if !ok {
+		t.Fatal("UPSCALE_TEST_MYSQL_DSN does not start with mysql://")
+	}
+	cfg, err := mysql.ParseDSN(rest)
+	if err != nil {
+		t.Fatalf("UPSCALE_TEST_MYSQL_DSN: %v", err)
+	}
+	cfg.DBName = ""
+	server, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return engine{driver: "mysql", newDSN: func(t *testing.T) string {
+		name := "upscale_test_" + strings.ToLower(rand.Text()[:12])
+		if _, err := server.ExecContext(t.Context(), "CREATE DATABASE "+name); err != nil {
+			t.Fatal(err)
+		}
+		// Registered before the store's Close, so it runs after it.
+		t.Cleanup(func() {
+			if _, err := server.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name); err != nil {
+				t.Errorf("drop test database: %v", err)
+			}
+		})
+		c := cfg.Clone()
+		c.DBName = name
+		return "mysql://" + c.FormatDSN()
+	}}
+}
+
+func TestSQLite(t *testing.T) { testEngine(t, sqliteEngine()) }
+
+func TestMySQL(t *testing.T) { testEngine(t, mysqlEngine(t)) }
+
+func testEngine(t *testing.T, e engine) {
+	t.Run("Store", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) store.Store { return open(t, e.newDSN(t)) })
+	})
+	t.Run("MigrateTwice", func(t *testing.T) {
+		dsn := e.newDSN(t)
+		first := open(t, dsn)
+		must(first.CreateNamespace(t.Context(), "acme"))(t)
+		first.Close()
+		second := open(t, dsn)
+		checkMigrations(t, second)
+		if ns := must(second.GetNamespace(t.Context(), "acme"))(t); ns.Name != "acme" {
+			t.Errorf("reopened store lost the namespace: %+v", ns)
+		}
+	})
+	t.Run("ConcurrentOpen", func(t *testing.T) {
+		dsn := e.newDSN(t)
+		stores := make([]*Store, 5)
+		var wg sync.WaitGroup
+		for i := range stores {
+			wg.Go(func() {
+				s, err := Open(t.Context(), dsn, "")
+				if err != nil {
+					t.Errorf("open %d: %v", i, err)
+					return
+				}
+				t.Cleanup(func() { s.Close() })
+				stores[i] = s
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		checkMigrations(t, stores[0])
+		for i, s := range stores {
+			must(s.CreateNamespace(t.Context(), fmt.Sprintf("ns-%d", i)))(t)
+		}
+		if list := must(stores[0].ListNamespaces(t.Context()))(t); len(list) != len(stores) {
+			t.Errorf("%d namespaces, want %d", len(list), len(stores))
+		}
+	})
+	t.Run("TwoStoresWriting", func(t *testing.T) {
+		// Like the server and the admin CLI on one database.
+		dsn := e.newDSN(t)
+		stores := []*Store{open(t, dsn), open(t, dsn)}
+		const each = 20
+		var wg sync.WaitGroup
+		for si, s := range stores {
+			for i := range each {
+				wg.Go(func() {
+					name := fmt.Sprintf("s%d-%d", si, i)
+					if _, err := s.CreateNamespace(t.Context(), name); err != nil {
+						t.Errorf("store %d: %v", si, err)
+						return
+					}
+					if _, err := s.CreateApp(t.Context(), name, "web"); err != nil {
+						t.Errorf("store %d: %v", si, err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		for si, s := range stores {
+			if list := must(s.ListApps(t.Context(), ""))(t); len(list) != 2*each {
+				t.Errorf("store %d sees %d apps, want %d", si, len(list), 2*each)
+			}
+		}
+	})
+}
+
+func open(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), dsn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func must[T any](v T, err error) func(t *testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// checkMigrations fails t unless every migration is recorded exactly once.
+func checkMigrations(t *testing.T, s *Store) {
+	t.Helper()
+	all := must(loadMigrations(s.driver))(t)
+	var n, max int
+	if err := s.db.QueryRowContext(t.Context(), "SELECT COUNT(*), MAX(version) FROM schema_migrations").Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(all) || max != len(all) {
+		t.Errorf("schema_migrations has %d rows up to version %d, want %d", n, max, len(all))
+	}
+}
+
+func TestSQLiteSettings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "data")
+	s, err := Open(t.Context(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("data directory: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "upscale.db")); err != nil {
+		t.Errorf("database file: %v", err)
+	}
+	for pragma, want := range map[string]string{"journal_mode": "wal", "foreign_keys": "1", "busy_timeout": "5000"} {
+		var got string
+		if err := s.db.QueryRowContext(t.Context(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
+			t.Errorf("PRAGMA %s = %q, %v; want %q", pragma, got, err, want)
+		}
+	}
+}
+
+func TestSQLitePathWithURIChars(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "odd?name#1%20.db")
+	s := open(t, "sqlite:"+path)
+	must(s.CreateNamespace(t.Context(), "acme"))(t)
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database not at the path given: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, tc := range []struct {
+		dsn, dataDir string
+		want         string
+	}{
+		{"postgres://upscale:s3cret@db/upscale", "", `unsupported database DSN scheme "postgres"`},
+		{"upscale:s3cret@tcp(db:3306)/upscale", "", `unsupported database DSN scheme "upscale"`},
+		{"sqlite3:/var/lib/upscale.db", "", `unsupported database DSN scheme "sqlite3"`},
+		{"ü:s3cret@x/y", "", "no valid scheme"},
+		{"upscale.db", "", "no scheme"},
+		{"", "", "no database"},
+		{"sqlite:", "", "no path"},
+		{"mysql:upscale:s3cret@tcp(db:3306)/upscale", "", "must start with mysql://"},
+		{"mysql://upscale:s3cret@tcp(db:3306)", "", "invalid mysql DSN"},
+		{"mysql://upscale:s3cret@tcp(db:3306/upscale", "", "invalid mysql DSN"},
+		{"mysql://upscale:s3cret@tcp(db:3306)/upscale?parseTime=maybe", "", "invalid mysql DSN"},
+		{"mysql://upscale:s3cret@tcp(db:3306)/", "", "names no database"},
+	} {
+		t.Run(tc.dsn, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.dsn, tc.dataDir)
+			if err == nil {
+				s.Close()
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "s3cret") {
+				t.Errorf("error %q: want one line with %q and no password", msg, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseMySQLDSN(t *testing.T) {
+	for _, tc := range []struct {
+		dsn     string
+		check   func(c *mysql.Config) bool
+		explain string
+	}{
+		{"mysql://u:p@tcp(db:3306)/upscale", func(c *mysql.Config) bool {
+			return c.ClientFoundRows && c.Params["sql_mode"] == "'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'" &&
+				c.User == "u" && c.Passwd == "p" && c.Addr == "db:3306" && c.DBName == "upscale"
+		}, "clientFoundRows and strict mode added"},
+		{"mysql://u:p@tcp(db:3306)/upscale?parseTime=true&sql_mode=ANSI&tls=skip-verify", func(c *mysql.Config) bool {
+			return c.ParseTime && c.Params["sql_mode"] == "ANSI" && c.TLSConfig == "skip-verify" && c.ClientFoundRows
+		}, "the user's parameters kept"},
+		{"mysql://u:p@w@rd@unix(/run/mysqld/mysqld.sock)/upscale", func(c *mysql.Config) bool {
+			return c.Passwd == "p@w@rd" && c.Net == "unix" && c.Addr == "/run/mysqld/mysqld.sock"
+		}, "unix socket, '@' in the password"},
+	} {
+		driver, source, err := parseDSN(tc.dsn, "")
+		if err != nil || driver != "mysql" {
+			t.Fatalf("%s: %q, %v", tc.dsn, driver, err)
+		}
+		c, err := mysql.ParseDSN(source)
+		if err != nil || !tc.check(c) {
+			t.Errorf("%s: %s: got %+v, %v", tc.dsn, tc.explain, c, err)
+		}
+	}
+}
