@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,20 +17,29 @@ func formatFlag(c *cobra.Command) *string {
 	return c.Flags().String("format", "text", "output format: text or json")
 }
 
-// output writes v as JSON, or calls text with a tab-aligned writer.
+// output writes v as JSON, or calls text with a tab-aligned writer. The
+// result goes out in one write: over ssh every write is a packet, and a
+// tabwriter makes one per cell.
 func output(cmd *cobra.Command, format string, v any, text func(w io.Writer)) error {
-	out := cmd.OutOrStdout()
+	var buf bytes.Buffer
 	switch format {
 	case "json":
-		enc := json.NewEncoder(out)
+		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
 	case "text":
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
 		text(tw)
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--format must be text or json, not %q", format)
 	}
-	return fmt.Errorf("--format must be text or json, not %q", format)
+	_, err := cmd.OutOrStdout().Write(buf.Bytes())
+	return err
 }
 
 // checkFormat refuses a bad --format before anything runs.

@@ -104,8 +104,8 @@ type Tree struct {
 func New(env *Env, inv Invocation, prepare func(*cobra.Command, *Invocation) error) *Tree {
 	s := &session{env: env, inv: inv, gates: map[*cobra.Command]gate{}, prepare: prepare}
 	root := &cobra.Command{
-		Use: inv.Prog,
-		// The display name keeps "ssh upscale@host" whole in help and errors.
+		Use: "upscale",
+		// The display name shows "ssh upscale@host" whole in help and errors.
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: inv.Prog},
 		Short:       "Upscale: git push to deploy, on your own machines",
 		Long: "Upscale runs your applications from a git push. Manage namespaces, apps and keys with:\n\n" +
@@ -172,9 +172,9 @@ func (t *Tree) Execute(ctx context.Context, args []string) int {
 	return 2
 }
 
-// Gated reports whether cmd has a gate; commands added outside New (the
-// local-only server and hook commands) have none and must bypass the root
-// hooks themselves.
+// Gated reports whether cmd has a gate; a command added outside New (the
+// local-only `upscale server`) has none and must bypass the root's hook
+// itself.
 func (t *Tree) Gated(cmd *cobra.Command) bool {
 	_, ok := t.s.gates[cmd]
 	return ok
@@ -185,14 +185,15 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func (s *session) authorize(cmd *cobra.Command, args []string) error {
 	// Parsing is done: from here on failures are the command's, not usage.
 	s.running = true
-	if s.prepare != nil {
-		if err := s.prepare(cmd, &s.inv); err != nil {
-			return err
-		}
-	}
 	g, ok := s.gates[cmd]
 	if !ok {
 		return fmt.Errorf("not allowed: %s", cmd.CommandPath())
+	}
+	// Help needs nothing opened (and must not create a data directory).
+	if s.prepare != nil && g.action != keys.Help {
+		if err := s.prepare(cmd, &s.inv); err != nil {
+			return err
+		}
 	}
 	sc, err := g.scope(cmd, args)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 func gitLocal(dir string, args ...string) (string, string, int) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
-	cmd.Env = append(cmd.Environ(), "GIT_AUTHOR_NAME=E2E", "GIT_AUTHOR_EMAIL=e@e", "GIT_COMMITTER_NAME=E2E", "GIT_COMMITTER_EMAIL=e@e")
+	cmd.Env = rig.GitEnv(dir)
 	return rig.Exec(cmd, "")
 }
 

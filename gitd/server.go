@@ -64,6 +64,7 @@ func New(cfg Config) *Server {
 		HostSigners:          []ssh.Signer{cfg.HostKey},
 		IdleTimeout:          cfg.IdleTimeout,
 		ServerConfigCallback: s.sshConfig,
+		ConnCallback:         func(_ ssh.Context, c net.Conn) net.Conn { return quickAck(c) },
 		Version:              "Upscale",
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
 			cfg.Log.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "err", err)

@@ -14,6 +14,6 @@ fi
 echo "deps: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# policy-rc.d keeps packages (openssh-server, mariadb-server) from starting
-# system services: Upscale and its tests start what they need themselves.
+# --no-install-recommends: only what Upscale uses. The tests start the
+# daemons they need themselves, whether or not the packages started them.
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

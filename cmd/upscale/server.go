@@ -84,7 +84,7 @@ func serve(ctx context.Context, opts *options, log *slog.Logger) error {
 	go func() { errs <- srv.ServeSSH(sshLn) }()
 	log.Info("upscale server started", "ssh", sshLn.Addr().String(), "data", opts.Data, "store", storeName(opts.DB), "domain", opts.Domain)
 	if admins, err := st.ListKeys(ctx, store.KeyFilter{AdminOnly: true}); err == nil && len(admins) == 0 {
-		log.Info(`no admin key yet; add yours with: upscale keys add --admin --name me --public "$(cat ~/.ssh/id_ed25519.pub)"`)
+		log.Info(fmt.Sprintf(`no admin key yet; add yours with: %s --data %s keys add --admin --name me --public "$(cat ~/.ssh/id_ed25519.pub)"`, env.Repos.Binary, opts.Data))
 	}
 	select {
 	case <-ctx.Done():

@@ -197,11 +197,7 @@ func (s *Server) Remote(app string) string {
 func (s *Server) Git(key Key, dir string, args ...string) (stdout, stderr string, code int) {
 	cmd := exec.Command("git", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"GIT_SSH_COMMAND="+strings.Join(s.SSHCommand(key), " "),
-		"GIT_AUTHOR_NAME=E2E Author", "GIT_AUTHOR_EMAIL=e2e@example.com",
-		"GIT_COMMITTER_NAME=E2E Author", "GIT_COMMITTER_EMAIL=e2e@example.com",
-		"GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	cmd.Env = append(GitEnv(dir), "GIT_SSH_COMMAND="+strings.Join(s.SSHCommand(key), " "))
 	return Exec(cmd, "")
 }
 
@@ -240,8 +236,7 @@ func Repo(t TB, files map[string]string) string {
 	run := func(args ...string) {
 		cmd := exec.Command("git", args...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=E2E Author", "GIT_AUTHOR_EMAIL=e2e@example.com",
-			"GIT_COMMITTER_NAME=E2E Author", "GIT_COMMITTER_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+		cmd.Env = GitEnv(dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("git %v: %v %s", args, err, out)
 		}
@@ -263,8 +258,7 @@ func Commit(t TB, dir, message string, files map[string]string) string {
 			t.Fatalf("%v", err)
 		}
 	}
-	env := append(os.Environ(), "GIT_AUTHOR_NAME=E2E Author", "GIT_AUTHOR_EMAIL=e2e@example.com",
-		"GIT_COMMITTER_NAME=E2E Author", "GIT_COMMITTER_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
+	env := GitEnv(dir)
 	for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "--allow-empty", "-m", message}} {
 		cmd := exec.Command("git", args...)
 		cmd.Dir, cmd.Env = dir, env
@@ -279,4 +273,11 @@ func Commit(t TB, dir, message string, files map[string]string) string {
 		t.Fatalf("rev-parse: %v", err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// GitEnv is the environment for git in work tree dir: a fixed author and
+// no user or system configuration.
+func GitEnv(dir string) []string {
+	return append(os.Environ(), "GIT_AUTHOR_NAME=E2E Author", "GIT_AUTHOR_EMAIL=e2e@example.com",
+		"GIT_COMMITTER_NAME=E2E Author", "GIT_COMMITTER_EMAIL=e2e@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+dir)
 }
