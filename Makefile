@@ -26,10 +26,12 @@ run: deps build
 	$(BIN)/upscale server --data $(DATA)
 
 # Every test, end-to-end ones included: real git, OpenSSH, MariaDB.
+# MariaDB is stopped afterwards when the run started it.
 test: test-deps
-	@dsn=$$(scripts/test-mariadb.sh) && \
+	@dsn=$$(scripts/test-mariadb.sh) || exit 1; \
 	UPSCALE_TEST_MYSQL_DSN="$$dsn" UPSCALE_REQUIRE_MYSQL=1 UPSCALE_E2E=1 \
-		$(GO) test -race -count=1 -timeout 25m ./...
+		$(GO) test -race -count=1 -timeout 25m ./...; status=$$?; \
+	scripts/test-mariadb.sh stop; exit $$status
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -14,9 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/upscalehq/upscale/names"
 )
 
 // MaxSize is the largest app.yaml accepted, in bytes. It is checked first
@@ -230,7 +231,7 @@ func (c *checker) spec(top *yaml.Node) *Spec {
 			continue
 		}
 		if !slices.Contains(fields, name) {
-			c.addf(line, "unknown field %s; known: %s%s", quote(name), strings.Join(fields, ", "), suggest(name, fields))
+			c.addf(line, "unknown field %s; known: %s%s", names.Quote(name), strings.Join(fields, ", "), suggest(name, fields))
 			continue
 		}
 		if first, dup := seen[name]; dup {
@@ -274,10 +275,10 @@ func (c *checker) runtime(v *yaml.Node) string {
 		return v.Value
 	}
 	if len(c.runtimes) == 0 {
-		c.addf(v.Line, "unknown runtime %s; this server has no runtimes", quote(v.Value))
+		c.addf(v.Line, "unknown runtime %s; this server has no runtimes", names.Quote(v.Value))
 		return ""
 	}
-	c.addf(v.Line, "unknown runtime %s; known: %s%s", quote(v.Value), strings.Join(c.runtimes, ", "), suggest(v.Value, c.runtimes))
+	c.addf(v.Line, "unknown runtime %s; known: %s%s", names.Quote(v.Value), strings.Join(c.runtimes, ", "), suggest(v.Value, c.runtimes))
 	return ""
 }
 
@@ -339,9 +340,9 @@ func (c *checker) memory(v *yaml.Node) int64 {
 	n, err := strconv.ParseUint(m[1], 10, 64)
 	switch {
 	case err != nil || n > maxMemory>>shift:
-		c.addf(v.Line, "memory: %s is above the maximum of 64G", quote(v.Value))
+		c.addf(v.Line, "memory: %s is above the maximum of 64G", names.Quote(v.Value))
 	case n<<shift < minMemory:
-		c.addf(v.Line, "memory: %s is below the minimum of 64M", quote(v.Value))
+		c.addf(v.Line, "memory: %s is below the minimum of 64M", names.Quote(v.Value))
 	default:
 		return int64(n << shift)
 	}
@@ -355,7 +356,7 @@ func (c *checker) health(v *yaml.Node) string {
 	case len(v.Value) > maxHealthPath:
 		c.addf(v.Line, "health: the path is %d bytes, over the %d-byte limit", len(v.Value), maxHealthPath)
 	case strings.IndexFunc(v.Value, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0:
-		c.addf(v.Line, "health: the path may only hold printable ASCII without spaces (percent-encode the rest), found %s", quote(v.Value))
+		c.addf(v.Line, "health: the path may only hold printable ASCII without spaces (percent-encode the rest), found %s", names.Quote(v.Value))
 	default:
 		return v.Value
 	}
@@ -381,7 +382,7 @@ func (c *checker) env(v *yaml.Node) map[string]string {
 		}
 		switch {
 		case len(name) > maxEnvKey || !envKeyRE.MatchString(name):
-			c.addf(line, "env: invalid name %s: use letters, digits and _, not starting with a digit", quote(name))
+			c.addf(line, "env: invalid name %s: use letters, digits and _, not starting with a digit", names.Quote(name))
 			continue
 		case name == "PORT":
 			c.addf(line, "env: PORT is reserved: Upscale sets it to the port your app must listen on")
@@ -430,40 +431,17 @@ func found(n *yaml.Node) string {
 	case "!!null":
 		return "nothing"
 	case "!!str":
-		return quote(n.Value)
+		return names.Quote(n.Value)
 	case "!!int", "!!float", "!!bool", "!!timestamp":
 		// Plain numbers and booleans read better unquoted; an explicit
 		// tag (`!!int "1\n2"`) can still carry anything, so check.
-		t, cut := truncate(n.Value)
-		if cut || strings.IndexFunc(t, func(r rune) bool { return r < ' ' || r >= 0x7f }) >= 0 {
-			return quote(n.Value)
+		if len(n.Value) > 48 || strings.IndexFunc(n.Value, func(r rune) bool { return r < ' ' || r >= 0x7f }) >= 0 {
+			return names.Quote(n.Value)
 		}
-		return t
+		return n.Value
 	default:
-		return quote(n.Value) + " tagged " + quote(tag)
+		return names.Quote(n.Value) + " tagged " + names.Quote(tag)
 	}
-}
-
-const maxQuoted = 48
-
-// quote quotes user text for a message: one line, at most ~48 bytes of it.
-func quote(s string) string {
-	if t, cut := truncate(s); cut {
-		return strconv.Quote(t) + "..."
-	}
-	return strconv.Quote(s)
-}
-
-// truncate cuts s to at most maxQuoted bytes, on a character boundary.
-func truncate(s string) (string, bool) {
-	if len(s) <= maxQuoted {
-		return s, false
-	}
-	cut := maxQuoted
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut], true
 }
 
 // suggest returns " (did you mean X?)" for the closest candidate when it is

@@ -103,7 +103,7 @@ func TestParseProblems(t *testing.T) {
 		{"unknown field", "runtime: python\nport: 80\n", `app.yaml:2: unknown field "port"; ` + fields},
 		{"unknown field, suggestion", "runtime: python\nmemroy: 1G\n", `app.yaml:2: unknown field "memroy"; ` + fields + ` (did you mean memory?)`},
 		{"unknown field, no value", "runtime: python\nfoo:\n", `app.yaml:2: unknown field "foo"; ` + fields},
-		{"unknown field, long name", "runtime: python\n" + strings.Repeat("x", 100) + ": 1\n", `app.yaml:2: unknown field "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...; ` + fields},
+		{"unknown field, long name", "runtime: python\n" + strings.Repeat("x", 100) + ": 1\n", `app.yaml:2: unknown field "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...; ` + fields},
 		{"key is a list", "runtime: python\n[a]: 1\n", `app.yaml:2: expected a name, found a list`},
 		{"merge key", "runtime: python\n<<: {start: x}\n", `app.yaml:2: merge keys ("<<") are not supported; write the fields out`},
 		{"duplicate key", "runtime: python\ninstances: 1\nruntime: php\n", `app.yaml:3: duplicate field runtime (first at line 1)`},

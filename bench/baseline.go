@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/e2e/rig"
+	"github.com/upscalehq/upscale/repos"
 )
 
 // sshd is the baseline: OpenSSH's own server, which runs git-receive-pack
@@ -156,11 +157,13 @@ func git(t *tb, dir string, args ...string) {
 }
 
 // bareRepo makes a fresh baseline repository configured like Upscale's
-// (receive.fsckObjects, no hooks) and returns its path.
+// (repos.Config, no hooks) and returns its path.
 func bareRepo(t *tb) string {
 	p := filepath.Join(t.TempDir(), "repo.git")
 	git(t, "", "init", "-q", "--bare", "--initial-branch=master", p)
-	git(t, p, "config", "receive.fsckObjects", "true")
+	for _, kv := range repos.Config {
+		git(t, p, "config", kv[0], kv[1])
+	}
 	if err := os.RemoveAll(filepath.Join(p, "hooks")); err != nil {
 		t.Fatalf("%v", err)
 	}

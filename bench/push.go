@@ -80,7 +80,7 @@ func benchPush(e *env) ([]row, []string) {
 			fmt.Sprintf("push: %d files x %d MB of random bytes plus app.yaml, one commit, pushed to a fresh empty repository each run; "+
 				"runs alternate sides; all runs, upscale %s, openssh %s", files, fileSize/1_000_000, fmtRuns(up, mbps), fmtRuns(base, mbps)),
 			fmt.Sprintf("push: git alone (file:// push into the same kind of bare repository, no SSH) does %s", mbs(local)),
-			"push: the baseline repository is a bare repo with receive.fsckObjects=true like Upscale's, so both sides fsck what they receive",
+			"push: the baseline repository is configured like Upscale's (receive.fsckObjects=true, receive.unpackLimit=1), so both sides fsck what they receive and keep the pack",
 		}
 }
 

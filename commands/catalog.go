@@ -29,9 +29,10 @@ func (s *session) runtimesCommands() *cobra.Command {
 			views = append(views, runtimeView{Name: r.Name, Description: r.Description, Detect: r.Detect, Start: r.Start, Source: r.Source})
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
-			row(w, "RUNTIME", "DESCRIPTION", "DETECTS", "START", "SOURCE")
+			// The start commands are long shell lines: JSON has them.
+			row(w, "RUNTIME", "DESCRIPTION", "DETECTS", "SOURCE")
 			for _, v := range views {
-				row(w, v.Name, v.Description, strings.Join(v.Detect, ","), v.Start, v.Source)
+				row(w, v.Name, v.Description, strings.Join(v.Detect, ","), v.Source)
 			}
 		})
 	})

@@ -5,7 +5,9 @@ package names
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 var pattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
@@ -22,14 +24,19 @@ func Check(kind, s string) error {
 	return fmt.Errorf("invalid %s name %s: use 1-40 lowercase letters, digits and dashes, starting with a letter", kind, Quote(s))
 }
 
-// Quote quotes user input for an error message, cut short so that a
-// 10 MB argument still gives a one-line error.
+// Quote quotes user input for an error message: escaped to one line and
+// cut short (on a character boundary) so that a 10 MB argument still gives
+// a short error. 64 bytes keep a whole SHA256 key fingerprint.
 func Quote(s string) string {
 	const max = 64
-	if len(s) > max {
-		return fmt.Sprintf("%q...", s[:max])
+	if len(s) <= max {
+		return strconv.Quote(s)
 	}
-	return fmt.Sprintf("%q", s)
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "..."
 }
 
 // App names one application.

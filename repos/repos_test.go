@@ -29,9 +29,11 @@ func TestCreateDeleteAndHooks(t *testing.T) {
 	if strings.TrimSpace(string(out)) != "refs/heads/master" {
 		t.Fatalf("HEAD = %q", out)
 	}
-	out, _ = exec.Command("git", "--git-dir", p, "config", "receive.fsckObjects").Output()
-	if strings.TrimSpace(string(out)) != "true" {
-		t.Fatalf("receive.fsckObjects = %q", out)
+	for _, kv := range Config {
+		out, _ = exec.Command("git", "--git-dir", p, "config", kv[0]).Output()
+		if strings.TrimSpace(string(out)) != kv[1] {
+			t.Fatalf("%s = %q, want %s", kv[0], out, kv[1])
+		}
 	}
 	entries, _ := os.ReadDir(filepath.Join(p, "hooks"))
 	if len(entries) != 2 {

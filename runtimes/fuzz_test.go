@@ -3,6 +3,8 @@ package runtimes
 import (
 	"strings"
 	"testing"
+
+	"github.com/upscalehq/upscale/names"
 )
 
 func FuzzParseRuntime(f *testing.F) {
@@ -15,7 +17,7 @@ func FuzzParseRuntime(f *testing.F) {
 			}
 			return
 		}
-		if p.Version != schemaVersion || !namePattern.MatchString(p.Name) || p.PortEnv == "" || len(p.Packages) == 0 || strings.TrimSpace(p.Start) == "" {
+		if p.Version != schemaVersion || names.Check("runtime", p.Name) != nil || p.PortEnv == "" || len(p.Packages) == 0 || strings.TrimSpace(p.Start) == "" {
 			t.Fatalf("accepted an invalid runtime: %+v", p.Runtime)
 		}
 		for _, pkg := range p.Packages {

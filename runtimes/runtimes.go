@@ -19,6 +19,8 @@ import (
 	"unicode"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/upscalehq/upscale/names"
 )
 
 //go:embed *.yaml
@@ -30,7 +32,6 @@ const (
 )
 
 var (
-	namePattern    = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
 	packagePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`) // Debian policy 5.6.1
 	envPattern     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
@@ -123,7 +124,7 @@ func (c *Catalog) add(path, base string, data []byte, source string) error {
 		return err
 	}
 	if want := strings.TrimSuffix(base, ".yaml"); rt.Name != want {
-		return fmt.Errorf("%s:%d: name %q does not match the file name: call the runtime %s or the file %s.yaml", path, rt.line("name"), rt.Name, quote(want), rt.Name)
+		return fmt.Errorf("%s:%d: name %q does not match the file name: call the runtime %s or the file %s.yaml", path, rt.line("name"), rt.Name, names.Quote(want), rt.Name)
 	}
 	rt.Source = source
 	c.byName[rt.Name] = rt.Runtime
@@ -275,23 +276,23 @@ func check(p parsed) *problem {
 	switch {
 	case p.Version != schemaVersion:
 		return problemf(p.line("version"), "version %d is not supported: this Upscale reads version %d", p.Version, schemaVersion)
-	case !namePattern.MatchString(p.Name):
-		return problemf(p.line("name"), "invalid name %s: use 1-40 lowercase letters, digits and dashes, starting with a letter", quote(p.Name))
+	case names.Check("runtime", p.Name) != nil:
+		return problemf(p.line("name"), "%v", names.Check("runtime", p.Name))
 	case strings.ContainsAny(p.Description, "\r\n"):
 		return problemf(p.line("description"), "description must be one line")
 	case p.PortEnv != "" && !envPattern.MatchString(p.PortEnv):
-		return problemf(p.line("port_env"), "invalid port_env %s: use letters, digits and _, not starting with a digit", quote(p.PortEnv))
+		return problemf(p.line("port_env"), "invalid port_env %s: use letters, digits and _, not starting with a digit", names.Quote(p.PortEnv))
 	case strings.ContainsRune(p.Start, 0):
 		return problemf(p.line("start"), "start contains a NUL byte")
 	}
 	for _, pkg := range p.Packages {
 		if !packagePattern.MatchString(pkg) {
-			return problemf(p.line("packages"), "invalid Debian package name %s", quote(pkg))
+			return problemf(p.line("packages"), "invalid Debian package name %s", names.Quote(pkg))
 		}
 	}
 	for _, name := range p.Detect {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
-			return problemf(p.line("detect"), "detect: %s is not a file name (files are looked for at the top of the repository)", quote(name))
+			return problemf(p.line("detect"), "detect: %s is not a file name (files are looked for at the top of the repository)", names.Quote(name))
 		}
 	}
 	for i, step := range p.Build {
@@ -327,7 +328,7 @@ func splitLine(msg string) (int, string) {
 func typeError(e string, keys []*yaml.Node) *problem {
 	line, msg := splitLine(e)
 	if m := unknownRE.FindStringSubmatch(msg); m != nil {
-		return problemf(line, "unknown field %s; known: %s", quote(m[1]), strings.Join(fields, ", "))
+		return problemf(line, "unknown field %s; known: %s", names.Quote(m[1]), strings.Join(fields, ", "))
 	}
 	m := typeErrorRE.FindStringSubmatch(msg)
 	if m == nil {
@@ -372,13 +373,5 @@ func kind(tag string) string {
 	case "!!null":
 		return "nothing"
 	}
-	return "a value tagged " + quote(tag)
-}
-
-// quote quotes operator text for a one-line message, cut to ~48 bytes.
-func quote(s string) string {
-	if len(s) > 48 {
-		return strconv.Quote(s[:48]) + "..."
-	}
-	return strconv.Quote(s)
+	return "a value tagged " + names.Quote(tag)
 }

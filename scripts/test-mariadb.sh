@@ -4,8 +4,21 @@
 # Safe to run again and again: it installs, starts and creates only what is
 # missing. Everything but the DSN goes to stderr so that callers can write
 #   UPSCALE_TEST_MYSQL_DSN=$(scripts/test-mariadb.sh) go test ./store/...
+# `scripts/test-mariadb.sh stop` stops the mariadbd this script started, and
+# only that one: a MariaDB that was running before is left alone.
 set -eu
 exec 3>&1 1>&2
+
+state=${XDG_STATE_HOME:-$HOME/.local/state}/upscale
+pidfile=$state/test-mariadb.pid
+if [ "${1:-}" = stop ]; then
+	if [ -s "$pidfile" ]; then
+		start-stop-daemon --stop --quiet --oknodo --retry 30 --pidfile "$pidfile" --exec /usr/sbin/mariadbd
+		rm -f "$pidfile"
+	fi
+	exit 0
+fi
+mkdir -p "$state"
 
 if [ ! -x /usr/sbin/mariadbd ]; then
 	export DEBIAN_FRONTEND=noninteractive
@@ -18,8 +31,8 @@ if ! mariadb -e 'select 1' >/dev/null 2>&1; then
 	chown mysql:mysql /run/mysqld
 	# Explicit address and port: the tests reach the server over TCP
 	# whatever the local configuration says.
-	start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- \
-		--user=mysql --bind-address=127.0.0.1 --port=3306
+	start-stop-daemon --start --oknodo --background --make-pidfile --pidfile "$pidfile" \
+		--exec /usr/sbin/mariadbd -- --user=mysql --bind-address=127.0.0.1 --port=3306
 	i=0
 	until mariadb -e 'select 1' >/dev/null 2>&1; do
 		i=$((i + 1))
@@ -33,10 +46,8 @@ fi
 
 # The password is made once and kept where only root reads it, so that every
 # run prints the same DSN and runs in parallel don't change it under each other.
-state=${XDG_STATE_HOME:-$HOME/.local/state}/upscale
 pwfile=$state/test-mariadb-password
 if [ ! -s "$pwfile" ]; then
-	mkdir -p "$state"
 	(umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$pwfile")
 fi
 pw=$(cat "$pwfile")
