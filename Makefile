@@ -4,8 +4,10 @@ GO ?= go
 BIN := bin
 DATA ?= /var/lib/upscale
 
-RUN_PKGS := git ca-certificates
-TEST_PKGS := $(RUN_PKGS) openssh-client openssh-server mariadb-server
+# The server needs git and HAProxy; the agent LXC (with lxc-dev to build
+# it), debootstrap for runtime images, iproute2 and nftables for its bridge.
+RUN_PKGS := git ca-certificates haproxy lxc lxc-dev pkg-config gcc debootstrap iproute2 nftables
+TEST_PKGS := $(RUN_PKGS) openssh-client openssh-server mariadb-server busybox-static wrk
 
 .PHONY: all build run test lint fuzz bench clean clean-test deps test-deps
 
@@ -13,6 +15,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/upscale ./cmd/upscale
+	CGO_ENABLED=1 $(GO) build -o $(BIN)/upscale-agent ./cmd/upscale-agent
 
 deps:
 	@scripts/deps.sh $(RUN_PKGS)
@@ -21,7 +24,8 @@ test-deps:
 	@scripts/deps.sh $(TEST_PKGS)
 
 # Runs the server in the foreground with the embedded defaults: SSH on
-# :2222, data in $(DATA), SQLite store.
+# :2222, HTTP on :80, data in $(DATA), SQLite store, embedded bus, and this
+# box's own agent (bin/upscale-agent, started by the server).
 run: deps build
 	$(BIN)/upscale server --data $(DATA)
 

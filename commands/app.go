@@ -29,24 +29,34 @@ type appView struct {
 	DeployBranch string    `json:"deploy_branch"`
 	CreatedAt    string    `json:"created_at"`
 	LastPush     *pushView `json:"last_push,omitempty"`
-	Release      string    `json:"release"`
+	Release      string    `json:"release"`   // the live one, "vN", or ""
+	Instances    int       `json:"instances"` // running now
+	Stopped      bool      `json:"stopped"`
 }
 
 func (s *session) view(a store.App) appView {
 	return appView{
 		Namespace:    a.Namespace,
 		Name:         a.Name,
-		URL:          fmt.Sprintf("http://%s.%s.%s", a.Name, a.Namespace, s.env.Domain),
+		URL:          s.url(names.App{Namespace: a.Namespace, Name: a.Name}),
 		GitRemote:    fmt.Sprintf("%s/%s/%s.git", s.inv.Remote, a.Namespace, a.Name),
 		DeployBranch: a.DeployBranch,
 		CreatedAt:    when(a.CreatedAt),
-		Release:      "none",
+		Stopped:      a.Stopped,
 	}
 }
 
+func (s *session) url(app names.App) string {
+	if s.env.Apps != nil {
+		return s.env.Apps.URL(app)
+	}
+	return fmt.Sprintf("http://%s.%s.%s", app.Name, app.Namespace, s.env.Domain)
+}
+
 func (s *session) appCommands() *cobra.Command {
-	g := s.group("app", "Create, list, inspect and delete applications", "apps")
+	g := s.group("app", "Create, list, inspect, run and delete applications", "apps")
 	s.appCreate(g)
+	s.lifecycleCommands(g)
 	s.appList(g)
 
 	info := &cobra.Command{Use: "info NS/APP", Short: "Show an application", Args: argsN(1, "NS/APP")}
@@ -67,9 +77,17 @@ func (s *session) appCommands() *cobra.Command {
 			return err
 		}
 		v := s.view(a)
+		live := "none yet"
 		pushes, err := s.env.Store.ListPushes(cmd.Context(), app.Namespace, app.Name, 20)
 		if err != nil {
 			return err
+		}
+		if rel, err := s.env.Store.LiveRelease(cmd.Context(), app.Namespace, app.Name); err == nil {
+			v.Release = fmt.Sprintf("v%d", rel.Version)
+			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
+		}
+		if ins, err := s.env.Store.ListInstances(cmd.Context(), app.Namespace, app.Name); err == nil {
+			v.Instances = len(ins)
 		}
 		for _, p := range pushes {
 			if p.Ref == "refs/heads/"+a.DeployBranch {
@@ -88,7 +106,12 @@ func (s *session) appCommands() *cobra.Command {
 			} else {
 				row(w, "Last push:", "none yet")
 			}
-			row(w, "Release:", "none (building and running arrive in a later version)")
+			row(w, "Live release:", live)
+			state := fmt.Sprintf("%d instance(s) running", v.Instances)
+			if v.Stopped {
+				state = "stopped (app run starts it)"
+			}
+			row(w, "State:", state)
 		})
 	})
 

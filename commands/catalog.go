@@ -1,7 +1,9 @@
 package commands
 
 import (
+	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,6 +19,7 @@ type runtimeView struct {
 	Detect      []string `json:"detect"`
 	Start       string   `json:"start"`
 	Source      string   `json:"source"`
+	BuiltOn     []string `json:"built_on"` // hosts that have its image
 }
 
 func (s *session) runtimesCommands() *cobra.Command {
@@ -24,15 +27,26 @@ func (s *session) runtimesCommands() *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List runtimes", Args: noArgs}
 	format := formatFlag(list)
 	s.leaf(g, list, keys.RuntimesList, formatScope(format), func(cmd *cobra.Command, _ []string) error {
+		hosts := s.env.Hosts()
 		var views []runtimeView
 		for _, r := range s.env.Catalog.All() {
-			views = append(views, runtimeView{Name: r.Name, Description: r.Description, Detect: r.Detect, Start: r.Start, Source: r.Source})
+			v := runtimeView{Name: r.Name, Description: r.Description, Detect: r.Detect, Start: r.Start, Source: r.Source, BuiltOn: []string{}}
+			for _, h := range hosts {
+				if slices.ContainsFunc(h.Images, func(im hostagent.ImageInfo) bool { return im.Runtime == r.Name }) {
+					v.BuiltOn = append(v.BuiltOn, h.Name)
+				}
+			}
+			views = append(views, v)
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
 			// The start commands are long shell lines: JSON has them.
-			row(w, "RUNTIME", "DESCRIPTION", "DETECTS", "SOURCE")
+			row(w, "RUNTIME", "DESCRIPTION", "DETECTS", "IMAGE", "SOURCE")
 			for _, v := range views {
-				row(w, v.Name, v.Description, strings.Join(v.Detect, ","), v.Source)
+				image := "not built yet (built on first use)"
+				if len(v.BuiltOn) > 0 {
+					image = fmt.Sprintf("built on %d/%d host(s)", len(v.BuiltOn), len(hosts))
+				}
+				row(w, v.Name, v.Description, strings.Join(v.Detect, ","), image, v.Source)
 			}
 		})
 	})
@@ -44,11 +58,15 @@ func (s *session) hostsCommands() *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List hosts (admins)", Args: noArgs}
 	format := formatFlag(list)
 	s.leaf(g, list, keys.HostsList, formatScope(format), func(cmd *cobra.Command, _ []string) error {
-		hosts := []hostagent.Info{s.env.Host()}
-		return output(cmd, *format, hosts, func(w io.Writer) {
-			row(w, "HOST", "ADDRESS", "STATE", "CPUS", "MEMORY AVAILABLE/TOTAL")
-			for _, h := range hosts {
-				row(w, h.Name, dash(h.Address), h.State, strconv.Itoa(h.CPUs), gib(h.MemFree)+"/"+gib(h.MemTotal))
+		hosts := s.env.Hosts()
+		views := make([]hostagent.Beat, 0, len(hosts))
+		for _, h := range hosts {
+			views = append(views, h.Beat)
+		}
+		return output(cmd, *format, views, func(w io.Writer) {
+			row(w, "HOST", "ADDRESS", "STATE", "CPUS", "CONTAINERS", "MEMORY AVAILABLE/TOTAL", "LAST HEARTBEAT")
+			for _, h := range views {
+				row(w, h.Name, dash(h.Address), h.State, strconv.Itoa(h.CPUs), strconv.Itoa(h.Containers), gib(h.MemFree)+"/"+gib(h.MemTotal), when(h.At))
 			}
 		})
 	})

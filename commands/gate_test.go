@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 )
@@ -20,6 +21,32 @@ type fakeGit struct{}
 func (fakeGit) Serve(_ context.Context, service string, app names.App, p keys.Principal, _ io.Reader, stdout, _ io.Writer) int {
 	fmt.Fprintf(stdout, "%s %s for %s\n", service, app, p.Name)
 	return 0
+}
+
+// fakeApps stands in for the deployer: these tests are about who may ask.
+type fakeApps struct{}
+
+func (fakeApps) Run(_ context.Context, app names.App, by string, out func(string)) error {
+	out("ran " + app.String() + " for " + by)
+	return nil
+}
+func (fakeApps) Stop(_ context.Context, app names.App, out func(string)) error {
+	out("stopped " + app.String())
+	return nil
+}
+func (fakeApps) Restart(_ context.Context, app names.App, out func(string)) error {
+	out("restarted " + app.String())
+	return nil
+}
+func (fakeApps) PS(context.Context, names.App) ([]deploy.Process, error) {
+	return []deploy.Process{{Name: "acme-web-v1-abc123", Host: "box", Addr: "10.0.0.2:8080", Release: 1, State: "running"}}, nil
+}
+func (fakeApps) Logs(_ context.Context, app names.App, n int, _ bool, out func(string)) error {
+	out(fmt.Sprintf("%d lines of %s", n, app))
+	return nil
+}
+func (fakeApps) URL(app names.App) string {
+	return "http://" + app.Name + "." + app.Namespace + ".test:8080"
 }
 
 // probes is one invocation per command, with the personas that may run it.
@@ -38,6 +65,11 @@ var probes = []struct {
 	{"app list --namespace acme", "admin member"},
 	{"app info acme/web", "admin member deploy"},
 	{"app set acme/web deploy-branch main", "admin member"},
+	{"app run acme/web", "admin member"},
+	{"app stop acme/web", "admin member"},
+	{"app restart acme/web", "admin member"},
+	{"app ps acme/web", "admin member"},
+	{"app logs acme/web -n 5", "admin member"},
 	{"app delete acme/api", "admin member"},
 	{"keys", "admin member outsider deploy"},
 	{"keys add --namespace acme --name bob --public KEY", "admin member"},
@@ -89,6 +121,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w := newWorld(t)
 		mustRun(t, w.env, w.admin, "", "namespace", "create", "empty")
 		w.env.Git = fakeGit{}
+		w.env.Apps = fakeApps{}
 		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy}[persona]
 		for _, p := range probes {
 			t.Run(persona+"/"+p.args, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/repos"
@@ -43,7 +44,9 @@ func newEnv(t testing.TB) *Env {
 		Repos:   &repos.Repos{Root: dir + "/repos", Binary: "/usr/local/bin/upscale"},
 		Catalog: cat,
 		Domain:  "upscale.localhost",
-		Host:    func() hostagent.Info { return hostagent.Info{Name: "box", Address: "10.0.0.1", State: "up", CPUs: 2} },
+		Hosts: func() []fleet.Host {
+			return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Info{Name: "box", Address: "10.0.0.1", State: "up", CPUs: 2}}}}
+		},
 	}
 }
 

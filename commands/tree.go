@@ -16,7 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
@@ -33,9 +34,23 @@ type Env struct {
 	// Git serves git-receive-pack / git-upload-pack; nil where git is not
 	// served (the local CLI).
 	Git GitService
-	// Host describes this box for `hosts list`.
-	Host func() hostagent.Info
-	Log  *slog.Logger
+	// Apps runs apps (app run, stop, restart, ps, logs); nil in the local
+	// CLI, where those commands point to ssh.
+	Apps Apps
+	// Hosts lists the hosts for `hosts list` and which runtime images
+	// they have built.
+	Hosts func() []fleet.Host
+	Log   *slog.Logger
+}
+
+// Apps is what the server does to run apps.
+type Apps interface {
+	Run(ctx context.Context, app names.App, by string, out func(string)) error
+	Stop(ctx context.Context, app names.App, out func(string)) error
+	Restart(ctx context.Context, app names.App, out func(string)) error
+	PS(ctx context.Context, app names.App) ([]deploy.Process, error)
+	Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error
+	URL(app names.App) string
 }
 
 // GitService runs a git service for an authorized principal on the

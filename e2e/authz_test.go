@@ -13,7 +13,7 @@ import (
 // a stranger whose key is not registered.
 func TestAuthorizationMatrix(t *testing.T) {
 	w := newWorld(t)
-	app := rig.Repo(t, map[string]string{"app.yaml": "runtime: python\n", "app.py": "print('hi')\n"})
+	app := rig.Repo(t, helloApp(t, "hi", "runtime: python\n"))
 	for _, tc := range []struct {
 		args    string
 		allowed string // personas that may; the others get "not found"/"not allowed"

@@ -55,7 +55,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	w := &world{srv: rig.Start(t, bin)}
+	w := &world{srv: rig.StartWithAgent(t, bin)}
 	w.admin = persona{"admin", rig.NewKey(t, "admin")}
 	mustLocal(t, w.srv, "keys", "add", "--admin", "--name", "admin", "--public", w.admin.key.Public)
 	for _, args := range [][]string{

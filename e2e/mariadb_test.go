@@ -37,20 +37,23 @@ func TestServerOnMariaDB(t *testing.T) {
 	t.Cleanup(func() { db.Exec("DROP DATABASE " + name) })
 	target := strings.TrimSuffix(dsn, "/") + "/" + name
 
-	srv := rig.Start(t, bin, "--db", target)
+	srv := rig.StartWithAgent(t, bin, "--db", target)
 	me := rig.NewKey(t, "me")
 	if _, errs, code := srv.Local("keys", "add", "--admin", "--name", "me", "--public", me.Public, "--db", target); code != 0 {
 		t.Fatal(errs)
 	}
 	mustSSH(t, srv, me, "", "namespace", "create", "acme")
 	mustSSH(t, srv, me, "", "app", "create", "acme/web")
-	dir := rig.Repo(t, map[string]string{"app.yaml": "runtime: python\n"})
-	if _, errs, code := srv.Git(me, dir, "push", srv.Remote("acme/web"), "master"); code != 0 || !strings.Contains(errs, "=====> master is now at") {
+	dir := rig.Repo(t, helloApp(t, "on mariadb", "runtime: python\n"))
+	if _, errs, code := srv.Git(me, dir, "push", srv.Remote("acme/web"), "master"); code != 0 || !strings.Contains(errs, "=====> Application deployed") {
 		t.Fatalf("push: exit %d\n%s\n%s", code, errs, srv.Log())
 	}
 	var n int
 	if err := db.QueryRow("SELECT COUNT(*) FROM " + name + ".pushes").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("pushes in MariaDB: %d, %v", n, err)
+	}
+	if code, body, err := srv.Get("acme/web", "/"); err != nil || code != 200 || body != "on mariadb\n" {
+		t.Fatalf("app on MariaDB answers %d %q %v", code, body, err)
 	}
 	if !strings.Contains(srv.Log(), "store=mysql") {
 		t.Fatalf("server log does not name the store:\n%s", srv.Log())

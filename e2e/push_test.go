@@ -26,7 +26,7 @@ func lsRemote(t *testing.T, w *world, app, ref string) string {
 
 func TestPushAndCloneRoundTrip(t *testing.T) {
 	w := newWorld(t)
-	dir := rig.Repo(t, map[string]string{"app.yaml": "runtime: python\ninstances: 2\n", "app.py": "print('v1')\n"})
+	dir := rig.Repo(t, helloApp(t, "v1", "runtime: python\ninstances: 2\n"))
 	first := gitOut(t, dir, "rev-parse", "HEAD")
 	_, errs, code := w.srv.Git(w.member.key, dir, "push", w.srv.Remote("acme/web"), "master")
 	if code != 0 {
@@ -35,8 +35,9 @@ func TestPushAndCloneRoundTrip(t *testing.T) {
 	for _, want := range []string{
 		"remote: -----> Checking app.yaml at " + first[:7],
 		"remote:        runtime python, 2 instance(s): ok",
-		`remote: =====> master is now at ` + first[:7] + ` "initial commit", pushed by alice`,
-		"app info acme/web",
+		"remote: -----> Building " + first[:7] + " (v1)",
+		"remote: -----> Starting 2 instance(s) of v1",
+		"remote: =====> Application deployed: http://web.acme.upscale.localhost:",
 	} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("push output lacks %q:\n%s", want, errs)
@@ -55,7 +56,9 @@ func TestPushAndCloneRoundTrip(t *testing.T) {
 	}
 
 	// The deploy key pushes a second commit; a clone gets it back whole.
-	second := rig.Commit(t, dir, "second", map[string]string{"app.py": "print('v2')\n", "data.bin": strings.Repeat("\x00\x01\xff", 100000)})
+	files := helloApp(t, "v2", "runtime: python\ninstances: 2\n")
+	files["data.bin"] = strings.Repeat("\x00\x01\xff", 100000)
+	second := rig.Commit(t, dir, "second", files)
 	if _, errs, code := w.srv.Git(w.deploy.key, dir, "push", w.srv.Remote("acme/web"), "master"); code != 0 {
 		t.Fatalf("deploy key push: %s", errs)
 	}
@@ -77,7 +80,7 @@ func TestPushAndCloneRoundTrip(t *testing.T) {
 
 func TestBrokenAppYAMLIsRejectedAndNothingMoves(t *testing.T) {
 	w := newWorld(t)
-	dir := rig.Repo(t, map[string]string{"app.yaml": "runtime: python\n", "app.py": "print(1)\n"})
+	dir := rig.Repo(t, helloApp(t, "good", "runtime: python\n"))
 	if _, errs, code := w.srv.Git(w.member.key, dir, "push", w.srv.Remote("acme/web"), "master"); code != 0 {
 		t.Fatalf("first push: %s", errs)
 	}
@@ -131,7 +134,7 @@ func TestBrokenAppYAMLIsRejectedAndNothingMoves(t *testing.T) {
 
 func TestBranchesTagsAndDeployBranch(t *testing.T) {
 	w := newWorld(t)
-	dir := rig.Repo(t, map[string]string{"app.yaml": "runtime: python\n"})
+	dir := rig.Repo(t, helloApp(t, "branches", "runtime: python\n"))
 	remote := w.srv.Remote("acme/web")
 	w.srv.Git(w.member.key, dir, "push", remote, "master")
 	master := lsRemote(t, w, "acme/web", "refs/heads/master")
@@ -174,7 +177,7 @@ func TestBranchesTagsAndDeployBranch(t *testing.T) {
 	if code != 0 || !strings.Contains(errs, "branch master kept, not deployed (the deploy branch is main)") {
 		t.Fatalf("master push after switch: exit %d\n%s", code, errs)
 	}
-	if _, errs, code = w.srv.Git(w.member.key, dir, "push", remote, master+":refs/heads/main"); code != 0 || !strings.Contains(errs, "=====> main is now at") {
+	if _, errs, code = w.srv.Git(w.member.key, dir, "push", remote, master+":refs/heads/main"); code != 0 || !strings.Contains(errs, "=====> Application deployed") {
 		t.Fatalf("main push: exit %d\n%s", code, errs)
 	}
 	// Pushes through the file system (not via ssh) are refused by the hook.

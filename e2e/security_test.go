@@ -35,7 +35,7 @@ func TestOfferedKeyIsNotTheProvenKeyRegression(t *testing.T) {
 // push's stderr.
 func TestClientEnvDoesNotReachGitRegression(t *testing.T) {
 	w := newWorld(t)
-	dir := rig.Repo(t, map[string]string{"app.yaml": "runtime: python\n"})
+	dir := rig.Repo(t, helloApp(t, "secure", "runtime: python\n"))
 	key := w.member.key
 	sshCmd := strings.Join(append(w.srv.SSHCommand(key),
 		"-o", "'SetEnv=LD_PRELOAD=/nonexistent/evil.so GIT_TRACE=1 GIT_TRACE_PACKET=1 GIT_DIR=/tmp GIT_EXEC_PATH=/nonexistent'"), " ")
@@ -51,7 +51,7 @@ func TestClientEnvDoesNotReachGitRegression(t *testing.T) {
 			t.Fatalf("client env reached git (%q in output):\n%s", leak, errs)
 		}
 	}
-	if !strings.Contains(errs, "=====> master is now at") {
+	if !strings.Contains(errs, "=====> Application deployed") {
 		t.Fatalf("push output:\n%s", errs)
 	}
 }
@@ -138,7 +138,7 @@ func TestBadCommandInput(t *testing.T) {
 // Repository paths that try to leave the repository tree.
 func TestRepoPathsAreConfined(t *testing.T) {
 	w := newWorld(t)
-	dir := rig.Repo(t, map[string]string{"app.yaml": "runtime: python\n"})
+	dir := rig.Repo(t, helloApp(t, "secure", "runtime: python\n"))
 	base := strings.TrimSuffix(w.srv.Remote("x/y"), "/x/y.git")
 	for _, path := range []string{
 		"/acme/../globex/web.git",

@@ -61,7 +61,7 @@ func TestSettingsFile(t *testing.T) {
 	}
 	os.WriteFile(cfg, []byte("domian: x\n"), 0o600)
 	_, errs, code = rig.Exec(exec.Command(bin, "--config", cfg, "app", "list"), "")
-	if code == 0 || !strings.Contains(errs, `field domian not found`) || strings.Count(errs, "\n") != 1 {
+	if code == 0 || !strings.Contains(errs, `unknown setting "domian"`) || strings.Count(errs, "\n") != 1 {
 		t.Fatalf("typo in upscale.yaml: exit %d %q", code, errs)
 	}
 }

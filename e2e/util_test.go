@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -27,3 +28,17 @@ func gitOut(t *testing.T, dir string, args ...string) string {
 }
 
 func execCmd(argv []string) *exec.Cmd { return exec.Command(argv[0], argv[1:]...) }
+
+// helloApp is the example Python app answering msg, with appYAML as its
+// app.yaml.
+func helloApp(t *testing.T, msg, appYAML string) map[string]string {
+	t.Helper()
+	code, err := os.ReadFile("../examples/python/app.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(appYAML, "MESSAGE") {
+		appYAML += "env:\n  MESSAGE: " + msg + "\n"
+	}
+	return map[string]string{"app.yaml": appYAML, "app.py": string(code)}
+}

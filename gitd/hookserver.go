@@ -1,7 +1,6 @@
 package gitd
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,14 +8,13 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"time"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/store"
@@ -25,13 +23,10 @@ import (
 // maxHookRequest bounds one hook request (10,000 ref updates fit easily).
 const maxHookRequest = 4 << 20
 
-// hookTimeout bounds the checks of one hook request.
-const hookTimeout = time.Minute
-
 // serveHook answers one hook client connection.
 func (s *Server) serveHook(conn net.Conn) {
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), hookTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HookTimeout)
 	defer cancel()
 	out := &hookOutput{enc: json.NewEncoder(conn)}
 	var req hooks.Request
@@ -85,7 +80,7 @@ func (s *Server) preReceive(ctx context.Context, p push, req hooks.Request, verd
 			continue
 		}
 		out.line("-----> Checking app.yaml at %s", short(v.New))
-		data, problem, err := readAppYAML(ctx, p.repo, v.New, qenv)
+		data, problem, err := builder.Source{Repo: p.repo, Env: qenv, Commit: v.New}.AppYAML(ctx)
 		if err != nil {
 			s.cfg.Log.Error("hook: reading app.yaml", "app", p.app.String(), "err", err)
 			return out.fail("push rejected: the server could not read app.yaml")
@@ -102,8 +97,51 @@ func (s *Server) preReceive(ctx context.Context, p push, req hooks.Request, verd
 			return out.fail("push rejected; %s is unchanged", p.app)
 		}
 		out.line("       runtime %s, %d instance(s): ok", spec.Runtime, spec.Instances)
+		if s.cfg.Deploys == nil {
+			continue
+		}
+		if code := s.deploy(ctx, p, req.PushID, v, qenv, spec, out); code != 0 {
+			return code
+		}
 	}
 	return 0
+}
+
+// deploy builds and runs the pushed commit before git moves the branch, so
+// that a failed build or start rejects the push. The app's lock is held
+// until the push ends, which keeps anyone else from moving the branch
+// between this check and git's update.
+func (s *Server) deploy(ctx context.Context, p push, pushID string, v hooks.Verdict, qenv []string, spec *appspec.Spec, out *hookOutput) int {
+	unlock, ok := s.cfg.Deploys.TryLock(p.app)
+	if !ok {
+		out.line("-----> Waiting for another deploy of %s to finish", p.app)
+		unlock = s.cfg.Deploys.Lock(p.app)
+	}
+	s.pushes.holdUntilDone(pushID, unlock)
+	if cur := currentRef(ctx, p.repo, v.Ref); cur != v.Old {
+		return out.fail("%s moved while you pushed (another push landed first); fetch, then push again", strings.TrimPrefix(v.Ref, "refs/heads/"))
+	}
+	src := builder.Source{Repo: p.repo, Env: qenv, Commit: v.New}
+	rel, err := s.cfg.Deploys.Push(ctx, p.app, src, spec, p.principal.Name, func(l string) { out.line("%s", l) })
+	if err != nil {
+		out.line("error: %v", err)
+		return out.fail("push rejected; %s is unchanged and its previous release keeps serving", p.app)
+	}
+	out.line("=====> Application deployed: %s (v%d)", s.cfg.Deploys.URL(p.app), rel.Version)
+	return 0
+}
+
+// currentRef is the commit ref points at now, or the zero id when it does
+// not exist.
+func currentRef(ctx context.Context, repo, ref string) string {
+	cmd := exec.CommandContext(ctx, "git", "rev-parse", "--verify", "--quiet", ref)
+	cmd.Dir = repo
+	cmd.Env = repos.Env("GIT_DIR=" + repo)
+	out, err := cmd.Output()
+	if err != nil {
+		return hooks.ZeroID
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // postReceive records what landed and tells the pusher what happens next.
@@ -130,12 +168,10 @@ func (s *Server) postReceive(ctx context.Context, p push, verdicts []hooks.Verdi
 			out.line("warning: the push landed but could not be recorded: %v", err)
 			continue
 		}
-		if !v.Deploy {
-			continue
+		if v.Deploy && s.cfg.Deploys == nil {
+			out.line("=====> %s is now at %s %q, pushed by %s (push %d; this server does not deploy)",
+				strings.TrimPrefix(v.Ref, "refs/heads/"), short(v.New), rec.Subject, rec.KeyName, rec.ID)
 		}
-		out.line("=====> %s is now at %s %q, pushed by %s", strings.TrimPrefix(v.Ref, "refs/heads/"), short(v.New), rec.Subject, rec.KeyName)
-		out.line("       Recorded as push %d. This version of Upscale checks and keeps pushes;", rec.ID)
-		out.line("       building and running them arrive with the deploy release. See: app info %s", p.app)
 	}
 	return 0
 }
@@ -155,7 +191,7 @@ func subject(repo *gogit.Repository, commit string) string {
 // quarantineEnv passes git's quarantine variables on to the git we run,
 // after proving each path is inside the repository.
 func quarantineEnv(repo string, req hooks.Request) ([]string, error) {
-	env := []string{"GIT_DIR=" + repo}
+	var env []string
 	check := func(name, path string) error {
 		if path == "" {
 			return nil
@@ -191,54 +227,6 @@ func quarantineEnv(repo string, req hooks.Request) ([]string, error) {
 		}
 	}
 	return env, nil
-}
-
-// readAppYAML reads app.yaml at the root of commit with `git cat-file`
-// (the pushed objects are still in quarantine, which go-git cannot see).
-// problem is a user-facing reason the file cannot be used (missing, too
-// big, not a file); err is the server's own failure.
-func readAppYAML(ctx context.Context, repo, commit string, env []string) (data []byte, problem string, err error) {
-	cmd := exec.CommandContext(ctx, "git", "cat-file", "--batch")
-	cmd.Dir = repo
-	cmd.Env = repos.Env(env...)
-	cmd.Stdin = strings.NewReader(commit + ":app.yaml\n")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, "", err
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	r := bufio.NewReader(stdout)
-	header, err := r.ReadString('\n')
-	if err != nil {
-		return nil, "", fmt.Errorf("git cat-file: %w", err)
-	}
-	f := strings.Fields(header)
-	switch {
-	case len(f) == 2 && f[1] == "missing":
-		return nil, fmt.Sprintf("app.yaml: missing at the root of %s; add one, e.g. \"runtime: python\" (see docs/app-yaml.md)", short(commit)), nil
-	case len(f) != 3:
-		return nil, "", fmt.Errorf("git cat-file: unexpected header %q", header)
-	case f[1] == "tree":
-		return nil, fmt.Sprintf("app.yaml: at the root of %s is a directory, not a file", short(commit)), nil
-	case f[1] != "blob":
-		return nil, fmt.Sprintf("app.yaml: at the root of %s is a %s, not a file", short(commit), f[1]), nil
-	}
-	size, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil {
-		return nil, "", fmt.Errorf("git cat-file: bad size in %q", header)
-	}
-	if size > appspec.MaxSize {
-		return nil, fmt.Sprintf("app.yaml: %d bytes is over the %d KiB limit", size, appspec.MaxSize>>10), nil
-	}
-	data = make([]byte, size)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, "", fmt.Errorf("git cat-file: %w", err)
-	}
-	return data, "", nil
 }
 
 func short(commit string) string {

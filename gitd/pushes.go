@@ -15,6 +15,8 @@ type push struct {
 	principal keys.Principal
 	app       names.App
 	repo      string
+	// release runs when the push ends (the app's deploy lock).
+	release []func()
 }
 
 type pushRegistry struct {
@@ -43,8 +45,25 @@ func (r *pushRegistry) get(id string) (push, bool) {
 	return p, ok
 }
 
+// holdUntilDone runs f when the push id ends (at once if it already has).
+func (r *pushRegistry) holdUntilDone(id string, f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.pushes[id]
+	if !ok {
+		f()
+		return
+	}
+	p.release = append(p.release, f)
+	r.pushes[id] = p
+}
+
 func (r *pushRegistry) remove(id string) {
 	r.mu.Lock()
+	p := r.pushes[id]
 	delete(r.pushes, id)
 	r.mu.Unlock()
+	for _, f := range p.release {
+		f()
+	}
 }

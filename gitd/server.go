@@ -16,8 +16,11 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
@@ -35,6 +38,19 @@ type Config struct {
 	Run func(ctx context.Context, inv commands.Invocation, args []string) int
 	// IdleTimeout closes connections silent for this long (0: never).
 	IdleTimeout time.Duration
+	// Deploys builds and runs pushes to the deploy branch; nil only
+	// checks them.
+	Deploys Deploys
+	// HookTimeout bounds one hook's work, a build and deploy included.
+	HookTimeout time.Duration
+}
+
+// Deploys is what a push to the deploy branch sets in motion.
+type Deploys interface {
+	Lock(app names.App) func()
+	TryLock(app names.App) (func(), bool)
+	Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, error)
+	URL(app names.App) string
 }
 
 // Server is the SSH server plus the hook socket.
@@ -57,6 +73,9 @@ const permFingerprint = "upscale-key-fp"
 
 // New builds a server; nothing listens until Serve.
 func New(cfg Config) *Server {
+	if cfg.HookTimeout == 0 {
+		cfg.HookTimeout = time.Minute
+	}
 	s := &Server{cfg: cfg, pushes: newPushRegistry()}
 	s.git = &GitService{Repos: cfg.Repos, SocketPath: cfg.SocketPath, Log: cfg.Log, pushes: s.pushes}
 	s.ssh = &ssh.Server{

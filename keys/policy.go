@@ -43,6 +43,11 @@ const (
 	AppInfo         Action = "app.info"
 	AppSet          Action = "app.set"
 	AppDelete       Action = "app.delete"
+	AppRun          Action = "app.run"
+	AppStop         Action = "app.stop"
+	AppRestart      Action = "app.restart"
+	AppPS           Action = "app.ps"
+	AppLogs         Action = "app.logs"
 	KeysAdd         Action = "keys.add"
 	KeysAddAdmin    Action = "keys.add-admin"
 	KeysList        Action = "keys.list"
@@ -73,7 +78,7 @@ func Authorize(p Principal, a Action, t Target) error {
 		switch a {
 		case NamespaceList, RuntimesList:
 			return nil
-		case AppCreate, AppList, AppInfo, AppSet, AppDelete,
+		case AppCreate, AppList, AppInfo, AppSet, AppDelete, AppRun, AppStop, AppRestart, AppPS, AppLogs,
 			KeysAdd, KeysList, KeysRemove, GitPush, GitFetch:
 			if p.Namespace != "" && t.Namespace == p.Namespace {
 				return nil

@@ -16,6 +16,8 @@ import (
 // with errors.Is; the wrapping text names the entity for logs.
 var (
 	ErrNotFound = errors.New("not found")
+	// ErrConflict: a name is taken, or (with its own text) the thing is not
+	// in a state that allows the change, like a failed release activated.
 	ErrConflict = errors.New("already exists")
 	// ErrNotEmpty: a namespace still holds apps.
 	ErrNotEmpty = errors.New("not empty")
@@ -41,7 +43,60 @@ type App struct {
 	Namespace    string
 	Name         string
 	DeployBranch string
-	CreatedAt    time.Time
+	// Stopped is the desired state after `app stop`: no instances run,
+	// the router answers 503, until `app run`.
+	Stopped   bool
+	CreatedAt time.Time
+}
+
+// ReleaseStatus is where a release is in its life.
+type ReleaseStatus string
+
+const (
+	ReleaseBuilding   ReleaseStatus = "building"
+	ReleaseFailed     ReleaseStatus = "failed"
+	ReleaseBuilt      ReleaseStatus = "built"      // artifact stored, not (yet) live
+	ReleaseLive       ReleaseStatus = "live"       // what the app runs; at most one per app
+	ReleaseSuperseded ReleaseStatus = "superseded" // was live before
+)
+
+// ReleaseConfig is what a release runs with, resolved at build time.
+type ReleaseConfig struct {
+	Start     string            `json:"start"`
+	Instances int               `json:"instances"`
+	Memory    int64             `json:"memory,omitempty"`
+	Health    string            `json:"health,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+}
+
+// Release is an immutable build of one commit plus its config: vN.
+type Release struct {
+	Namespace string
+	App       string
+	Version   int // 1, 2, ... per app, assigned by CreateRelease
+	Commit    string
+	Subject   string
+	Author    string
+	Runtime   string
+	Config    ReleaseConfig
+	Artifact  string // object store name; set by FinishBuild
+	Digest    string // sha256 hex of the artifact
+	Size      int64
+	Status    ReleaseStatus
+	Failure   string // why it failed, one line
+	By        string // key name of whoever caused it
+	CreatedAt time.Time
+}
+
+// Instance is one container of an app's live release.
+type Instance struct {
+	Name      string // container name, unique over all instances
+	Namespace string
+	App       string
+	Release   int
+	Host      string
+	Addr      string // "10.77.0.5:8080"
+	CreatedAt time.Time
 }
 
 // Key is a registered SSH public key and what it may do.
@@ -93,9 +148,55 @@ type Store interface {
 	// sorted by namespace then name. ErrNotFound for a namespace that does
 	// not exist.
 	ListApps(ctx context.Context, namespace string) ([]App, error)
-	// DeleteApp removes the app with its deploy keys and push history.
+	// DeleteApp removes the app with its deploy keys, push history,
+	// releases and instances.
 	DeleteApp(ctx context.Context, namespace, name string) error               // ErrNotFound
 	SetDeployBranch(ctx context.Context, namespace, name, branch string) error // ErrNotFound
+	// SetStopped records the app's desired state only; the instances that
+	// actually run change through SetInstances. ErrNotFound.
+	SetStopped(ctx context.Context, namespace, name string, stopped bool) error
+
+	// CreateRelease stores r as the app's next version (1 for its first
+	// release, then the highest so far plus one), status ReleaseBuilding, and
+	// returns it as stored: Version and Status set, Artifact, Digest, Size
+	// and Failure cleared, Config as it reads back (an empty Env is nil),
+	// CreatedAt set by the store when zero. ErrNotFound when the app does
+	// not exist.
+	CreateRelease(ctx context.Context, r Release) (Release, error)
+	// FinishBuild records a building release's artifact and makes it built.
+	// ErrNotFound; ErrConflict when the release is not building.
+	FinishBuild(ctx context.Context, namespace, app string, version int, artifact, digest string, size int64) error
+	// FailRelease marks a building or built release failed, with why.
+	// ErrNotFound; ErrConflict in any other status.
+	FailRelease(ctx context.Context, namespace, app string, version int, failure string) error
+	// Activate makes a built, superseded or live release the app's live one,
+	// the one live before superseded, and replaces the app's instances with
+	// instances, as SetInstances does; their Release is version (filled in
+	// when zero, an error when another). All or nothing. ErrNotFound;
+	// ErrConflict when the release is building or failed, or an instance
+	// name is taken.
+	Activate(ctx context.Context, namespace, app string, version int, instances []Instance) error
+	GetRelease(ctx context.Context, namespace, app string, version int) (Release, error) // ErrNotFound
+	// LiveRelease: ErrNotFound when the app does not exist or has no live
+	// release.
+	LiveRelease(ctx context.Context, namespace, app string) (Release, error)
+	// ListReleases returns an app's releases, newest (highest version)
+	// first, at most limit, all when limit <= 0. ErrNotFound if the app does
+	// not exist.
+	ListReleases(ctx context.Context, namespace, app string, limit int) ([]Release, error)
+
+	// SetInstances replaces the app's instances. Each instance's Namespace
+	// and App are the app's (filled in when empty, an error when they name
+	// another app); each needs a Name; Release must be a release of the app
+	// (ErrNotFound); CreatedAt is set by the store when zero. ErrNotFound when the app does
+	// not exist; ErrConflict when a name is taken, by any app's instance or
+	// twice in instances.
+	SetInstances(ctx context.Context, namespace, app string, instances []Instance) error
+	// ListInstances lists one app's instances, one namespace's when app is
+	// "", or all when both are "", sorted by namespace, app, then name; an
+	// app without its namespace is an error. ErrNotFound for a namespace or
+	// app that does not exist.
+	ListInstances(ctx context.Context, namespace, app string) ([]Instance, error)
 
 	// AddKey: ErrKeyTaken when the fingerprint is registered (to anyone),
 	// ErrKeyNameTaken when the name is used in the same scope, ErrNotFound

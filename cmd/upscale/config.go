@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -13,17 +14,21 @@ import (
 )
 
 // options are the settings shared by the server and the local admin CLI:
-// flags, else upscale.yaml, else the defaults below.
+// flags, else upscale.yaml, else the flags' defaults.
 type options struct {
-	Config   string `yaml:"-"`
-	Listen   string `yaml:"listen"`
-	Data     string `yaml:"data"`
-	DB       string `yaml:"db"`
-	Domain   string `yaml:"domain"`
-	Runtimes string `yaml:"runtimes"`
+	Config   string
+	Listen   string
+	Data     string
+	DB       string
+	Domain   string
+	Runtimes string
 }
 
 const defaultConfig = "/etc/upscale/upscale.yaml"
+
+// settings are the keys upscale.yaml may hold: the long flag names.
+var settings = []string{"listen", "data", "db", "domain", "runtimes", "http", "bus", "bus-listen",
+	"agent", "agent-args", "build-timeout", "health-timeout"}
 
 func (o *options) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Config, "config", defaultConfig, "settings file (optional); flags override it")
@@ -36,7 +41,7 @@ func (o *options) register(fs *pflag.FlagSet) {
 // maxConfig bounds upscale.yaml; real ones are a few lines.
 const maxConfig = 64 << 10
 
-// load fills every option not set by a flag from the settings file.
+// load sets every flag the command line did not from the settings file.
 func (o *options) load(fs *pflag.FlagSet) error {
 	b, err := os.ReadFile(o.Config)
 	if errors.Is(err, os.ErrNotExist) && !fs.Changed("config") {
@@ -49,39 +54,50 @@ func (o *options) load(fs *pflag.FlagSet) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.Config, err)
 	}
-	set := func(name string, dst *string, v string) {
-		if v != "" && (fs.Lookup(name) == nil || !fs.Changed(name)) {
-			*dst = v
+	for _, name := range settings {
+		v, ok := file[name]
+		if !ok {
+			continue
+		}
+		f := fs.Lookup(name)
+		switch {
+		case f == nil && name == "listen":
+			o.Listen = v // the local CLI shows the port in git remotes
+		case f == nil || f.Changed:
+		default:
+			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("%s: %s: %v", o.Config, name, err)
+			}
 		}
 	}
-	set("listen", &o.Listen, file.Listen)
-	set("data", &o.Data, file.Data)
-	set("db", &o.DB, file.DB)
-	set("domain", &o.Domain, file.Domain)
-	set("runtimes", &o.Runtimes, file.Runtimes)
 	return nil
 }
 
 // parseConfig reads upscale.yaml strictly: a typo is an error, not a
 // silently ignored setting.
-func parseConfig(b []byte) (options, error) {
-	var o options
+func parseConfig(b []byte) (map[string]string, error) {
 	if len(b) > maxConfig {
-		return o, fmt.Errorf("%d bytes is over the 64 KiB limit", len(b))
+		return nil, fmt.Errorf("%d bytes is over the 64 KiB limit", len(b))
 	}
+	out := map[string]string{}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return o, nil
+		return out, nil
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	err := dec.Decode(&o)
+	err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&out)
 	var te *yaml.TypeError
 	switch {
-	case err == nil, errors.Is(err, io.EOF):
-		return o, nil
+	case errors.Is(err, io.EOF):
+		return out, nil
 	case errors.As(err, &te):
-		err = fmt.Errorf("%s (known settings: listen, data, db, domain, runtimes)", strings.Join(te.Errors, "; "))
+		err = errors.New(strings.Join(te.Errors, "; "))
+	case err == nil:
+		for k := range out {
+			if !slices.Contains(settings, k) {
+				return nil, fmt.Errorf("unknown setting %q (known: %s)", k, strings.Join(settings, ", "))
+			}
+		}
+		return out, nil
 	}
 	// Quoted values may hold newlines; the error must stay one line.
-	return o, errors.New(strings.Join(strings.Fields(err.Error()), " "))
+	return nil, errors.New(strings.Join(strings.Fields(err.Error()), " "))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/commands"
+	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/keys"
@@ -88,8 +89,11 @@ func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store
 		Repos:   &repos.Repos{Root: filepath.Join(opts.Data, "repos"), Binary: exe},
 		Catalog: cat,
 		Domain:  opts.Domain,
-		Host:    func() hostagent.Info { return hostagent.Local(primaryAddress()) },
-		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// The local CLI has no bus: it describes this box.
+		Hosts: func() []fleet.Host {
+			return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Local(primaryAddress())}}}
+		},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	return st, nil
 }

@@ -14,9 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/commands"
+	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/gitd"
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/router"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -24,23 +28,45 @@ import (
 // SIGTERM.
 const shutdownGrace = 30 * time.Second
 
+// serverOptions are the server's own settings.
+type serverOptions struct {
+	*options
+	HTTP          string
+	Bus           string
+	BusListen     string
+	Agent         string
+	AgentArgs     string
+	BuildTimeout  time.Duration
+	HealthTimeout time.Duration
+}
+
 func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
+	so := &serverOptions{options: opts}
 	c := &cobra.Command{
 		Use:   "server",
-		Short: "Run the Upscale server: SSH for git and commands",
+		Short: "Run the Upscale server: SSH for git and commands, the router, the bus",
 		Args:  cobra.NoArgs,
 		// The server is started by the operator on the box; it is not one
 		// of the gated commands, so it skips the root's gate.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return opts.load(cmd.Flags()) },
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return serve(cmd.Context(), opts, slog.New(slog.NewTextHandler(stderr, nil)))
+			return serve(cmd.Context(), so, slog.New(slog.NewTextHandler(stderr, nil)), stderr)
 		},
 	}
-	c.Flags().StringVar(&opts.Listen, "listen", ":2222", "SSH listen address (git and commands)")
+	f := c.Flags()
+	f.StringVar(&opts.Listen, "listen", ":2222", "SSH listen address (git and commands)")
+	f.StringVar(&so.HTTP, "http", ":80", "HTTP listen address of the router (HAProxy) in front of the apps")
+	f.StringVar(&so.Bus, "bus", "", "service bus: empty for NATS embedded in this server, or nats://USER:PASS@HOST:4222")
+	f.StringVar(&so.BusListen, "bus-listen", "127.0.0.1:4222", "where the embedded NATS listens for agents")
+	f.StringVar(&so.Agent, "agent", "auto", "local upscale-agent to run: auto (the one next to this binary, if any), none, or a path")
+	f.StringVar(&so.AgentArgs, "agent-args", "", "extra flags for the local agent, e.g. \"--subnet 10.77.0.0/24\"")
+	f.DurationVar(&so.BuildTimeout, "build-timeout", 10*time.Minute, "time limit of one build")
+	f.DurationVar(&so.HealthTimeout, "health-timeout", 30*time.Second, "how long a new instance may take to answer")
 	return c
 }
 
-func serve(ctx context.Context, opts *options, log *slog.Logger) error {
+func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.Writer) error {
+	opts := so.options
 	env := &commands.Env{}
 	st, err := openEnv(ctx, opts, env)
 	if err != nil {
@@ -51,6 +77,42 @@ func serve(ctx context.Context, opts *options, log *slog.Logger) error {
 	if err := refreshHooks(ctx, env); err != nil {
 		return err
 	}
+
+	conn, embedded, err := startBus(ctx, so, log)
+	if err != nil {
+		return err
+	}
+	if embedded != nil {
+		defer embedded.Shutdown()
+	}
+	defer conn.Close()
+
+	_, httpPort, err := net.SplitHostPort(so.HTTP)
+	if err != nil {
+		return fmt.Errorf("--http %q: %w", so.HTTP, err)
+	}
+	rt, err := router.Start(ctx, router.Config{Dir: filepath.Join(opts.Data, "router"), HTTPAddr: so.HTTP, Log: log})
+	if err != nil {
+		return err
+	}
+
+	hosts := fleet.New(log)
+	agents := newAgentSupervisor(so, embedded, log, logOut)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go hosts.Watch(wctx, conn, agents.hosts, time.Second)
+
+	deployer := &deploy.Deployer{
+		Store: st, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
+		Domain: opts.Domain, HTTPPort: httpPort,
+		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: 10 * time.Second, Log: log,
+	}
+	if err := deployer.Sync(ctx); err != nil {
+		return fmt.Errorf("routing what the store says is live: %w", err)
+	}
+	env.Apps = deployer
+	env.Hosts = hosts.Hosts
+
 	hostKey, err := gitd.LoadHostKey(filepath.Join(opts.Data, "ssh_host_ed25519_key"))
 	if err != nil {
 		return err
@@ -73,16 +135,20 @@ func serve(ctx context.Context, opts *options, log *slog.Logger) error {
 		SocketPath:  sock,
 		Log:         log,
 		IdleTimeout: 10 * time.Minute,
+		Deploys:     deployer,
+		HookTimeout: so.BuildTimeout + so.HealthTimeout + 5*time.Minute,
 		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
 			return commands.New(env, inv, nil).Execute(ctx, args)
 		},
 	})
 	env.Git = srv.Git()
 
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	go func() { errs <- srv.ServeHooks(hookLn) }()
 	go func() { errs <- srv.ServeSSH(sshLn) }()
-	log.Info("upscale server started", "ssh", sshLn.Addr().String(), "data", opts.Data, "store", storeName(opts.DB), "domain", opts.Domain)
+	go func() { errs <- agents.run(ctx) }()
+	log.Info("upscale server started", "ssh", sshLn.Addr().String(), "http", so.HTTP, "bus", busName(so),
+		"data", opts.Data, "store", storeName(opts.DB), "domain", opts.Domain)
 	if admins, err := st.ListKeys(ctx, store.KeyFilter{AdminOnly: true}); err == nil && len(admins) == 0 {
 		log.Info(fmt.Sprintf(`no admin key yet; add yours with: %s --data %s keys add --admin --name me --public "$(cat ~/.ssh/id_ed25519.pub)"`, env.Repos.Binary, opts.Data))
 	}
@@ -97,9 +163,39 @@ func serve(ctx context.Context, opts *options, log *slog.Logger) error {
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("sessions cut at shutdown", "err", serr)
 	}
+	agents.stop()
 	os.Remove(sock)
+	// HAProxy and the containers keep serving: the next start adopts them.
 	log.Info("upscale server stopped")
 	return err
+}
+
+// startBus starts the embedded NATS (unless --bus names another) and
+// connects the server to it.
+func startBus(ctx context.Context, so *serverOptions, log *slog.Logger) (*bus.Conn, *bus.Embedded, error) {
+	var creds bus.Credentials
+	var embedded *bus.Embedded
+	if so.Bus != "" {
+		c, err := bus.CredentialsFromURL(so.Bus)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--bus: %w", err)
+		}
+		creds = c
+	} else {
+		e, err := bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(so.Data, "bus"), Listen: so.BusListen, Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		embedded, creds = e, e.ServerCredentials()
+	}
+	conn, err := bus.Connect(ctx, creds, "upscale-server", bus.WithLogger(log))
+	if err != nil {
+		if embedded != nil {
+			embedded.Shutdown()
+		}
+		return nil, nil, fmt.Errorf("connecting to the bus: %w", err)
+	}
+	return conn, embedded, nil
 }
 
 // refreshHooks rewrites the hook shims of every app whose shims point
@@ -147,4 +243,15 @@ func storeName(dsn string) string {
 	}
 	scheme, _, _ := strings.Cut(dsn, "://")
 	return scheme
+}
+
+func busName(so *serverOptions) string {
+	if so.Bus == "" {
+		return "embedded " + so.BusListen
+	}
+	c, err := bus.CredentialsFromURL(so.Bus)
+	if err != nil {
+		return "?"
+	}
+	return c.URL
 }

@@ -6,9 +6,13 @@ package rig
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/router"
 )
 
 // TB is the part of testing.TB the rig needs, so the benchmarks (a plain
@@ -31,23 +37,27 @@ type TB interface {
 
 var _ TB = (testing.TB)(nil)
 
-// Build compiles cmd/upscale into dir and returns the binary's path.
+// Build compiles cmd/upscale and cmd/upscale-agent into dir and returns
+// the path of upscale; upscale-agent sits next to it, where the server
+// looks for it.
 func Build(dir string) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	bin := filepath.Join(dir, "upscale")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/upscale")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	for _, pkg := range []string{"upscale", "upscale-agent"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
 	}
-	return bin, nil
+	return filepath.Join(dir, "upscale"), nil
 }
 
 // Missing lists the programs the rig needs that are not installed.
 func Missing() []string {
 	var out []string
-	for _, p := range []string{"git", "ssh", "ssh-keygen"} {
+	for _, p := range []string{"git", "ssh", "ssh-keygen", "haproxy", "lxc-start", "debootstrap"} {
 		if _, err := exec.LookPath(p); err != nil {
 			out = append(out, p)
 		}
@@ -61,9 +71,13 @@ type Server struct {
 	Data string
 	Port int
 	Args []string // extra server flags
-	cmd  *exec.Cmd
-	log  *syncBuffer
-	t    TB
+	// With an agent (StartWithAgent): where apps answer and what the
+	// agent made, for teardown.
+	HTTPPort int
+	Agent    *Agent
+	cmd      *exec.Cmd
+	log      *syncBuffer
+	t        TB
 }
 
 // syncBuffer is the server's output, read while the server writes it.
@@ -85,13 +99,106 @@ func (b *syncBuffer) String() string {
 }
 
 // Start runs the server binary on a free loopback port with a fresh data
-// directory; it is stopped (SIGTERM, then SIGKILL) at cleanup.
+// directory and no agent (the control plane only); it is stopped (SIGTERM,
+// then SIGKILL) at cleanup.
 func Start(t TB, bin string, extra ...string) *Server {
 	t.Helper()
 	s := &Server{Bin: bin, Data: filepath.Join(t.TempDir(), "data"), Args: extra, t: t}
+	s.Args = append([]string{"--agent", "none", "--http", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--bus-listen", "127.0.0.1:0"}, s.Args...)
 	s.Run()
-	t.Cleanup(func() { s.Stop() })
+	t.Cleanup(func() {
+		s.Stop()
+		router.Halt(filepath.Join(s.Data, "router"))
+	})
 	return s
+}
+
+// Agent is what a server's local agent makes on this machine: its own
+// state directory, bridge and subnet, so that tests and a `make run`
+// instance never meet.
+type Agent struct {
+	Bin    string
+	State  string
+	Bridge string
+	Subnet string
+}
+
+// StartWithAgent runs a server that runs apps: HAProxy on a free port, the
+// embedded bus on a free port, and its local upscale-agent with a bridge
+// and /24 of its own. Cleanup stops the server, destroys every container,
+// removes the bridge and NAT rule, and stops HAProxy, even on failure.
+func StartWithAgent(t TB, bin string, extra ...string) *Server {
+	t.Helper()
+	b := make([]byte, 3)
+	rand.Read(b)
+	state, err := os.MkdirTemp("", "upscale-e2e-agent-")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	// The containers' root (host uid 100000) must traverse to its files.
+	os.Chmod(state, 0o711)
+	a := &Agent{
+		Bin:    filepath.Join(filepath.Dir(bin), "upscale-agent"),
+		State:  state,
+		Bridge: "upse" + hex.EncodeToString(b),
+		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+int(b[0])%50, b[1]),
+	}
+	s := &Server{Bin: bin, Data: filepath.Join(t.TempDir(), "data"), t: t, Agent: a}
+	s.HTTPPort = FreePort(t)
+	s.Args = append([]string{
+		"--http", fmt.Sprintf("127.0.0.1:%d", s.HTTPPort),
+		"--bus-listen", "127.0.0.1:0",
+		"--agent", a.Bin,
+		"--agent-args", fmt.Sprintf("--state %s --bridge %s --subnet %s", a.State, a.Bridge, a.Subnet),
+	}, extra...)
+	t.Cleanup(func() {
+		s.Stop()
+		a.Teardown()
+		router.Halt(filepath.Join(s.Data, "router"))
+		os.RemoveAll(a.State)
+	})
+	s.Run()
+	s.WaitHostUp()
+	return s
+}
+
+// WaitHostUp waits until the server has seen its agent's host up.
+func (s *Server) WaitHostUp() {
+	s.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(s.Log(), `msg="host up"`) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the local agent did not come up within 20 s:\n%s", s.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Teardown destroys the agent's containers, bridge and NAT rule.
+func (a *Agent) Teardown() error {
+	out, err := exec.Command(a.Bin, "--teardown", "--state", a.State, "--bridge", a.Bridge, "--subnet", a.Subnet).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("agent teardown: %v: %s", err, out)
+	}
+	return nil
+}
+
+// Get fetches path of app NS/APP through the router; it returns the
+// status and body.
+func (s *Server) Get(app, path string) (int, string, error) {
+	ns, name, _ := strings.Cut(app, "/")
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", s.HTTPPort, path), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = name + "." + ns + ".upscale.localhost"
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 // Run (re)starts the server on its data directory and port.

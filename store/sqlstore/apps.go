@@ -83,12 +83,12 @@ func (s *Store) DeleteNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-const appQuery = "SELECT namespace, name, deploy_branch, created_at FROM apps"
+const appQuery = "SELECT namespace, name, deploy_branch, stopped, created_at FROM apps"
 
 func scanApp(r scanner) (store.App, error) {
 	var a store.App
 	var at int64
-	err := r.Scan(&a.Namespace, &a.Name, &a.DeployBranch, &at)
+	err := r.Scan(&a.Namespace, &a.Name, &a.DeployBranch, &a.Stopped, &at)
 	a.CreatedAt = fromNanos(at)
 	return a, err
 }
@@ -141,13 +141,18 @@ func (s *Store) ListApps(ctx context.Context, namespace string) ([]store.App, er
 	return list, nil
 }
 
-// DeleteApp leaves the deploy keys and pushes to ON DELETE CASCADE.
+// DeleteApp leaves the deploy keys, pushes, releases and instances to ON
+// DELETE CASCADE.
 func (s *Store) DeleteApp(ctx context.Context, namespace, name string) error {
 	return s.updateApp(ctx, namespace, name, "DELETE FROM apps WHERE namespace = ? AND name = ?", namespace, name)
 }
 
 func (s *Store) SetDeployBranch(ctx context.Context, namespace, name, branch string) error {
 	return s.updateApp(ctx, namespace, name, "UPDATE apps SET deploy_branch = ? WHERE namespace = ? AND name = ?", branch, namespace, name)
+}
+
+func (s *Store) SetStopped(ctx context.Context, namespace, name string, stopped bool) error {
+	return s.updateApp(ctx, namespace, name, "UPDATE apps SET stopped = ? WHERE namespace = ? AND name = ?", stopped, namespace, name)
 }
 
 // updateApp runs a statement that must match the one app.

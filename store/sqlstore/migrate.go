@@ -63,14 +63,14 @@ func splitSQL(text string) []string {
 	return stmts
 }
 
-// migrate applies the migrations the database lacks. Two processes may
-// open the same database at once, so the whole check-and-apply is
-// serialized: on SQLite by the transaction itself (BEGIN IMMEDIATE); on
-// MySQL, where every DDL statement commits on its own, by a named lock.
-// That also means a MySQL migration that fails halfway leaves its earlier
-// statements applied: keep each MySQL migration to what can be re-run by
-// hand.
-func (s *Store) migrate(ctx context.Context) error {
+// migrate applies the migrations the database lacks, up to version upTo.
+// Two processes may open the same database at once, so the whole
+// check-and-apply is serialized: on SQLite by the transaction itself (BEGIN
+// IMMEDIATE); on MySQL, where every DDL statement commits on its own, by a
+// named lock. That also means a MySQL migration that fails halfway leaves
+// its earlier statements applied: keep each MySQL migration to what can be
+// re-run by hand.
+func (s *Store) migrate(ctx context.Context, upTo int) error {
 	all, err := loadMigrations(s.driver)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if current > len(all) {
 		return fmt.Errorf("schema version %d is newer than this program knows (%d): upgrade upscale", current, len(all))
 	}
-	for _, m := range all[current:] {
+	for _, m := range all[current:max(current, min(upTo, len(all)))] {
 		for _, stmt := range m.stmts {
 			if _, err := tx.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("migration %s: %w", m.name, err)

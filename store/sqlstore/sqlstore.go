@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"time"
 
@@ -32,6 +33,12 @@ var _ store.Store = (*Store)(nil)
 //	sqlite:PATH                              SQLite at PATH
 //	mysql://USER:PASS@tcp(HOST:PORT)/DBNAME  MariaDB or MySQL; ?PARAM=VALUE&... as the driver takes
 func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
+	return openSchema(ctx, dsn, dataDir, math.MaxInt)
+}
+
+// openSchema is Open that applies migrations up to version upTo only, so
+// that tests can make a database as an older release of upscale left it.
+func openSchema(ctx context.Context, dsn, dataDir string, upTo int) (*Store, error) {
 	driver, source, err := parseDSN(dsn, dataDir)
 	if err != nil {
 		return nil, err
@@ -65,7 +72,7 @@ func Open(ctx context.Context, dsn, dataDir string) (*Store, error) {
 			return nil, fmt.Errorf("%s database: %w", driver, err)
 		}
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, upTo); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("%s database: %w", driver, err)
 	}
@@ -131,10 +138,20 @@ func (s *Store) inTx(ctx context.Context, readOnly bool, fn func(*sql.Tx) error)
 
 func (s *Store) tryTx(ctx context.Context, readOnly bool, fn func(*sql.Tx) error) error {
 	db := s.writer
-	if readOnly {
+	opts := &sql.TxOptions{ReadOnly: readOnly}
+	switch {
+	case readOnly:
 		db = s.db
+	case s.driver == "mysql":
+		// InnoDB's default, REPEATABLE READ, locks the gaps next to the rows
+		// a write scans, and those belong to neighbours: two apps replacing
+		// their instances then wait for each other's gap and deadlock. The
+		// methods lock what they must serialize on (lockApp), so gap locks
+		// bring nothing but those deadlocks. (With the binary log on, READ
+		// COMMITTED wants binlog_format ROW or MIXED, the defaults.)
+		opts.Isolation = sql.LevelReadCommitted
 	}
-	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: readOnly})
+	tx, err := db.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/store"
 	"github.com/upscalehq/upscale/store/storetest"
 )
@@ -90,6 +91,14 @@ func testEngine(t *testing.T, e engine) {
 			t.Errorf("reopened store lost the namespace: %+v", ns)
 		}
 	})
+	t.Run("MigrateFromVersion1", func(t *testing.T) {
+		testMigrateFromVersion1(t, e.newDSN(t))
+	})
+	if e.driver == "mysql" {
+		t.Run("MigrationFailedHalfway", func(t *testing.T) {
+			testMigrationFailedHalfway(t, e.newDSN(t))
+		})
+	}
 	t.Run("ConcurrentOpen", func(t *testing.T) {
 		dsn := e.newDSN(t)
 		stores := make([]*Store, 5)
@@ -144,6 +153,94 @@ func testEngine(t *testing.T, e engine) {
 			}
 		}
 	})
+}
+
+// testMigrateFromVersion1 fills a database the way the first release of
+// the schema left it and checks that today's Open brings it up to date
+// with every row intact and usable.
+func testMigrateFromVersion1(t *testing.T, dsn string) {
+	ctx := t.Context()
+	old, err := openSchema(ctx, dsn, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := schemaVersion(t, old); v != 1 {
+		t.Fatalf("schema version %d, want 1", v)
+	}
+	if _, err := old.db.ExecContext(ctx, "SELECT COUNT(*) FROM releases"); err == nil {
+		t.Fatal("a version 1 schema has a releases table")
+	}
+	must(old.CreateNamespace(ctx, "acme"))(t)
+	app := must(old.CreateApp(ctx, "acme", "web"))(t)
+	key := must(old.AddKey(ctx, store.Key{Fingerprint: "SHA256:ci", Name: "ci", Role: keys.RoleDeploy,
+		Namespace: "acme", App: "web", Type: "ssh-ed25519", PublicKey: "ssh-ed25519 AAAA ci", AddedBy: "local"}))(t)
+	push := must(old.RecordPush(ctx, store.Push{Namespace: "acme", App: "web", Ref: "refs/heads/master",
+		OldCommit: strings.Repeat("0", 40), NewCommit: strings.Repeat("a", 40), Subject: "first", KeyName: "ci", KeyFP: "SHA256:ci"}))(t)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := open(t, dsn)
+	checkMigrations(t, s)
+	got := must(s.GetApp(ctx, "acme", "web"))(t)
+	if got != app || got.Stopped {
+		t.Errorf("app after migration: %+v, want %+v, running", got, app)
+	}
+	if got := must(s.KeyByFingerprint(ctx, key.Fingerprint))(t); got != key {
+		t.Errorf("key after migration: %+v, want %+v", got, key)
+	}
+	if got := must(s.ListPushes(ctx, "acme", "web", 0))(t); len(got) != 1 || got[0] != push {
+		t.Errorf("pushes after migration: %+v, want %+v", got, push)
+	}
+
+	// The old app takes the new columns and tables, and cascades to them.
+	must(0, s.SetStopped(ctx, "acme", "web", true))(t)
+	if !must(s.GetApp(ctx, "acme", "web"))(t).Stopped {
+		t.Error("SetStopped did not stick")
+	}
+	r := must(s.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: push.NewCommit}))(t)
+	if r.Version != 1 {
+		t.Errorf("first release is v%d", r.Version)
+	}
+	must(0, s.FinishBuild(ctx, "acme", "web", r.Version, "a", "d", 1))(t)
+	must(0, s.Activate(ctx, "acme", "web", r.Version, []store.Instance{{Name: "web-1", Host: "h1"}}))(t)
+	must(0, s.DeleteApp(ctx, "acme", "web"))(t)
+	if list := must(s.ListInstances(ctx, "", ""))(t); len(list) != 0 {
+		t.Errorf("instances after DeleteApp: %+v", list)
+	}
+}
+
+// testMigrationFailedHalfway runs 0002 on MySQL after all of its statements
+// but the last have already run, as after a failure: MySQL commits DDL
+// statement by statement, and migrate.go asks that such a migration can be
+// finished by running it again.
+func testMigrationFailedHalfway(t *testing.T, dsn string) {
+	ctx := t.Context()
+	old, err := openSchema(ctx, dsn, "", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := must(loadMigrations(old.driver))(t)[1]
+	for _, stmt := range m.stmts[:len(m.stmts)-1] {
+		if _, err := old.db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	old.Close()
+	s := open(t, dsn)
+	checkMigrations(t, s)
+	must(s.CreateNamespace(ctx, "acme"))(t)
+	must(s.CreateApp(ctx, "acme", "web"))(t)
+	must(s.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"}))(t)
+}
+
+func schemaVersion(t *testing.T, s *Store) int {
+	t.Helper()
+	var v int
+	if err := s.db.QueryRowContext(t.Context(), "SELECT MAX(version) FROM schema_migrations").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func open(t *testing.T, dsn string) *Store {

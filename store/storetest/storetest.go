@@ -38,6 +38,18 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCreateApp", testConcurrentCreateApp},
 		{"ConcurrentAddKey", testConcurrentAddKey},
 		{"ConcurrentPushes", testConcurrentPushes},
+		{"Stopped", testStopped},
+		{"CreateRelease", testCreateRelease},
+		{"Transitions", testTransitions},
+		{"Activate", testActivate},
+		{"Instances", testInstances},
+		{"ListReleases", testListReleases},
+		{"ReleaseConfig", testReleaseConfig},
+		{"ReleasesFreeText", testReleasesFreeText},
+		{"ConcurrentCreateRelease", testConcurrentCreateRelease},
+		{"ConcurrentActivate", testConcurrentActivate},
+		{"ConcurrentInstanceName", testConcurrentInstanceName},
+		{"ConcurrentFinishBuild", testConcurrentFinishBuild},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,6 +287,9 @@ func testDeleteApp(t *testing.T, s store.Store) {
 		must(s.RecordPush(ctx, newPush("acme", app, "to "+app, time.Time{})))(t)
 	}
 	must(s.AddKey(ctx, newKey("ci-api", keys.RoleDeploy, "acme", "api")))(t)
+	releaseIn(t, s, "acme", "web", store.ReleaseSuperseded) // v1, v2 live on web-v2
+	releaseIn(t, s, "acme", "web", store.ReleaseFailed)
+	api := releaseIn(t, s, "acme", "api", store.ReleaseLive)
 
 	must(0, s.DeleteApp(ctx, "acme", "web"))(t)
 
@@ -288,6 +303,14 @@ func testDeleteApp(t *testing.T, s store.Store) {
 	equal(t, "keys left", keyNames(must(s.ListKeys(ctx, store.KeyFilter{}))(t)),
 		[]string{"/root", "acme/alice", "acme/ci-api", "beta/bob"})
 	equal(t, "other app's pushes", subjects(must(s.ListPushes(ctx, "acme", "api", 0))(t)), []string{"to api"})
+	_, err = s.ListReleases(ctx, "acme", "web", 0)
+	isErr(t, err, store.ErrNotFound)
+	_, err = s.GetRelease(ctx, "acme", "web", 1)
+	isErr(t, err, store.ErrNotFound)
+	_, err = s.ListInstances(ctx, "acme", "web")
+	isErr(t, err, store.ErrNotFound)
+	equal(t, "instances left", instanceNames(must(s.ListInstances(ctx, "", ""))(t)), []string{"acme/api/api-v1@v1"})
+	equal(t, "other app's releases", must(s.ListReleases(ctx, "acme", "api", 0))(t), []store.Release{api})
 
 	// A new app of the same name starts clean.
 	app := must(s.CreateApp(ctx, "acme", "web"))(t)
@@ -297,6 +320,19 @@ func testDeleteApp(t *testing.T, s store.Store) {
 	if list := must(s.ListPushes(ctx, "acme", "web", 0))(t); len(list) != 0 {
 		t.Errorf("recreated app has pushes %v", subjects(list))
 	}
+	if list := must(s.ListReleases(ctx, "acme", "web", 0))(t); len(list) != 0 {
+		t.Errorf("recreated app has releases %v", statuses(list))
+	}
+	if list := must(s.ListInstances(ctx, "acme", "web"))(t); len(list) != 0 {
+		t.Errorf("recreated app has instances %v", instanceNames(list))
+	}
+	// Versions start again at 1, and the old instance names are free.
+	r := releaseIn(t, s, "acme", "web", store.ReleaseLive)
+	if r.Version != 1 {
+		t.Errorf("recreated app's first release is v%d", r.Version)
+	}
+	equal(t, "recreated app's instances", instanceNames(must(s.ListInstances(ctx, "acme", "web"))(t)), []string{"acme/web/web-v1@v1"})
+	must(0, s.Activate(ctx, "acme", "web", 1, []store.Instance{newInstance("web-v2", "h1")}))(t)
 }
 
 func testKeys(t *testing.T, s store.Store) {
@@ -458,6 +494,18 @@ func testTimeRoundTrip(t *testing.T, s store.Store) {
 			must(s.CreateApp(ctx, "acme", app))(t)
 			check("RecordPush", must(s.RecordPush(ctx, newPush("acme", app, tc.name, tc.at)))(t).At)
 			check("ListPushes", must(s.ListPushes(ctx, "acme", app, 1))(t)[0].At)
+
+			r := newRelease("acme", app, tc.name)
+			r.CreatedAt = tc.at
+			check("CreateRelease", must(s.CreateRelease(ctx, r))(t).CreatedAt)
+			check("GetRelease", must(s.GetRelease(ctx, "acme", app, 1))(t).CreatedAt)
+			check("ListReleases", must(s.ListReleases(ctx, "acme", app, 1))(t)[0].CreatedAt)
+			must(0, s.FinishBuild(ctx, "acme", app, 1, "a", "d", 1))(t)
+			in := newInstance(app+"-1", "h1")
+			in.CreatedAt = tc.at
+			must(0, s.Activate(ctx, "acme", app, 1, []store.Instance{in}))(t)
+			check("LiveRelease", must(s.LiveRelease(ctx, "acme", app))(t).CreatedAt)
+			check("ListInstances", must(s.ListInstances(ctx, "acme", app))(t)[0].CreatedAt)
 		})
 	}
 }
@@ -508,7 +556,9 @@ func snapshot(t *testing.T, s store.Store) string {
 	fmt.Fprintln(&b, must(s.ListKeys(ctx, store.KeyFilter{}))(t))
 	for _, a := range apps {
 		fmt.Fprintln(&b, must(s.ListPushes(ctx, a.Namespace, a.Name, 0))(t))
+		fmt.Fprintln(&b, must(s.ListReleases(ctx, a.Namespace, a.Name, 0))(t))
 	}
+	fmt.Fprintln(&b, must(s.ListInstances(ctx, "", ""))(t))
 	return b.String()
 }
 
@@ -516,7 +566,22 @@ func testErrors(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := seed(t, s)
 	must(s.RecordPush(ctx, newPush("acme", "web", "first", time.Time{})))(t)
+	releaseIn(t, s, "acme", "web", store.ReleaseLive)     // v1, on instance web-v1
+	releaseIn(t, s, "acme", "web", store.ReleaseBuilding) // v2
+	releaseIn(t, s, "acme", "web", store.ReleaseFailed)   // v3
+	releaseIn(t, s, "acme", "api", store.ReleaseBuilt)    // v1
 	before := snapshot(t, s)
+	instances := func(names ...string) []store.Instance {
+		var list []store.Instance
+		for _, name := range names {
+			list = append(list, newInstance(name, "h1"))
+		}
+		return list
+	}
+	otherApp := newInstance("x", "h1")
+	otherApp.Namespace, otherApp.App = "beta", "site"
+	otherRelease := newInstance("x", "h1")
+	otherRelease.Release = 2
 
 	withFP := func(k store.Key, fp string) store.Key { k.Fingerprint = fp; return k }
 	root, alice := f.keys["root"], f.keys["alice"]
@@ -632,6 +697,101 @@ func testErrors(t *testing.T, s store.Store) {
 		}, store.ErrNotFound, `app "nope/web"`},
 		{"pushes of missing app", func(ctx context.Context) error { _, err := s.ListPushes(ctx, "acme", "nope", 10); return err },
 			store.ErrNotFound, `app "acme/nope"`},
+		{"stop missing app", func(ctx context.Context) error { return s.SetStopped(ctx, "acme", "nope", true) },
+			store.ErrNotFound, `app "acme/nope"`},
+		{"release of missing app", func(ctx context.Context) error {
+			_, err := s.CreateRelease(ctx, newRelease("acme", "nope", "x"))
+			return err
+		}, store.ErrNotFound, `app "acme/nope"`},
+		{"release in missing namespace", func(ctx context.Context) error {
+			_, err := s.CreateRelease(ctx, newRelease("nope", "web", "x"))
+			return err
+		}, store.ErrNotFound, `app "nope/web"`},
+		{"finish build of missing release", func(ctx context.Context) error {
+			return s.FinishBuild(ctx, "acme", "web", 9, "a", "d", 1)
+		}, store.ErrNotFound, `app "acme/web" release v9`},
+		{"finish build of missing app", func(ctx context.Context) error {
+			return s.FinishBuild(ctx, "acme", "nope", 1, "a", "d", 1)
+		}, store.ErrNotFound, `app "acme/nope"`},
+		{"finish build of a live release", func(ctx context.Context) error {
+			return s.FinishBuild(ctx, "acme", "web", 1, "a", "d", 1)
+		}, store.ErrConflict, `app "acme/web" release v1 is live, not building`},
+		{"finish build of a failed release", func(ctx context.Context) error {
+			return s.FinishBuild(ctx, "acme", "web", 3, "a", "d", 1)
+		}, store.ErrConflict, `app "acme/web" release v3 is failed, not building`},
+		{"finish build of a built release", func(ctx context.Context) error {
+			return s.FinishBuild(ctx, "acme", "api", 1, "a", "d", 1)
+		}, store.ErrConflict, `app "acme/api" release v1 is built, not building`},
+		{"fail missing release", func(ctx context.Context) error { return s.FailRelease(ctx, "acme", "web", 9, "x") },
+			store.ErrNotFound, `app "acme/web" release v9`},
+		{"fail a live release", func(ctx context.Context) error { return s.FailRelease(ctx, "acme", "web", 1, "x") },
+			store.ErrConflict, `app "acme/web" release v1 is live, not building or built`},
+		{"fail a failed release", func(ctx context.Context) error { return s.FailRelease(ctx, "acme", "web", 3, "x") },
+			store.ErrConflict, `app "acme/web" release v3 is failed`},
+		{"activate a building release", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "web", 2, instances("new"))
+		}, store.ErrConflict, `app "acme/web" release v2 is building, not built, superseded or live`},
+		{"activate a failed release", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "web", 3, instances("new"))
+		}, store.ErrConflict, `app "acme/web" release v3 is failed`},
+		{"activate missing release", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "web", 9, instances("new"))
+		}, store.ErrNotFound, `app "acme/web" release v9`},
+		{"activate on missing app", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "nope", 1, instances("new"))
+		}, store.ErrNotFound, `app "acme/nope"`},
+		{"activate with another app's instance name", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "api", 1, instances("new", "web-v1"))
+		}, store.ErrConflict, `instance "web-v1"`},
+		{"activate with a name twice", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "api", 1, instances("new", "new"))
+		}, store.ErrConflict, `instance "new"`},
+		{"activate with an instance of another app", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "web", 1, []store.Instance{otherApp})
+		}, nil, `instance "x" is of app "beta/site"`},
+		{"activate with an instance of another release", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "web", 1, []store.Instance{otherRelease})
+		}, nil, `instance "x" is of release v2`},
+		{"activate with a nameless instance", func(ctx context.Context) error {
+			return s.Activate(ctx, "acme", "web", 1, instances(""))
+		}, nil, "no name"},
+		{"get missing release", func(ctx context.Context) error { _, err := s.GetRelease(ctx, "acme", "web", 9); return err },
+			store.ErrNotFound, `app "acme/web" release v9`},
+		{"get release of another app", func(ctx context.Context) error { _, err := s.GetRelease(ctx, "beta", "site", 1); return err },
+			store.ErrNotFound, `app "beta/site" release v1`},
+		{"no live release", func(ctx context.Context) error { _, err := s.LiveRelease(ctx, "acme", "api"); return err },
+			store.ErrNotFound, `app "acme/api" has no live release`},
+		{"live release of missing app", func(ctx context.Context) error { _, err := s.LiveRelease(ctx, "acme", "nope"); return err },
+			store.ErrNotFound, `app "acme/nope"`},
+		{"releases of missing app", func(ctx context.Context) error { _, err := s.ListReleases(ctx, "acme", "nope", 0); return err },
+			store.ErrNotFound, `app "acme/nope"`},
+		{"instances of missing app", func(ctx context.Context) error {
+			return s.SetInstances(ctx, "acme", "nope", nil)
+		}, store.ErrNotFound, `app "acme/nope"`},
+		{"instance of missing release", func(ctx context.Context) error {
+			in := newInstance("new", "h1")
+			in.Release = 9
+			return s.SetInstances(ctx, "acme", "web", []store.Instance{in})
+		}, store.ErrNotFound, `app "acme/web" release v9`},
+		{"instance without a release", func(ctx context.Context) error {
+			return s.SetInstances(ctx, "acme", "web", instances("new"))
+		}, store.ErrNotFound, `app "acme/web" release v0`},
+		{"instance name taken", func(ctx context.Context) error {
+			in := newInstance("web-v1", "h1")
+			in.Release = 1
+			return s.SetInstances(ctx, "acme", "api", []store.Instance{in})
+		}, store.ErrConflict, `instance "web-v1"`},
+		{"set instances of another app", func(ctx context.Context) error {
+			return s.SetInstances(ctx, "acme", "web", []store.Instance{otherApp})
+		}, nil, `instance "x" is of app "beta/site"`},
+		{"list instances of missing app", func(ctx context.Context) error { _, err := s.ListInstances(ctx, "acme", "nope"); return err },
+			store.ErrNotFound, `app "acme/nope"`},
+		{"list instances of missing namespace", func(ctx context.Context) error { _, err := s.ListInstances(ctx, "nope", ""); return err },
+			store.ErrNotFound, `namespace "nope"`},
+		{"list instances of an app without namespace", func(ctx context.Context) error {
+			_, err := s.ListInstances(ctx, "", "web")
+			return err
+		}, nil, `app "web" without its namespace`},
 	}
 	sentinels := []error{store.ErrNotFound, store.ErrConflict, store.ErrNotEmpty, store.ErrKeyTaken, store.ErrKeyNameTaken}
 	for _, tc := range tests {

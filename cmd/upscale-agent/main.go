@@ -1,0 +1,185 @@
+// Command upscale-agent runs on every host: it builds runtime images,
+// runs builds and app instances as unprivileged LXC containers, and answers
+// the Upscale server over the service bus. It is the only cgo binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/hostagent/images"
+	"github.com/upscalehq/upscale/hostagent/lxc"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/runtimes"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(log); err != nil {
+		log.Error("upscale-agent stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger) error {
+	var (
+		credentials = flag.String("credentials", "", "bus credentials file written by the server (required)")
+		name        = flag.String("name", "", "this host's name on the bus (default: from the credentials)")
+		state       = flag.String("state", "/var/lib/upscale-agent", "state directory: containers, releases, build outbox")
+		lxcpath     = flag.String("lxcpath", "", "LXC container directory (default STATE/containers)")
+		imageDir    = flag.String("images", images.DefaultCacheDir, "runtime image cache, shared by every agent on this machine")
+		mirror      = flag.String("mirror", "", "Debian mirror for images (default: the one in this machine's apt sources)")
+		bridge      = flag.String("bridge", "upsbr0", "bridge the containers attach to (created if missing)")
+		subnet      = flag.String("subnet", "10.77.0.0/24", "container subnet on the bridge; the host routes it")
+		nat         = flag.Bool("nat", true, "masquerade the container subnet so apps reach the internet")
+		address     = flag.String("address", "", "this host's address as other hosts reach it (default: its first non-loopback IPv4)")
+		teardown    = flag.Bool("teardown", false, "destroy every container of this agent and its bridge and NAT rule, then exit (uninstall, tests)")
+	)
+	flag.Parse()
+	if *lxcpath == "" {
+		*lxcpath = filepath.Join(*state, "containers")
+	}
+	prefix, err := netip.ParsePrefix(*subnet)
+	if err != nil {
+		return fmt.Errorf("--subnet: %w", err)
+	}
+	lxcCfg := lxc.Config{LXCPath: *lxcpath, Bridge: *bridge, Subnet: prefix, NAT: *nat}
+	if *teardown {
+		return teardownAll(lxcCfg, log)
+	}
+	if *credentials == "" {
+		return errors.New("--credentials is required")
+	}
+	creds, err := bus.ReadCredentials(*credentials)
+	if err != nil {
+		return err
+	}
+	host := *name
+	if host == "" {
+		host = creds.Agent
+	}
+	if err := names.Check("host", host); err != nil {
+		return err
+	}
+	if *address == "" {
+		*address = primaryAddress()
+	}
+	for _, d := range []string{*state, *lxcpath} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	rt, err := lxc.New(lxcCfg)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	conn, err := bus.Connect(ctx, creds, "upscale-agent-"+host, bus.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("connecting to the bus: %w", err)
+	}
+	defer conn.Close()
+	a := hostagent.New(hostagent.Config{
+		Host: host, Address: *address, StateDir: *state, IDBase: images.DefaultShift, PidsMax: 512, Log: log,
+	}, containers{rt}, imageCache{&images.Builder{CacheDir: *imageDir, Mirror: *mirror}}, conn)
+	return a.Run(ctx)
+}
+
+// teardownAll removes everything an agent made on this host.
+func teardownAll(cfg lxc.Config, log *slog.Logger) error {
+	if _, err := os.Stat(cfg.LXCPath); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	rt, err := lxc.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	all, err := rt.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range all {
+		if err := rt.Destroy(context.Background(), c.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, rt.RemoveNetwork())
+	log.Info("teardown", "containers", len(all), "bridge", cfg.Bridge)
+	return errors.Join(errs...)
+}
+
+// primaryAddress is the first non-loopback IPv4 address of this machine.
+func primaryAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if ip, ok := a.(*net.IPNet); ok && !ip.IP.IsLoopback() && ip.IP.To4() != nil {
+			return ip.IP.String()
+		}
+	}
+	return ""
+}
+
+// containers is the LXC runtime as the agent sees it.
+type containers struct{ *lxc.Runtime }
+
+func (c containers) Create(ctx context.Context, s hostagent.ContainerSpec) (hostagent.Container, error) {
+	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, PidsMax: s.PidsMax})
+	return container(got), err
+}
+
+func (c containers) Get(name string) (hostagent.Container, error) {
+	got, err := c.Runtime.Get(name)
+	return container(got), err
+}
+
+func (c containers) List() ([]hostagent.Container, error) {
+	all, err := c.Runtime.List()
+	out := make([]hostagent.Container, 0, len(all))
+	for _, got := range all {
+		out = append(out, container(got))
+	}
+	return out, err
+}
+
+func container(c lxc.Container) hostagent.Container {
+	return hostagent.Container{Name: c.Name, IP: c.IP, State: c.State, PID: c.PID, StartedAt: c.StartedAt, ExitCode: c.ExitCode}
+}
+
+// imageCache is the image builder as the agent sees it.
+type imageCache struct{ b *images.Builder }
+
+func (i imageCache) Ensure(ctx context.Context, r runtimes.Runtime, progress func(string)) (hostagent.Image, error) {
+	img, err := i.b.Ensure(ctx, r, progress)
+	return image(img), err
+}
+
+func (i imageCache) List() ([]hostagent.Image, error) {
+	all, err := i.b.List()
+	out := make([]hostagent.Image, 0, len(all))
+	for _, img := range all {
+		out = append(out, image(img))
+	}
+	return out, err
+}
+
+func image(img images.Image) hostagent.Image {
+	return hostagent.Image{Runtime: img.Runtime, Key: img.Key, Shifted: img.Shifted, Built: img.Built}
+}

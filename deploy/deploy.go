@@ -1,0 +1,364 @@
+// Package deploy makes releases live: it builds a pushed commit, starts
+// the release's instances, waits until every one is healthy, switches the
+// router to them in one step and only then removes the old ones. Any
+// failure before the switch leaves the old release serving.
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/builder"
+	"github.com/upscalehq/upscale/fleet"
+	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/repos"
+	"github.com/upscalehq/upscale/router"
+	"github.com/upscalehq/upscale/runtimes"
+	"github.com/upscalehq/upscale/scheduler"
+	"github.com/upscalehq/upscale/store"
+)
+
+// Router is the part of the router deploys drive.
+type Router interface {
+	Apply(ctx context.Context, backends []router.Backend) error
+}
+
+// Hosts says which hosts are up.
+type Hosts interface {
+	Up() []fleet.Host
+}
+
+// DefaultMemory is a container's memory limit when app.yaml sets none.
+const DefaultMemory = 512 << 20
+
+// Deployer does deploys, restarts and stops.
+type Deployer struct {
+	Store         store.Store
+	Bus           builder.Bus
+	Router        Router
+	Hosts         Hosts
+	Catalog       *runtimes.Catalog
+	Repos         *repos.Repos
+	Domain        string
+	HTTPPort      string // public HTTP port; "" or "80" leave it out of URLs
+	BuildTimeout  time.Duration
+	HealthTimeout time.Duration
+	StopGrace     time.Duration
+	Log           *slog.Logger
+
+	locks sync.Map   // app -> *sync.Mutex
+	sync  sync.Mutex // one router Apply at a time, from a fresh read of the store
+}
+
+// Lock serializes everything that changes what an app runs; the returned
+// func unlocks. A push holds it from its pre-receive check until git has
+// moved the branch.
+func (d *Deployer) Lock(app names.App) func() {
+	l, _ := d.locks.LoadOrStore(app.String(), &sync.Mutex{})
+	mu := l.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// TryLock is Lock without waiting.
+func (d *Deployer) TryLock(app names.App) (func(), bool) {
+	l, _ := d.locks.LoadOrStore(app.String(), &sync.Mutex{})
+	mu := l.(*sync.Mutex)
+	if !mu.TryLock() {
+		return nil, false
+	}
+	return mu.Unlock, true
+}
+
+// Push builds the pushed commit and makes it live. The caller holds the
+// app's lock. The returned release is live when err is nil; otherwise it is
+// recorded as failed (if it got that far) and nothing changed for users.
+func (d *Deployer) Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, error) {
+	rt, ok := d.Catalog.Get(spec.Runtime)
+	if !ok {
+		return store.Release{}, fmt.Errorf("runtime %s is not in this server's catalog", spec.Runtime)
+	}
+	info, err := src.Info(ctx)
+	if err != nil {
+		return store.Release{}, err
+	}
+	start := spec.Start
+	if start == "" {
+		start = rt.Start
+	}
+	rel, err := d.Store.CreateRelease(ctx, store.Release{
+		Namespace: app.Namespace, App: app.Name, Commit: src.Commit, Subject: info.Subject, Author: info.Author,
+		Runtime: rt.Name, By: by,
+		Config: store.ReleaseConfig{Start: start, Instances: spec.Instances, Memory: spec.Memory, Health: spec.Health, Env: spec.Env},
+	})
+	if err != nil {
+		return rel, err
+	}
+	fail := func(err error) (store.Release, error) {
+		if ferr := d.Store.FailRelease(context.WithoutCancel(ctx), app.Namespace, app.Name, rel.Version, oneLine(err.Error())); ferr != nil {
+			d.Log.Error("recording a failed release", "app", app.String(), "release", rel.Version, "err", ferr)
+		}
+		return rel, err
+	}
+	hosts, err := d.place(ctx, 1)
+	if err != nil {
+		return fail(err)
+	}
+	out(fmt.Sprintf("-----> Building %s (v%d) on %s", short(src.Commit), rel.Version, hosts[0]))
+	built, err := builder.Build(ctx, d.Bus, builder.Job{
+		App: app, Release: rel.Version, Source: src, Runtime: rt, Steps: spec.Build,
+		Env: spec.Env, Host: hosts[0], Timeout: d.BuildTimeout,
+	}, out)
+	if err != nil {
+		return fail(fmt.Errorf("build failed: %w", err))
+	}
+	if err := d.Store.FinishBuild(ctx, app.Namespace, app.Name, rel.Version, built.Name, built.SHA256, built.Size); err != nil {
+		return fail(err)
+	}
+	rel.Artifact, rel.Digest, rel.Size, rel.Status = built.Name, built.SHA256, built.Size, store.ReleaseBuilt
+	if err := d.rollout(ctx, app, rel, out); err != nil {
+		return fail(err)
+	}
+	rel.Status = store.ReleaseLive
+	return rel, nil
+}
+
+// start runs the live release again, on fresh instances.
+func (d *Deployer) start(ctx context.Context, app names.App, out func(string)) error {
+	rel, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("app %s has no release yet: push to deploy it", app)
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
+		return err
+	}
+	return d.rollout(ctx, app, rel, out)
+}
+
+// stop removes every instance of the app; the router answers 503 until it
+// runs again.
+func (d *Deployer) stop(ctx context.Context, app names.App, out func(string)) error {
+	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, true); err != nil {
+		return err
+	}
+	old, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return err
+	}
+	if err := d.Store.SetInstances(ctx, app.Namespace, app.Name, nil); err != nil {
+		return err
+	}
+	if err := d.Sync(ctx); err != nil {
+		return err
+	}
+	d.remove(ctx, old, out)
+	return nil
+}
+
+// rollout starts the release's instances, all healthy or none, switches
+// the router to them, records them, and removes the instances they replace.
+func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release, out func(string)) error {
+	rt, ok := d.Catalog.Get(rel.Runtime)
+	if !ok {
+		return fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
+	}
+	n := max(rel.Config.Instances, 1)
+	hosts, err := d.place(ctx, n)
+	if err != nil {
+		return err
+	}
+	memory := rel.Config.Memory
+	if memory == 0 {
+		memory = DefaultMemory
+	}
+	out(fmt.Sprintf("-----> Starting %d instance(s) of v%d", n, rel.Version))
+	fresh := make([]store.Instance, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, host := range hosts {
+		fresh[i] = store.Instance{Name: instanceName(app, rel.Version), Namespace: app.Namespace, App: app.Name, Release: rel.Version, Host: host}
+		wg.Add(1)
+		go func(in *store.Instance) {
+			defer wg.Done()
+			var reply hostagent.StartReply
+			errs[i] = d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
+				Name: in.Name, App: app.String(), Release: rel.Version, Runtime: rt,
+				Artifact: rel.Artifact, Digest: rel.Digest, Command: rel.Config.Start, Env: rel.Config.Env,
+				Memory: memory, Health: rel.Config.Health, HealthTimeout: d.HealthTimeout,
+			}, &reply, out)
+			in.Addr = reply.Addr
+		}(&fresh[i])
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		d.remove(ctx, fresh, nil)
+		return fmt.Errorf("starting v%d failed: %w", rel.Version, err)
+	}
+	check := "TCP connect"
+	if rel.Config.Health != "" {
+		check = "GET " + rel.Config.Health
+	}
+	out(fmt.Sprintf("       all %d healthy (%s)", n, check))
+	old, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	if err != nil {
+		d.remove(ctx, fresh, nil)
+		return err
+	}
+	if err := d.switchTo(ctx, app, rel.Version, fresh); err != nil {
+		d.remove(ctx, fresh, nil)
+		return err
+	}
+	out(fmt.Sprintf("-----> v%d is live; removing %d old instance(s)", rel.Version, len(old)))
+	d.remove(ctx, old, nil)
+	return nil
+}
+
+// switchTo routes the app to instances and records them as live, as one
+// step from the users' side: if the router refuses, the store still says
+// (and the router still does) what was live before.
+func (d *Deployer) switchTo(ctx context.Context, app names.App, version int, instances []store.Instance) error {
+	d.sync.Lock()
+	defer d.sync.Unlock()
+	backends, err := d.backends(ctx, app, instances)
+	if err != nil {
+		return err
+	}
+	if err := d.Router.Apply(ctx, backends); err != nil {
+		return fmt.Errorf("switching the router: %w", err)
+	}
+	return d.Store.Activate(ctx, app.Namespace, app.Name, version, instances)
+}
+
+// Sync makes the router route what the store says is live (after a server
+// start, or a stop).
+func (d *Deployer) Sync(ctx context.Context) error {
+	d.sync.Lock()
+	defer d.sync.Unlock()
+	backends, err := d.backends(ctx, names.App{}, nil)
+	if err != nil {
+		return err
+	}
+	return d.Router.Apply(ctx, backends)
+}
+
+// backends is the router's desired state: every app, with its instances
+// from the store, or with override for app.
+func (d *Deployer) backends(ctx context.Context, app names.App, override []store.Instance) ([]router.Backend, error) {
+	apps, err := d.Store.ListApps(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	all, err := d.Store.ListInstances(ctx, "", "")
+	if err != nil {
+		return nil, err
+	}
+	byApp := map[string][]router.Server{}
+	for _, in := range all {
+		key := in.Namespace + "/" + in.App
+		byApp[key] = append(byApp[key], router.Server{Name: in.Name, Addr: in.Addr})
+	}
+	if app.Name != "" {
+		byApp[app.String()] = nil
+		for _, in := range override {
+			byApp[app.String()] = append(byApp[app.String()], router.Server{Name: in.Name, Addr: in.Addr})
+		}
+	}
+	out := make([]router.Backend, 0, len(apps))
+	for _, a := range apps {
+		key := a.Namespace + "/" + a.Name
+		out = append(out, router.Backend{Name: key, Hosts: []string{Hostname(a.Namespace, a.Name, d.Domain)}, Servers: byApp[key]})
+	}
+	return out, nil
+}
+
+// URL is where users reach app.
+func (d *Deployer) URL(app names.App) string {
+	host := Hostname(app.Namespace, app.Name, d.Domain)
+	if d.HTTPPort != "" && d.HTTPPort != "80" {
+		host += ":" + d.HTTPPort
+	}
+	return "http://" + host
+}
+
+// Hostname is where an app answers.
+func Hostname(namespace, app, domain string) string {
+	return app + "." + namespace + "." + domain
+}
+
+// remove destroys instances, best effort: a leftover container is logged,
+// and never worth failing a deploy that already switched.
+func (d *Deployer) remove(ctx context.Context, instances []store.Instance, out func(string)) {
+	ctx = context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for _, in := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodDestroy), hostagent.DestroyRequest{Name: in.Name}, &struct{}{}, nil)
+			if err != nil {
+				d.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
+				if out != nil {
+					out(fmt.Sprintf("       could not remove %s on %s: %v", in.Name, in.Host, err))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// hostWait is how long a deploy waits for a host when none is up: a host
+// is seen up within a heartbeat of its agent starting.
+const hostWait = 3 * time.Second
+
+func (d *Deployer) place(ctx context.Context, n int) ([]string, error) {
+	deadline := time.Now().Add(hostWait)
+	for {
+		var hosts []scheduler.Host
+		for _, h := range d.Hosts.Up() {
+			hosts = append(hosts, scheduler.Host{Name: h.Name, MemFree: h.MemFree, Containers: h.Containers})
+		}
+		placed, err := scheduler.Place(n, hosts)
+		if !errors.Is(err, scheduler.ErrNoHosts) || time.Now().After(deadline) {
+			return placed, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// instanceName is unique and readable: ns-app-vN-xxxxxx, cut to what
+// container names allow.
+func instanceName(app names.App, version int) string {
+	b := make([]byte, 3)
+	rand.Read(b)
+	suffix := fmt.Sprintf("-v%d-%s", version, hex.EncodeToString(b))
+	prefix := app.Namespace + "-" + app.Name
+	if len(prefix)+len(suffix) > 63 {
+		prefix = prefix[:63-len(suffix)]
+	}
+	return strings.TrimRight(prefix, "-") + suffix
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

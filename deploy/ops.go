@@ -1,0 +1,195 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/builder"
+	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/repos"
+)
+
+// Run starts a stopped app, or builds the deploy branch's head again and
+// makes it live.
+func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(string)) error {
+	defer d.Lock(app)()
+	a, err := d.Store.GetApp(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return err
+	}
+	if a.Stopped {
+		if _, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
+			return d.start(ctx, app, out)
+		}
+	}
+	repo, err := d.Repos.Path(app)
+	if err != nil {
+		return err
+	}
+	head := branchHead(ctx, repo, a.DeployBranch)
+	if head == "" {
+		return fmt.Errorf("nothing to run: no commit on %s yet; push first", a.DeployBranch)
+	}
+	src := builder.Source{Repo: repo, Commit: head}
+	data, problem, err := src.AppYAML(ctx)
+	if err != nil {
+		return err
+	}
+	if problem != "" {
+		return errors.New(problem)
+	}
+	spec, problems := appspec.Parse(data, d.Catalog.Names())
+	if len(problems) > 0 {
+		return problems
+	}
+	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
+		return err
+	}
+	rel, err := d.Push(ctx, app, src, spec, by, out)
+	if err != nil {
+		return err
+	}
+	out(fmt.Sprintf("=====> Application deployed: %s (v%d)", d.URL(app), rel.Version))
+	return nil
+}
+
+// Restart replaces a running app's instances with fresh ones of its live
+// release, switching only once they are healthy.
+func (d *Deployer) Restart(ctx context.Context, app names.App, out func(string)) error {
+	defer d.Lock(app)()
+	a, err := d.Store.GetApp(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return err
+	}
+	if a.Stopped {
+		return fmt.Errorf("app %s is stopped; start it with app run", app)
+	}
+	return d.start(ctx, app, out)
+}
+
+// Stop stops every instance of the app until Run.
+func (d *Deployer) Stop(ctx context.Context, app names.App, out func(string)) error {
+	defer d.Lock(app)()
+	if err := d.stop(ctx, app, out); err != nil {
+		return err
+	}
+	out(fmt.Sprintf("-----> %s stopped; %s answers 503 until app run", app, d.URL(app)))
+	return nil
+}
+
+func branchHead(ctx context.Context, repo, branch string) string {
+	cmd := exec.CommandContext(ctx, "git", "rev-parse", "--verify", "--quiet", "refs/heads/"+branch+"^{commit}")
+	cmd.Env = repos.Env("GIT_DIR=" + repo)
+	b, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Process is one instance as `app ps` shows it.
+type Process struct {
+	Name      string    `json:"name"`
+	Host      string    `json:"host"`
+	Addr      string    `json:"addr"`
+	Release   int       `json:"release"`
+	State     string    `json:"state"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+}
+
+// PS lists the app's instances with what their hosts say of them.
+func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
+	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return nil, err
+	}
+	hosts := map[string]map[string]hostagent.ContainerInfo{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, in := range instances {
+		if _, ok := hosts[in.Host]; ok {
+			continue
+		}
+		hosts[in.Host] = nil
+		wg.Add(1)
+		go func(host string) {
+			defer wg.Done()
+			var reply hostagent.ListReply
+			if err := d.Bus.Call(ctx, hostagent.Subject(host, hostagent.MethodList), struct{}{}, &reply, nil); err != nil {
+				return
+			}
+			byName := map[string]hostagent.ContainerInfo{}
+			for _, c := range reply.Containers {
+				byName[c.Name] = c
+			}
+			mu.Lock()
+			hosts[host] = byName
+			mu.Unlock()
+		}(in.Host)
+	}
+	wg.Wait()
+	out := make([]Process, 0, len(instances))
+	for _, in := range instances {
+		p := Process{Name: in.Name, Host: in.Host, Addr: in.Addr, Release: in.Release, State: "unknown (host not answering)"}
+		if cs := hosts[in.Host]; cs != nil {
+			p.State = "missing"
+			if c, ok := cs[in.Name]; ok {
+				p.State, p.StartedAt = c.State, c.StartedAt
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Logs writes the last n lines of every instance's output, each prefixed
+// with its instance, and with follow keeps writing new lines until ctx
+// ends.
+func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error {
+	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return err
+	}
+	if len(instances) == 0 {
+		return fmt.Errorf("app %s runs no instances", app)
+	}
+	sort.Slice(instances, func(i, j int) bool { return instances[i].Name < instances[j].Name })
+	var mu sync.Mutex
+	emit := func(name string) func(string) {
+		return func(l string) {
+			mu.Lock()
+			out(name + "| " + l)
+			mu.Unlock()
+		}
+	}
+	errs := make([]error, len(instances))
+	var wg sync.WaitGroup
+	for i, in := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var reply hostagent.LogsReply
+			req := hostagent.LogsRequest{Name: in.Name, Lines: n, Follow: follow}
+			errs[i] = d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodLogs), req, &reply, emit(in.Name))
+			for _, l := range reply.Lines {
+				emit(in.Name)(l)
+			}
+		}()
+		if !follow {
+			wg.Wait() // one instance after the other reads better
+		}
+	}
+	wg.Wait()
+	if follow && ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}

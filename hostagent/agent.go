@@ -1,0 +1,386 @@
+package hostagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/runtimes"
+)
+
+// Runtime runs containers: LXC in upscale-agent, a fake in agenttest.
+type Runtime interface {
+	Create(ctx context.Context, s ContainerSpec) (Container, error)
+	Start(ctx context.Context, name string) error
+	Stop(ctx context.Context, name string, grace time.Duration) error
+	Destroy(ctx context.Context, name string) error
+	Get(name string) (Container, error)
+	List() ([]Container, error)
+	Logs(name string, lines int) ([]string, error)
+	Follow(ctx context.Context, name string, from int64, out func(line string)) error
+	Wait(ctx context.Context, name string) (int, error)
+	// AppDir is the host path of the container's /app, where a build
+	// leaves its result.
+	AppDir(name string) string
+}
+
+// ContainerSpec is one container to create.
+type ContainerSpec struct {
+	Name    string
+	Image   string // lower dir: the shifted runtime image
+	AppDir  string // copied to /app
+	Command string // run with /bin/sh -c in /app as the container's init
+	Env     map[string]string
+	Memory  int64
+	PidsMax int64
+}
+
+// Container is one container as the runtime sees it.
+type Container struct {
+	Name      string
+	IP        netip.Addr
+	State     string
+	PID       int
+	StartedAt time.Time
+	ExitCode  int
+}
+
+// Images builds and caches runtime images.
+type Images interface {
+	Ensure(ctx context.Context, r runtimes.Runtime, progress func(line string)) (Image, error)
+	List() ([]Image, error)
+}
+
+// Image is a built runtime image.
+type Image struct {
+	Runtime string
+	Key     string
+	Shifted string // the lower dir for containers
+	Built   time.Time
+}
+
+// Bus is what the agent needs of the service bus.
+type Bus interface {
+	Handle(subject string, h bus.HandlerFunc) (func(), error)
+	GetArtifact(ctx context.Context, name string, w io.Writer) (bus.Artifact, error)
+}
+
+// Config is an agent's setup.
+type Config struct {
+	Host     string // this host's name on the bus
+	Address  string // this host's address, for hosts list
+	StateDir string // releases cache and container metadata
+	IDBase   uint32 // host uid/gid of a container's root
+	PidsMax  int64  // per container
+	Log      *slog.Logger
+}
+
+// Agent serves one host's containers on the bus.
+type Agent struct {
+	cfg    Config
+	rt     Runtime
+	images Images
+	bus    Bus
+
+	mu       sync.Mutex // guards release extraction
+	releases map[string]*sync.Mutex
+}
+
+// New makes an agent; Run serves it.
+func New(cfg Config, rt Runtime, images Images, b Bus) *Agent {
+	return &Agent{cfg: cfg, rt: rt, images: images, bus: b, releases: map[string]*sync.Mutex{}}
+}
+
+// Run answers requests until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	handlers := map[string]bus.HandlerFunc{
+		MethodBuild:   a.build,
+		MethodStart:   a.start,
+		MethodStop:    a.stop,
+		MethodDestroy: a.destroy,
+		MethodList:    a.list,
+		MethodLogs:    a.logs,
+		MethodImages:  a.imageList,
+		MethodStatus:  a.status,
+		MethodFetch:   a.fetch,
+		MethodDrop:    a.drop,
+	}
+	for method, h := range handlers {
+		stop, err := a.bus.Handle(Subject(a.cfg.Host, method), h)
+		if err != nil {
+			return fmt.Errorf("serving %s: %w", method, err)
+		}
+		defer stop()
+	}
+	a.cfg.Log.Info("agent serving", "host", a.cfg.Host)
+	<-ctx.Done()
+	return nil
+}
+
+func (a *Agent) status(context.Context, json.RawMessage, func(string)) (any, error) {
+	b := Beat{Info: Local(a.cfg.Address), At: time.Now().UTC()}
+	b.Name = a.cfg.Host
+	if cs, err := a.rt.List(); err == nil {
+		b.Containers = len(cs)
+	}
+	if imgs, err := a.images.List(); err == nil {
+		for _, im := range imgs {
+			b.Images = append(b.Images, ImageInfo{Runtime: im.Runtime, Key: im.Key, Built: im.Built})
+		}
+	}
+	return b, nil
+}
+
+func decode[T any](raw json.RawMessage) (T, error) {
+	var v T
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v, fmt.Errorf("bad request: %w", err)
+	}
+	return v, nil
+}
+
+// meta is what the agent remembers about a container beyond what the
+// runtime knows, so that a restarted agent still knows whose it is.
+type meta struct {
+	App     string `json:"app"`
+	Release int    `json:"release"`
+}
+
+func (a *Agent) metaPath(name string) string {
+	return filepath.Join(a.cfg.StateDir, "containers", name+".json")
+}
+
+func (a *Agent) saveMeta(name string, m meta) error {
+	b, _ := json.Marshal(m)
+	if err := os.MkdirAll(filepath.Dir(a.metaPath(name)), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(a.metaPath(name), b, 0o600)
+}
+
+func (a *Agent) loadMeta(name string) meta {
+	var m meta
+	if b, err := os.ReadFile(a.metaPath(name)); err == nil {
+		_ = json.Unmarshal(b, &m)
+	}
+	return m
+}
+
+func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(string)) (any, error) {
+	req, err := decode[StartRequest](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	img, err := a.images.Ensure(ctx, req.Runtime, progress)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := a.release(ctx, req.Artifact, req.Digest)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	env[portEnv(req.Runtime)] = strconv.Itoa(Port)
+	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release}); err != nil {
+		return nil, fmt.Errorf("container %s: %w", req.Name, err)
+	}
+	c, err := a.rt.Create(ctx, ContainerSpec{
+		Name: req.Name, Image: img.Shifted, AppDir: dir, Command: req.Command,
+		Env: env, Memory: req.Memory, PidsMax: a.cfg.PidsMax,
+	})
+	if err != nil {
+		a.forget(req.Name)
+		return nil, err
+	}
+	fail := func(err error) (any, error) {
+		a.remove(req.Name)
+		return nil, err
+	}
+	if err := a.rt.Start(ctx, req.Name); err != nil {
+		return fail(err)
+	}
+	addr := netip.AddrPortFrom(c.IP, Port).String()
+	if err := a.waitHealthy(ctx, req, addr); err != nil {
+		return fail(err)
+	}
+	return StartReply{Addr: addr}, nil
+}
+
+// waitHealthy polls until the app answers, its container stops (a crash:
+// the error carries its last lines of output), or the time is up.
+func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) error {
+	timeout := req.HealthTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	lastErr := "it did not answer"
+	for delay := 5 * time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
+		c, err := a.rt.Get(req.Name)
+		if err == nil && c.State != "running" {
+			return fmt.Errorf("the app exited (status %d) before it answered on port %d%s", c.ExitCode, Port, a.tail(req.Name))
+		}
+		if req.Health == "" {
+			conn, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				conn.Close()
+				return nil
+			}
+			lastErr = "nothing listens on port " + strconv.Itoa(Port)
+		} else {
+			resp, err := client.Get("http://" + addr + req.Health)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode < 400 {
+					return nil
+				}
+				lastErr = fmt.Sprintf("health check %s answered %s", req.Health, resp.Status)
+			} else {
+				lastErr = "nothing answers HTTP on port " + strconv.Itoa(Port)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), context.Canceled) {
+				return ctx.Err()
+			}
+			return fmt.Errorf("the app was not healthy within %s: %s%s", timeout, lastErr, a.tail(req.Name))
+		case <-time.After(delay):
+		}
+	}
+}
+
+// tail is the last lines of a container's output, for error messages.
+func (a *Agent) tail(name string) string {
+	lines, err := a.rt.Logs(name, 20)
+	if err != nil || len(lines) == 0 {
+		return "; it printed nothing"
+	}
+	return "; its last output:\n" + strings.Join(lines, "\n")
+}
+
+func (a *Agent) remove(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.rt.Destroy(ctx, name); err != nil {
+		a.cfg.Log.Warn("destroying container", "name", name, "err", err)
+	}
+	a.forget(name)
+}
+
+func (a *Agent) forget(name string) { os.Remove(a.metaPath(name)) }
+
+func (a *Agent) stop(ctx context.Context, raw json.RawMessage, _ func(string)) (any, error) {
+	req, err := decode[StopRequest](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	return struct{}{}, a.rt.Stop(ctx, req.Name, req.Grace)
+}
+
+func (a *Agent) destroy(ctx context.Context, raw json.RawMessage, _ func(string)) (any, error) {
+	req, err := decode[DestroyRequest](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	if err := a.rt.Destroy(ctx, req.Name); err != nil {
+		return nil, err
+	}
+	a.forget(req.Name)
+	return struct{}{}, nil
+}
+
+func (a *Agent) list(context.Context, json.RawMessage, func(string)) (any, error) {
+	cs, err := a.rt.List()
+	if err != nil {
+		return nil, err
+	}
+	reply := ListReply{Containers: []ContainerInfo{}}
+	for _, c := range cs {
+		m := a.loadMeta(c.Name)
+		info := ContainerInfo{Name: c.Name, App: m.App, Release: m.Release, State: c.State, PID: c.PID, StartedAt: c.StartedAt, ExitCode: c.ExitCode}
+		if c.IP.IsValid() {
+			info.Addr = netip.AddrPortFrom(c.IP, Port).String()
+		}
+		reply.Containers = append(reply.Containers, info)
+	}
+	return reply, nil
+}
+
+func (a *Agent) logs(ctx context.Context, raw json.RawMessage, progress func(string)) (any, error) {
+	req, err := decode[LogsRequest](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	lines, err := a.rt.Logs(req.Name, req.Lines)
+	if err != nil || !req.Follow {
+		return LogsReply{Lines: lines}, err
+	}
+	for _, l := range lines {
+		progress(l)
+	}
+	// Follow until the caller goes away: its context ends ours.
+	err = a.rt.Follow(ctx, req.Name, -1, progress)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		err = nil
+	}
+	return LogsReply{}, err
+}
+
+func (a *Agent) imageList(context.Context, json.RawMessage, func(string)) (any, error) {
+	imgs, err := a.images.List()
+	if err != nil {
+		return nil, err
+	}
+	reply := ImagesReply{Images: []ImageInfo{}}
+	for _, im := range imgs {
+		reply.Images = append(reply.Images, ImageInfo{Runtime: im.Runtime, Key: im.Key, Built: im.Built})
+	}
+	return reply, nil
+}
+
+func portEnv(r runtimes.Runtime) string {
+	if r.PortEnv != "" {
+		return r.PortEnv
+	}
+	return "PORT"
+}
+
+// checkName keeps container names from the bus out of paths they must not
+// reach.
+func checkName(name string) error {
+	if name == "" || len(name) > 63 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || name[0] == '-' {
+		return fmt.Errorf("invalid container name %q", name)
+	}
+	return nil
+}

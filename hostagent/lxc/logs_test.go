@@ -1,0 +1,212 @@
+package lxc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logRuntime is a Runtime with one container "app" whose log is a plain
+// file: the capping and reading logic without LXC or root.
+func logRuntime(t *testing.T, limit int64) (*Runtime, *ctr, string) {
+	t.Helper()
+	dir := t.TempDir()
+	upper := filepath.Join(dir, "app", "upper")
+	if err := os.MkdirAll(filepath.Join(upper, stateDirIn), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(upper, logPathIn)
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &ctr{name: "app", dir: filepath.Join(dir, "app"), ready: true}
+	r := &Runtime{
+		cfg:       Config{LXCPath: dir, LogLimit: limit, IDMapBase: uint32(os.Getuid())},
+		ctrs:      map[string]*ctr{"app": c},
+		stateHook: func(*ctr) string { return "stopped" },
+	}
+	t.Cleanup(func() { c.release() })
+	return r, c, path
+}
+
+func appendLines(t *testing.T, path string, from, to int) int64 {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var n int64
+	for i := from; i < to; i++ {
+		k, err := fmt.Fprintf(f, "line %d\n", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += int64(k)
+	}
+	return n
+}
+
+func TestCapKeepsWholeNewestLines(t *testing.T) {
+	r, c, path := logRuntime(t, 4096)
+	written := appendLines(t, path, 0, 2000)
+	if _, err := r.Logs("app", 1); err != nil { // opens the log
+		t.Fatal(err)
+	}
+	if err := r.capLog(c); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Size() > 4096 || st.Size() < 1024 {
+		t.Errorf("capped size %d", st.Size())
+	}
+	lines, off, err := r.LogTail("app", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off != written {
+		t.Errorf("logical end %d, want %d bytes written", off, written)
+	}
+	if lines[len(lines)-1] != "line 1999" || !strings.HasPrefix(lines[0], "line ") {
+		t.Errorf("kept %q ... %q", lines[0], lines[len(lines)-1])
+	}
+	if b, _ := os.ReadFile(filepath.Join(c.dir, logBaseFile)); strings.TrimSpace(string(b)) != strconv.FormatInt(written-st.Size(), 10) {
+		t.Errorf("logbase = %q, want %d", b, written-st.Size())
+	}
+
+	// Follow from an offset older than what is kept starts at the oldest
+	// kept line, then from the logical end sees only new lines.
+	more := appendLines(t, path, 2000, 2003)
+	var got []string
+	ctx := context.Background()
+	follow := func(from int64) {
+		got = nil
+		if err := r.Follow(ctx, "app", from, func(l string) { got = append(got, l) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	follow(off)
+	if strings.Join(got, "|") != "line 2000|line 2001|line 2002" {
+		t.Errorf("Follow from end = %q", got)
+	}
+	follow(0)
+	if got[0] != lines[0] || got[len(got)-1] != "line 2002" {
+		t.Errorf("Follow from 0 = %q ... %q", got[0], got[len(got)-1])
+	}
+	if _, end, _ := r.LogTail("app", 1); end != written+more {
+		t.Errorf("end %d, want %d", end, written+more)
+	}
+}
+
+// The app appends while the capper moves the tail: the log must stay made
+// of whole lines in order.
+func TestCapWhileAppending(t *testing.T) {
+	r, c, path := logRuntime(t, 8192)
+	if _, err := r.Logs("app", 1); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		for i := range 50000 {
+			fmt.Fprintf(f, "line %d\n", i)
+		}
+	}()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if err := r.capLog(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.capLog(c); err != nil {
+		t.Fatal(err)
+	}
+	lines, err := r.Logs("app", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := -1
+	for _, l := range lines {
+		n, err := strconv.Atoi(strings.TrimPrefix(l, "line "))
+		if err != nil || !strings.HasPrefix(l, "line ") || n <= prev {
+			t.Fatalf("broken or out-of-order line %q after %d", l, prev)
+		}
+		prev = n
+	}
+	if prev != 49999 {
+		t.Errorf("last line %d, want 49999", prev)
+	}
+}
+
+func TestLogsRefusesNonRegularFile(t *testing.T) {
+	r, _, path := logRuntime(t, 4096)
+	os.Remove(path)
+	if err := os.Symlink("/etc/passwd", path); err != nil {
+		t.Fatal(err)
+	}
+	if lines, err := r.Logs("app", 5); err == nil {
+		t.Fatalf("Logs followed a symlink out of the container: %q", lines)
+	}
+	os.Remove(path)
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Logs("app", 5); err == nil {
+		t.Fatal("Logs read a directory")
+	}
+}
+
+// A stopped container ends Follow once everything written has been passed
+// on; a running one is followed until ctx ends.
+func TestFollowStoppedDrains(t *testing.T) {
+	r, _, path := logRuntime(t, 4096)
+	appendLines(t, path, 0, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []string
+	err := r.Follow(ctx, "app", 0, func(l string) { got = append(got, l) })
+	if err != nil || strings.Join(got, "|") != "line 0|line 1|line 2" {
+		t.Errorf("Follow = %q, %v", got, err)
+	}
+
+	var mu sync.Mutex
+	state := "running"
+	r.stateHook = func(*ctr) string { mu.Lock(); defer mu.Unlock(); return state }
+	got = nil
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if err := r.Follow(ctx2, "app", 0, func(l string) { got = append(got, l) }); err != context.DeadlineExceeded || len(got) != 3 {
+		t.Errorf("Follow of a running container = %q, %v; want 3 lines and the deadline", got, err)
+	}
+	// Output that arrives while following, then the stop.
+	got = nil
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		appendLines(t, path, 3, 5)
+		mu.Lock()
+		state = "stopped"
+		mu.Unlock()
+	}()
+	if err := r.Follow(ctx, "app", -1, func(l string) { got = append(got, l) }); err != nil || strings.Join(got, "|") != "line 3|line 4" {
+		t.Errorf("Follow new output = %q, %v", got, err)
+	}
+}

@@ -1,0 +1,161 @@
+package lxc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// ensureBridge creates the bridge if missing and gives it the gateway
+// address. `ip` rather than netlink code: it is on every Debian host and
+// runs once per agent start.
+func ensureBridge(name string, gw netip.Addr, bits int) error {
+	if _, err := net.InterfaceByName(name); err != nil {
+		if out, err := run("ip", "link", "add", name, "type", "bridge"); err != nil && !strings.Contains(out, "File exists") {
+			return err
+		}
+	}
+	if _, err := run("ip", "addr", "replace", fmt.Sprintf("%s/%d", gw, bits), "dev", name); err != nil {
+		return err
+	}
+	_, err := run("ip", "link", "set", name, "up")
+	return err
+}
+
+// natTable is the nftables table holding one bridge's masquerade rule: its
+// own table, so adding is idempotent and removal cannot touch anything
+// else. Table names cannot contain '-'.
+func natTable(bridge string) string {
+	return "upscale_" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, bridge)
+}
+
+func ensureNAT(bridge string, subnet netip.Prefix) error {
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("enable forwarding: %w", err)
+	}
+	if path, err := exec.LookPath("nft"); err == nil {
+		t := natTable(bridge)
+		// Declare, delete, recreate: one atomic transaction whether or not
+		// the table existed.
+		script := fmt.Sprintf(`table ip %[1]s
+delete table ip %[1]s
+table ip %[1]s {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr %[2]s ip daddr != %[2]s masquerade
+	}
+}
+`, t, subnet)
+		cmd := exec.Command(path, "-f", "-")
+		cmd.Stdin = strings.NewReader(script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("nft: %w: %s", err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return errors.New("neither nft nor iptables is installed")
+	}
+	rule := iptablesRule(subnet)
+	if _, err := run("iptables", append([]string{"-t", "nat", "-C"}, rule...)...); err == nil {
+		return nil
+	}
+	_, err := run("iptables", append([]string{"-t", "nat", "-A"}, rule...)...)
+	return err
+}
+
+func iptablesRule(subnet netip.Prefix) []string {
+	return []string{"POSTROUTING", "-s", subnet.String(), "!", "-d", subnet.String(), "-j", "MASQUERADE"}
+}
+
+// RemoveNetwork deletes the bridge and the NAT rule New set up, for
+// uninstalling and for tests. Containers still attached lose their
+// network.
+func (r *Runtime) RemoveNetwork() error {
+	var errs []error
+	if r.cfg.NAT {
+		if _, err := exec.LookPath("nft"); err == nil {
+			if out, err := run("nft", "delete", "table", "ip", natTable(r.cfg.Bridge)); err != nil && !strings.Contains(out, "No such file") {
+				errs = append(errs, err)
+			}
+		} else if _, err := exec.LookPath("iptables"); err == nil {
+			for {
+				if _, err := run("iptables", append([]string{"-t", "nat", "-D"}, iptablesRule(r.cfg.Subnet)...)...); err != nil {
+					break
+				}
+			}
+		}
+	}
+	if _, err := net.InterfaceByName(r.cfg.Bridge); err == nil {
+		if _, err := run("ip", "link", "del", r.cfg.Bridge); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func run(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// ensureSubIDs reserves the containers' id range for root in /etc/subuid
+// and /etc/subgid. When shadow's newuidmap is installed LXC maps ids
+// through it even for root, and it refuses ranges root does not own. The
+// range must not overlap another user's either: that user could then
+// enter the containers' files as their root.
+func ensureSubIDs(base, size uint64) error {
+	_, errU := exec.LookPath("newuidmap")
+	_, errG := exec.LookPath("newgidmap")
+	shadow := errU == nil || errG == nil
+	for _, path := range []string{"/etc/subuid", "/etc/subgid"} {
+		data, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		covered := false
+		for _, rg := range parseSubIDs(data) {
+			if rg.Owner == "root" || rg.Owner == "0" {
+				covered = covered || rg.covers(base, size)
+				continue
+			}
+			if rg.overlaps(base, size) {
+				return fmt.Errorf("%s: ids %d-%d of the containers overlap %s's range %d-%d: choose another IDMapBase",
+					path, base, base+size-1, rg.Owner, rg.Start, rg.Start+rg.Count-1)
+			}
+		}
+		if covered || !shadow {
+			continue
+		}
+		line := fmt.Sprintf("root:%d:%d\n", base, size)
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			line = "\n" + line
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(line)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package hostagent
+
+import (
+	"time"
+
+	"github.com/upscalehq/upscale/runtimes"
+)
+
+// The server calls an agent on subjects upscale.agent.HOST.METHOD; the
+// agent publishes its heartbeat on upscale.agent.HOST.heartbeat.
+const (
+	MethodBuild   = "build"
+	MethodStart   = "start"
+	MethodStop    = "stop"
+	MethodDestroy = "destroy"
+	MethodList    = "list"
+	MethodLogs    = "logs"
+	MethodImages  = "images"
+	MethodStatus  = "status"
+	MethodFetch   = "fetch"
+	MethodDrop    = "drop"
+)
+
+// Subject is where host answers method.
+func Subject(host, method string) string { return "upscale.agent." + host + "." + method }
+
+// Port is the port every app listens on inside its container ($PORT):
+// each container has its own address, so one port fits all.
+const Port = 8080
+
+// BuildRequest asks an agent to build a release: run the runtime's and the
+// app's build steps over the source in a build container and pack /app.
+// Agents may only read the artifact store, so the packed result waits in
+// the agent's outbox until the server fetches it (MethodFetch) and drops it
+// (MethodDrop).
+type BuildRequest struct {
+	App     string            `json:"app"`
+	Release int               `json:"release"`
+	Runtime runtimes.Runtime  `json:"runtime"`
+	Source  string            `json:"source"` // artifact name of the source tarball
+	Steps   []string          `json:"steps"`  // shell steps, run in /app in order
+	Env     map[string]string `json:"env,omitempty"`
+	Timeout time.Duration     `json:"timeout"`
+}
+
+// BuildReply names the packed result in the agent's outbox.
+type BuildReply struct {
+	Outbox string `json:"outbox"`
+	Digest string `json:"digest"` // sha256 hex of the packed result
+	Size   int64  `json:"size"`
+}
+
+// FetchChunk is how much of an outbox file one fetch returns: its JSON
+// (base64) must stay under the bus's 256 KiB result limit.
+const FetchChunk = 160 << 10
+
+// FetchRequest reads part of an outbox file.
+type FetchRequest struct {
+	Outbox string `json:"outbox"`
+	Offset int64  `json:"offset"`
+}
+
+// FetchReply is one chunk; an empty one means the end.
+type FetchReply struct {
+	Data []byte `json:"data"`
+}
+
+// DropRequest deletes an outbox file.
+type DropRequest struct {
+	Outbox string `json:"outbox"`
+}
+
+// StartRequest asks for one running, healthy instance of a release.
+type StartRequest struct {
+	Name          string            `json:"name"`
+	App           string            `json:"app"`
+	Release       int               `json:"release"`
+	Runtime       runtimes.Runtime  `json:"runtime"`
+	Artifact      string            `json:"artifact"`
+	Digest        string            `json:"digest"`
+	Command       string            `json:"command"`
+	Env           map[string]string `json:"env,omitempty"`
+	Memory        int64             `json:"memory,omitempty"`
+	Health        string            `json:"health,omitempty"` // HTTP path; TCP connect when ""
+	HealthTimeout time.Duration     `json:"health_timeout"`
+}
+
+// StartReply is where the healthy instance answers.
+type StartReply struct {
+	Addr string `json:"addr"` // "10.77.0.5:8080"
+}
+
+// StopRequest stops (and DestroyRequest removes) one container.
+type StopRequest struct {
+	Name  string        `json:"name"`
+	Grace time.Duration `json:"grace"`
+}
+
+// DestroyRequest removes one container and everything it wrote.
+type DestroyRequest struct {
+	Name string `json:"name"`
+}
+
+// ContainerInfo describes one container on a host.
+type ContainerInfo struct {
+	Name      string    `json:"name"`
+	App       string    `json:"app,omitempty"`
+	Release   int       `json:"release,omitempty"`
+	Addr      string    `json:"addr,omitempty"`
+	State     string    `json:"state"`
+	PID       int       `json:"pid,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	ExitCode  int       `json:"exit_code"`
+}
+
+// ListReply lists a host's containers.
+type ListReply struct {
+	Containers []ContainerInfo `json:"containers"`
+}
+
+// LogsRequest asks for a container's last lines of output; with Follow the
+// agent keeps sending new lines as progress until the caller goes away.
+type LogsRequest struct {
+	Name   string `json:"name"`
+	Lines  int    `json:"lines"`
+	Follow bool   `json:"follow,omitempty"`
+}
+
+// LogsReply holds the lines asked for.
+type LogsReply struct {
+	Lines []string `json:"lines"`
+}
+
+// ImagesReply names the runtime images a host has built.
+type ImagesReply struct {
+	Images []ImageInfo `json:"images"`
+}
+
+// ImageInfo is one built runtime image.
+type ImageInfo struct {
+	Runtime string    `json:"runtime"`
+	Key     string    `json:"key"`
+	Built   time.Time `json:"built"`
+}
+
+// Beat is an agent's answer to MethodStatus, which the server asks every
+// second: a heartbeat the server pulls, so that only the real agent can
+// answer for its host.
+type Beat struct {
+	Info
+	Containers int         `json:"containers"`
+	Images     []ImageInfo `json:"images,omitempty"`
+	At         time.Time   `json:"at"`
+}
