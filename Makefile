@@ -54,14 +54,10 @@ fuzz:
 bench: test-deps build
 	$(GO) run ./bench
 
-# Removes what a crashed test run may have left: servers, sshd, temp dirs,
-# test databases.
+# Removes what a crashed test run may have left: containers, bridges, NAT
+# rules, HAProxy and servers, temp dirs, test databases.
 clean-test:
-	-pkill -f 'upscale-e2e-' || true
-	-pkill -f 'upscale-bench-' || true
-	-rm -rf /tmp/upscale-e2e-* /tmp/upscale-bench-*
-	-mariadb -N -e "select schema_name from information_schema.schemata where schema_name like 'upscale\\_test\\_%'" 2>/dev/null | \
-		while read db; do mariadb -e "drop database \`$$db\`"; done
+	@scripts/clean-test.sh $(BIN)/upscale-agent
 
 clean: clean-test
 	rm -rf $(BIN)

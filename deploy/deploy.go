@@ -79,10 +79,26 @@ func (d *Deployer) TryLock(app names.App) (func(), bool) {
 	return mu.Unlock, true
 }
 
+// Timing is where a deploy's time went, as the push output reports it.
+type Timing struct {
+	Build, Start, Health, Switch time.Duration
+}
+
+func (t Timing) String() string {
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	return fmt.Sprintf("build %s, start %s, health %s, switch %s", ms(t.Build), ms(t.Start), ms(t.Health), ms(t.Switch))
+}
+
 // Push builds the pushed commit and makes it live. The caller holds the
 // app's lock. The returned release is live when err is nil; otherwise it is
 // recorded as failed (if it got that far) and nothing changed for users.
-func (d *Deployer) Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, error) {
+func (d *Deployer) Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, Timing, error) {
+	var timing Timing
+	rel, err := d.push(ctx, app, src, spec, by, out, &timing)
+	return rel, timing, err
+}
+
+func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string), timing *Timing) (store.Release, error) {
 	rt, ok := d.Catalog.Get(spec.Runtime)
 	if !ok {
 		return store.Release{}, fmt.Errorf("runtime %s is not in this server's catalog", spec.Runtime)
@@ -114,6 +130,7 @@ func (d *Deployer) Push(ctx context.Context, app names.App, src builder.Source, 
 		return fail(err)
 	}
 	out(fmt.Sprintf("-----> Building %s (v%d) on %s", short(src.Commit), rel.Version, hosts[0]))
+	buildStart := time.Now()
 	built, err := builder.Build(ctx, d.Bus, builder.Job{
 		App: app, Release: rel.Version, Source: src, Runtime: rt, Steps: spec.Build,
 		Env: spec.Env, Host: hosts[0], Timeout: d.BuildTimeout,
@@ -121,11 +138,12 @@ func (d *Deployer) Push(ctx context.Context, app names.App, src builder.Source, 
 	if err != nil {
 		return fail(fmt.Errorf("build failed: %w", err))
 	}
+	timing.Build = time.Since(buildStart)
 	if err := d.Store.FinishBuild(ctx, app.Namespace, app.Name, rel.Version, built.Name, built.SHA256, built.Size); err != nil {
 		return fail(err)
 	}
 	rel.Artifact, rel.Digest, rel.Size, rel.Status = built.Name, built.SHA256, built.Size, store.ReleaseBuilt
-	if err := d.rollout(ctx, app, rel, out); err != nil {
+	if err := d.rollout(ctx, app, rel, out, timing); err != nil {
 		return fail(err)
 	}
 	rel.Status = store.ReleaseLive
@@ -144,7 +162,7 @@ func (d *Deployer) start(ctx context.Context, app names.App, out func(string)) e
 	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
 		return err
 	}
-	return d.rollout(ctx, app, rel, out)
+	return d.rollout(ctx, app, rel, out, &Timing{})
 }
 
 // stop removes every instance of the app; the router answers 503 until it
@@ -169,7 +187,7 @@ func (d *Deployer) stop(ctx context.Context, app names.App, out func(string)) er
 
 // rollout starts the release's instances, all healthy or none, switches
 // the router to them, records them, and removes the instances they replace.
-func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release, out func(string)) error {
+func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release, out func(string), timing *Timing) error {
 	rt, ok := d.Catalog.Get(rel.Runtime)
 	if !ok {
 		return fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
@@ -187,6 +205,7 @@ func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release
 	fresh := make([]store.Instance, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for i, host := range hosts {
 		fresh[i] = store.Instance{Name: instanceName(app, rel.Version), Namespace: app.Namespace, App: app.Name, Release: rel.Version, Host: host}
 		wg.Add(1)
@@ -199,6 +218,9 @@ func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release
 				Memory: memory, Health: rel.Config.Health, HealthTimeout: d.HealthTimeout,
 			}, &reply, out)
 			in.Addr = reply.Addr
+			mu.Lock()
+			timing.Start, timing.Health = max(timing.Start, reply.Start), max(timing.Health, reply.Health)
+			mu.Unlock()
 		}(&fresh[i])
 	}
 	wg.Wait()
@@ -216,10 +238,12 @@ func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release
 		d.remove(ctx, fresh, nil)
 		return err
 	}
+	switchStart := time.Now()
 	if err := d.switchTo(ctx, app, rel.Version, fresh); err != nil {
 		d.remove(ctx, fresh, nil)
 		return err
 	}
+	timing.Switch = time.Since(switchStart)
 	out(fmt.Sprintf("-----> v%d is live; removing %d old instance(s)", rel.Version, len(old)))
 	d.remove(ctx, old, nil)
 	return nil

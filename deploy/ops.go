@@ -53,7 +53,7 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
 		return err
 	}
-	rel, err := d.Push(ctx, app, src, spec, by, out)
+	rel, _, err := d.Push(ctx, app, src, spec, by, out)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -80,6 +81,7 @@ func (s *Server) preReceive(ctx context.Context, p push, req hooks.Request, verd
 			continue
 		}
 		out.line("-----> Checking app.yaml at %s", short(v.New))
+		checkStart := time.Now()
 		data, problem, err := builder.Source{Repo: p.repo, Env: qenv, Commit: v.New}.AppYAML(ctx)
 		if err != nil {
 			s.cfg.Log.Error("hook: reading app.yaml", "app", p.app.String(), "err", err)
@@ -100,7 +102,7 @@ func (s *Server) preReceive(ctx context.Context, p push, req hooks.Request, verd
 		if s.cfg.Deploys == nil {
 			continue
 		}
-		if code := s.deploy(ctx, p, req.PushID, v, qenv, spec, out); code != 0 {
+		if code := s.deploy(ctx, p, req.PushID, v, qenv, spec, time.Since(checkStart), out); code != 0 {
 			return code
 		}
 	}
@@ -111,7 +113,7 @@ func (s *Server) preReceive(ctx context.Context, p push, req hooks.Request, verd
 // that a failed build or start rejects the push. The app's lock is held
 // until the push ends, which keeps anyone else from moving the branch
 // between this check and git's update.
-func (s *Server) deploy(ctx context.Context, p push, pushID string, v hooks.Verdict, qenv []string, spec *appspec.Spec, out *hookOutput) int {
+func (s *Server) deploy(ctx context.Context, p push, pushID string, v hooks.Verdict, qenv []string, spec *appspec.Spec, validated time.Duration, out *hookOutput) int {
 	unlock, ok := s.cfg.Deploys.TryLock(p.app)
 	if !ok {
 		out.line("-----> Waiting for another deploy of %s to finish", p.app)
@@ -122,12 +124,13 @@ func (s *Server) deploy(ctx context.Context, p push, pushID string, v hooks.Verd
 		return out.fail("%s moved while you pushed (another push landed first); fetch, then push again", strings.TrimPrefix(v.Ref, "refs/heads/"))
 	}
 	src := builder.Source{Repo: p.repo, Env: qenv, Commit: v.New}
-	rel, err := s.cfg.Deploys.Push(ctx, p.app, src, spec, p.principal.Name, func(l string) { out.line("%s", l) })
+	rel, timing, err := s.cfg.Deploys.Push(ctx, p.app, src, spec, p.principal.Name, func(l string) { out.line("%s", l) })
 	if err != nil {
 		out.line("error: %v", err)
 		return out.fail("push rejected; %s is unchanged and its previous release keeps serving", p.app)
 	}
 	out.line("=====> Application deployed: %s (v%d)", s.cfg.Deploys.URL(p.app), rel.Version)
+	out.line("       checks %s, %s", validated.Round(time.Millisecond), timing)
 	return 0
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/commands"
+	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
@@ -49,7 +50,7 @@ type Config struct {
 type Deploys interface {
 	Lock(app names.App) func()
 	TryLock(app names.App) (func(), bool)
-	Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, error)
+	Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, deploy.Timing, error)
 	URL(app names.App) string
 }
 

@@ -187,6 +187,7 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	if err := checkName(req.Name); err != nil {
 		return nil, err
 	}
+	begin := time.Now()
 	img, err := a.images.Ensure(ctx, req.Runtime, progress)
 	if err != nil {
 		return nil, err
@@ -219,10 +220,11 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 		return fail(err)
 	}
 	addr := netip.AddrPortFrom(c.IP, Port).String()
+	started := time.Now()
 	if err := a.waitHealthy(ctx, req, addr); err != nil {
 		return fail(err)
 	}
-	return StartReply{Addr: addr}, nil
+	return StartReply{Addr: addr, Start: started.Sub(begin), Health: time.Since(started)}, nil
 }
 
 // waitHealthy polls until the app answers, its container stops (a crash:

@@ -85,9 +85,12 @@ type StartRequest struct {
 	HealthTimeout time.Duration     `json:"health_timeout"`
 }
 
-// StartReply is where the healthy instance answers.
+// StartReply is where the healthy instance answers, and how long it took
+// to get there.
 type StartReply struct {
-	Addr string `json:"addr"` // "10.77.0.5:8080"
+	Addr   string        `json:"addr"`   // "10.77.0.5:8080"
+	Start  time.Duration `json:"start"`  // fetch, create and start the container
+	Health time.Duration `json:"health"` // from started to healthy
 }
 
 // StopRequest stops (and DestroyRequest removes) one container.

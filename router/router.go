@@ -646,7 +646,7 @@ func (r *Router) Stop() error {
 // Halt stops the HAProxy of dir, if one runs, without adopting it first
 // (tests, make clean-test, uninstall).
 func Halt(dir string) error {
-	r, err := newRouter(Config{Dir: dir, HTTPAddr: "127.0.0.1:0"})
+	r, err := newRouter(Config{Dir: dir, HTTPAddr: "127.0.0.1:1"}) // any valid address: nothing binds
 	if err != nil {
 		return err
 	}

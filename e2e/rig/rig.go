@@ -103,7 +103,7 @@ func (b *syncBuffer) String() string {
 // then SIGKILL) at cleanup.
 func Start(t TB, bin string, extra ...string) *Server {
 	t.Helper()
-	s := &Server{Bin: bin, Data: filepath.Join(t.TempDir(), "data"), Args: extra, t: t}
+	s := &Server{Bin: bin, Data: dataDir(t), Args: extra, t: t}
 	s.Args = append([]string{"--agent", "none", "--http", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--bus-listen", "127.0.0.1:0"}, s.Args...)
 	s.Run()
 	t.Cleanup(func() {
@@ -111,6 +111,17 @@ func Start(t TB, bin string, extra ...string) *Server {
 		router.Halt(filepath.Join(s.Data, "router"))
 	})
 	return s
+}
+
+// dataDir is a fresh data directory whose path names it as the rig's, so
+// that make clean-test finds what a crashed run left (HAProxy included).
+func dataDir(t TB) string {
+	dir, err := os.MkdirTemp("", "upscale-e2e-data-")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "data")
 }
 
 // Agent is what a server's local agent makes on this machine: its own
@@ -143,7 +154,9 @@ func StartWithAgent(t TB, bin string, extra ...string) *Server {
 		Bridge: "upse" + hex.EncodeToString(b),
 		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+int(b[0])%50, b[1]),
 	}
-	s := &Server{Bin: bin, Data: filepath.Join(t.TempDir(), "data"), t: t, Agent: a}
+	// What teardown needs, for make clean-test after a crashed run.
+	os.WriteFile(filepath.Join(state, "teardown.args"), []byte(strings.Join(a.teardownArgs(), " ")+"\n"), 0o600)
+	s := &Server{Bin: bin, Data: dataDir(t), t: t, Agent: a}
 	s.HTTPPort = FreePort(t)
 	s.Args = append([]string{
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.HTTPPort),
@@ -176,11 +189,15 @@ func (s *Server) WaitHostUp() {
 
 // Teardown destroys the agent's containers, bridge and NAT rule.
 func (a *Agent) Teardown() error {
-	out, err := exec.Command(a.Bin, "--teardown", "--state", a.State, "--bridge", a.Bridge, "--subnet", a.Subnet).CombinedOutput()
+	out, err := exec.Command(a.Bin, a.teardownArgs()...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("agent teardown: %v: %s", err, out)
 	}
 	return nil
+}
+
+func (a *Agent) teardownArgs() []string {
+	return []string{"--teardown", "--state", a.State, "--bridge", a.Bridge, "--subnet", a.Subnet}
 }
 
 // Get fetches path of app NS/APP through the router; it returns the
