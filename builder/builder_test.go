@@ -1,6 +1,8 @@
 package builder
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -62,5 +64,35 @@ func TestReadAppYAML(t *testing.T) {
 				t.Fatalf("data %q problem %q", data, problem)
 			}
 		})
+	}
+}
+
+func TestSourceInfoAndArchive(t *testing.T) {
+	repo, commit := commitTree(t, map[string]string{"app.py": "print(1)\n", "lib/x.txt": "x"})
+	src := Source{Repo: repo, Commit: commit}
+	info, err := src.Info(context.Background())
+	if err != nil || info.Subject != "c" || info.Author != "t" {
+		t.Fatalf("Info = %+v, %v", info, err)
+	}
+	var buf bytes.Buffer
+	if err := src.Archive(context.Background(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	tr := tar.NewReader(&buf)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			files = append(files, hdr.Name)
+		}
+	}
+	if strings.Join(files, " ") != "app.py lib/x.txt" {
+		t.Fatalf("archive holds %v", files)
+	}
+	if _, err := (Source{Repo: repo, Commit: strings.Repeat("0", 40)}).Info(context.Background()); err == nil {
+		t.Fatal("Info of a missing commit succeeded")
 	}
 }

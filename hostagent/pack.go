@@ -131,7 +131,7 @@ func Unpack(r io.Reader, dir string, idBase uint32) error {
 			return fmt.Errorf("archive entry %q leaves its directory", hdr.Name)
 		}
 		uid, gid := int(idBase)+clampID(hdr.Uid), int(idBase)+clampID(hdr.Gid)
-		mode := fs.FileMode(hdr.Mode) & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+		mode := hdr.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 		if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
 			return err
 		}

@@ -1,0 +1,332 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/builder"
+	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/fleet"
+	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/router"
+	"github.com/upscalehq/upscale/runtimes"
+	"github.com/upscalehq/upscale/store"
+	"github.com/upscalehq/upscale/store/sqlstore"
+)
+
+// fakeBus plays one agent: builds succeed unless buildErr, starts succeed
+// unless startErr, and it records what it was asked.
+type fakeBus struct {
+	mu        sync.Mutex
+	objects   map[string][]byte
+	outbox    []byte
+	buildErr  error
+	startErr  error
+	started   []string
+	destroyed []string
+	next      int
+}
+
+func (b *fakeBus) Call(_ context.Context, subject string, req, resp any, progress func(string)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	set := func(v any) error {
+		raw, _ := json.Marshal(v)
+		if resp == nil {
+			return nil
+		}
+		return json.Unmarshal(raw, resp)
+	}
+	switch method := subject[strings.LastIndex(subject, ".")+1:]; method {
+	case hostagent.MethodBuild:
+		if b.buildErr != nil {
+			return b.buildErr
+		}
+		progress("       step 1: true")
+		b.outbox = []byte("packed app")
+		sum := sha256.Sum256(b.outbox)
+		return set(hostagent.BuildReply{Outbox: "build-1.tar.gz", Digest: hex.EncodeToString(sum[:]), Size: int64(len(b.outbox))})
+	case hostagent.MethodFetch:
+		r := req.(hostagent.FetchRequest)
+		return set(hostagent.FetchReply{Data: b.outbox[min(r.Offset, int64(len(b.outbox))):]})
+	case hostagent.MethodDrop:
+		return nil
+	case hostagent.MethodStart:
+		r := req.(hostagent.StartRequest)
+		if b.startErr != nil {
+			b.started = append(b.started, r.Name)
+			return b.startErr
+		}
+		b.started = append(b.started, r.Name)
+		b.next++
+		return set(hostagent.StartReply{Addr: fmt.Sprintf("10.77.0.%d:8080", b.next)})
+	case hostagent.MethodDestroy:
+		b.destroyed = append(b.destroyed, req.(hostagent.DestroyRequest).Name)
+		return nil
+	}
+	return fmt.Errorf("unexpected call %s", subject)
+}
+
+func (b *fakeBus) PutArtifact(_ context.Context, name string, r io.Reader) (bus.Artifact, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return bus.Artifact{}, err
+	}
+	b.mu.Lock()
+	b.objects[name] = data
+	b.mu.Unlock()
+	sum := sha256.Sum256(data)
+	return bus.Artifact{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+func (b *fakeBus) DeleteArtifact(_ context.Context, name string) error {
+	b.mu.Lock()
+	delete(b.objects, name)
+	b.mu.Unlock()
+	return nil
+}
+
+type fakeRouter struct {
+	applied [][]router.Backend
+	err     error
+}
+
+func (r *fakeRouter) Apply(_ context.Context, bs []router.Backend) error {
+	if r.err != nil {
+		return r.err
+	}
+	r.applied = append(r.applied, bs)
+	return nil
+}
+
+// servers is what the last Apply routes to app.
+func (r *fakeRouter) servers(app string) []string {
+	if len(r.applied) == 0 {
+		return nil
+	}
+	var out []string
+	for _, b := range r.applied[len(r.applied)-1] {
+		if b.Name == app {
+			for _, s := range b.Servers {
+				out = append(out, s.Addr)
+			}
+		}
+	}
+	return out
+}
+
+type oneHost struct{}
+
+func (oneHost) Up() []fleet.Host {
+	return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Info{Name: "h1"}}}}
+}
+
+type rig struct {
+	d      *Deployer
+	bus    *fakeBus
+	router *fakeRouter
+	app    names.App
+	src    builder.Source
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	st.CreateNamespace(ctx, "acme")
+	st.CreateApp(ctx, "acme", "web")
+	cat, _ := runtimes.Load("")
+	r := &rig{bus: &fakeBus{objects: map[string][]byte{}}, router: &fakeRouter{}, app: names.App{Namespace: "acme", Name: "web"}}
+	r.d = &Deployer{Store: st, Bus: r.bus, Router: r.router, Hosts: oneHost{}, Catalog: cat, Domain: "example.test",
+		Log: slog.New(slog.DiscardHandler)}
+	// A real repository with one commit, as a push would have it.
+	work := filepath.Join(dir, "work")
+	os.MkdirAll(work, 0o755)
+	os.WriteFile(filepath.Join(work, "app.py"), []byte("print(1)\n"), 0o644)
+	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=Ann", "-c", "user.email=a@b", "commit", "-qm", "first version"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = work
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %s", args, out)
+		}
+	}
+	head, _ := exec.Command("git", "-C", work, "rev-parse", "HEAD").Output()
+	r.src = builder.Source{Repo: filepath.Join(work, ".git"), Commit: strings.TrimSpace(string(head))}
+	return r
+}
+
+func (r *rig) push(t *testing.T, instances int) (store.Release, string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	rel, _, err := r.d.Push(context.Background(), r.app, r.src, &appspec.Spec{Runtime: "python", Instances: instances}, "alice",
+		func(l string) { out.WriteString(l + "\n") })
+	return rel, out.String(), err
+}
+
+func TestPushMakesReleaseLive(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, _, err := r.push(t, 1); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	rel, out, err := r.push(t, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel.Version != 2 || rel.Status != store.ReleaseLive || rel.Subject != "first version" || rel.Author != "Ann" || rel.By != "alice" {
+		t.Fatalf("release %+v", rel)
+	}
+	live, err := r.d.Store.LiveRelease(ctx, "acme", "web")
+	if err != nil || live.Version != 2 || live.Artifact != builder.ArtifactName(r.app, 2) {
+		t.Fatalf("live release %+v, %v", live, err)
+	}
+	if string(r.bus.objects[live.Artifact]) != "packed app" {
+		t.Fatalf("artifact holds %q", r.bus.objects[live.Artifact])
+	}
+	instances, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if len(instances) != 2 || instances[0].Release != 2 {
+		t.Fatalf("instances %+v", instances)
+	}
+	if got := r.router.servers("acme/web"); len(got) != 2 || got[0] != instances[0].Addr && got[1] != instances[0].Addr {
+		t.Fatalf("router routes %v, instances %+v", got, instances)
+	}
+	if len(r.bus.destroyed) != 1 || r.bus.destroyed[0] != first[0].Name {
+		t.Fatalf("destroyed %v, want the old instance %s", r.bus.destroyed, first[0].Name)
+	}
+	for _, want := range []string{"-----> Building", "step 1: true", "-----> Starting 2 instance(s) of v2", "v2 is live"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for name := range r.bus.objects {
+		if strings.HasPrefix(name, "source/") {
+			t.Fatalf("source artifact %s left behind", name)
+		}
+	}
+}
+
+// A release that fails to start changes nothing users see: the old
+// instances stay live and routed, the new ones are removed.
+func TestFailedStartChangesNothing(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, _, err := r.push(t, 1); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	routed := r.router.servers("acme/web")
+	applies := len(r.router.applied)
+	r.bus.startErr = errors.New("the app exited (status 3) before it answered on port 8080")
+	rel, _, err := r.push(t, 1)
+	if err == nil || !strings.Contains(err.Error(), "exited (status 3)") {
+		t.Fatalf("push error %v", err)
+	}
+	failed, _ := r.d.Store.GetRelease(ctx, "acme", "web", rel.Version)
+	if failed.Status != store.ReleaseFailed || !strings.Contains(failed.Failure, "status 3") {
+		t.Fatalf("failed release %+v", failed)
+	}
+	live, _ := r.d.Store.LiveRelease(ctx, "acme", "web")
+	after, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if live.Version != 1 || len(after) != 1 || after[0] != before[0] {
+		t.Fatalf("live v%d, instances %+v (were %+v)", live.Version, after, before)
+	}
+	if len(r.router.applied) != applies || fmt.Sprint(r.router.servers("acme/web")) != fmt.Sprint(routed) {
+		t.Fatal("the router was switched for a release that never started")
+	}
+	newName := r.bus.started[len(r.bus.started)-1]
+	if r.bus.destroyed[len(r.bus.destroyed)-1] != newName {
+		t.Fatalf("the failed instance %s was not removed: %v", newName, r.bus.destroyed)
+	}
+}
+
+func TestFailedBuildStartsNothing(t *testing.T) {
+	r := newRig(t)
+	r.bus.buildErr = errors.New("a build step failed (exit status 7)")
+	rel, _, err := r.push(t, 1)
+	if err == nil || !strings.Contains(err.Error(), "build failed: a build step failed (exit status 7)") {
+		t.Fatalf("push error %v", err)
+	}
+	got, _ := r.d.Store.GetRelease(context.Background(), "acme", "web", rel.Version)
+	if got.Status != store.ReleaseFailed || len(r.bus.started) != 0 || len(r.router.applied) != 0 {
+		t.Fatalf("release %+v, started %v, applies %d", got, r.bus.started, len(r.router.applied))
+	}
+}
+
+func TestRouterRefusalKeepsOldRelease(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, _, err := r.push(t, 1); err != nil {
+		t.Fatal(err)
+	}
+	r.router.err = errors.New("haproxy is gone")
+	if _, _, err := r.push(t, 1); err == nil || !strings.Contains(err.Error(), "switching the router: haproxy is gone") {
+		t.Fatalf("push error %v", err)
+	}
+	if live, _ := r.d.Store.LiveRelease(ctx, "acme", "web"); live.Version != 1 {
+		t.Fatalf("live release v%d after a refused switch", live.Version)
+	}
+}
+
+func TestStopThenRun(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, _, err := r.push(t, 2); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	say := func(l string) { out.WriteString(l + "\n") }
+	if err := r.d.Stop(ctx, r.app, say); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := r.d.Store.GetApp(ctx, "acme", "web")
+	instances, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if !a.Stopped || len(instances) != 0 || len(r.router.servers("acme/web")) != 0 || len(r.bus.destroyed) != 2 {
+		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.servers("acme/web"), r.bus.destroyed)
+	}
+	if err := r.d.Run(ctx, r.app, "alice", say); err != nil {
+		t.Fatal(err)
+	}
+	a, _ = r.d.Store.GetApp(ctx, "acme", "web")
+	instances, _ = r.d.Store.ListInstances(ctx, "acme", "web")
+	if a.Stopped || len(instances) != 2 || instances[0].Release != 1 || len(r.router.servers("acme/web")) != 2 {
+		t.Fatalf("after run: stopped=%v instances=%+v", a.Stopped, instances)
+	}
+	if err := r.d.Restart(ctx, r.app, say); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if len(again) != 2 || again[0].Name == instances[0].Name && again[1].Name == instances[1].Name {
+		t.Fatalf("restart kept the same instances: %+v", again)
+	}
+}
+
+func TestInstanceNames(t *testing.T) {
+	long := names.App{Namespace: strings.Repeat("n", 40), Name: strings.Repeat("a", 40)}
+	for _, app := range []names.App{{Namespace: "acme", Name: "web"}, long} {
+		n := instanceName(app, 123)
+		if len(n) > 63 || !strings.Contains(n, "-v123-") || strings.Contains(n, "--") {
+			t.Errorf("instanceName(%v) = %q", app, n)
+		}
+	}
+}
