@@ -129,8 +129,8 @@ func (s *Server) deploy(ctx context.Context, p push, pushID string, v hooks.Verd
 		out.line("error: %v", err)
 		return out.fail("push rejected; %s is unchanged and its previous release keeps serving", p.app)
 	}
-	out.line("=====> Application deployed: %s (v%d)", s.cfg.Deploys.URL(p.app), rel.Version)
 	out.line("       checks %s, %s", validated.Round(time.Millisecond), timing)
+	out.line("=====> Application deployed: %s (v%d)", s.cfg.Deploys.URL(p.app), rel.Version)
 	return 0
 }
 
