@@ -212,11 +212,15 @@ func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release
 		go func(in *store.Instance) {
 			defer wg.Done()
 			var reply hostagent.StartReply
-			errs[i] = d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
+			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
 				Name: in.Name, App: app.String(), Release: rel.Version, Runtime: rt,
 				Artifact: rel.Artifact, Digest: rel.Digest, Command: rel.Config.Start, Env: rel.Config.Env,
 				Memory: memory, Health: rel.Config.Health, HealthTimeout: d.HealthTimeout,
 			}, &reply, out)
+			if err != nil {
+				errs[i] = fmt.Errorf("instance %d of %d (%s on %s): %w", i+1, n, in.Name, in.Host, err)
+				return
+			}
 			in.Addr = reply.Addr
 			mu.Lock()
 			timing.Start, timing.Health = max(timing.Start, reply.Start), max(timing.Health, reply.Health)

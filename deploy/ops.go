@@ -176,11 +176,9 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var reply hostagent.LogsReply
 			req := hostagent.LogsRequest{Name: in.Name, Lines: n, Follow: follow}
-			errs[i] = d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodLogs), req, &reply, emit(in.Name))
-			for _, l := range reply.Lines {
-				emit(in.Name)(l)
+			if err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodLogs), req, nil, emit(in.Name)); err != nil {
+				errs[i] = fmt.Errorf("%s on %s: %w", in.Name, in.Host, err)
 			}
 		}()
 		if !follow {

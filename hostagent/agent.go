@@ -241,7 +241,11 @@ func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) 
 	for delay := 5 * time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
 		c, err := a.rt.Get(req.Name)
 		if err == nil && c.State != "running" {
-			return fmt.Errorf("the app exited (status %d) before it answered on port %d%s", c.ExitCode, Port, a.tail(req.Name))
+			why := ""
+			if c.ExitCode == 137 && req.Memory > 0 {
+				why = fmt.Sprintf(": killed, most likely for using more than its memory limit of %d MiB", req.Memory>>20)
+			}
+			return fmt.Errorf("the app exited (status %d%s) before it answered on port %d%s", c.ExitCode, why, Port, a.tail(req.Name))
 		}
 		if req.Health == "" {
 			conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -345,18 +349,23 @@ func (a *Agent) logs(ctx context.Context, raw json.RawMessage, progress func(str
 		return nil, err
 	}
 	lines, err := a.rt.Logs(req.Name, req.Lines)
-	if err != nil || !req.Follow {
-		return LogsReply{Lines: lines}, err
+	if err != nil {
+		return nil, err
 	}
+	// Lines go as progress, each its own message: a reply is bounded, and
+	// 10,000 long lines are not.
 	for _, l := range lines {
 		progress(l)
+	}
+	if !req.Follow {
+		return struct{}{}, nil
 	}
 	// Follow until the caller goes away: its context ends ours.
 	err = a.rt.Follow(ctx, req.Name, -1, progress)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		err = nil
 	}
-	return LogsReply{}, err
+	return struct{}{}, err
 }
 
 func (a *Agent) imageList(context.Context, json.RawMessage, func(string)) (any, error) {

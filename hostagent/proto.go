@@ -121,17 +121,13 @@ type ListReply struct {
 	Containers []ContainerInfo `json:"containers"`
 }
 
-// LogsRequest asks for a container's last lines of output; with Follow the
-// agent keeps sending new lines as progress until the caller goes away.
+// LogsRequest asks for a container's last lines of output, sent as
+// progress; with Follow the agent keeps sending new lines until the caller
+// goes away. The reply is empty.
 type LogsRequest struct {
 	Name   string `json:"name"`
 	Lines  int    `json:"lines"`
 	Follow bool   `json:"follow,omitempty"`
-}
-
-// LogsReply holds the lines asked for.
-type LogsReply struct {
-	Lines []string `json:"lines"`
 }
 
 // ImagesReply names the runtime images a host has built.

@@ -145,6 +145,15 @@ func (c containers) Create(ctx context.Context, s hostagent.ContainerSpec) (host
 	return container(got), err
 }
 
+// Destroy of a container that is already gone succeeds: the server may ask
+// again for one the agent removed when it failed to start.
+func (c containers) Destroy(ctx context.Context, name string) error {
+	if err := c.Runtime.Destroy(ctx, name); err != nil && !errors.Is(err, lxc.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
 func (c containers) Get(name string) (hostagent.Container, error) {
 	got, err := c.Runtime.Get(name)
 	return container(got), err
