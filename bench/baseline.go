@@ -136,7 +136,17 @@ func gitEnv(dir string, ssh []string) []string {
 
 // push times one `git push` of master from the work tree dir.
 func push(t *tb, dir string, ssh []string, remote string) time.Duration {
-	cmd := exec.Command("git", "push", "-q", remote, "master")
+	return pushRef(t, dir, ssh, remote, "master")
+}
+
+// sideBranch is where the push and overhead benchmarks push master: not
+// the deploy branch, so that Upscale keeps the push (hooks, policy, push
+// record) without building and running it.
+const sideBranch = "master:refs/heads/bench"
+
+// pushRef times one `git push` of refspec from the work tree dir.
+func pushRef(t *tb, dir string, ssh []string, remote, refspec string) time.Duration {
+	cmd := exec.Command("git", "push", "-q", remote, refspec)
 	cmd.Dir, cmd.Env = dir, gitEnv(dir, ssh)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()

@@ -54,7 +54,7 @@ func benchList(e *env) ([]row, []string) {
 		info(fmt.Sprintf("ssh app list --format json, %d apps", apps), d[2], d[1]),
 		info("ssh connection floor, kex "+kex, d[3], d[4]))
 	return rows, []string{
-		fmt.Sprintf("list: `app list` prints %d bytes; the OpenSSH column is `ssh root@127.0.0.1 true` to sshd, "+
+		fmt.Sprintf("list: `app list` prints %d bytes; the baseline column is `ssh root@127.0.0.1 true` to sshd, "+
 			"the cost of an OpenSSH connection itself, with the key exchange each server negotiates by default", len(out)),
 		"list: the floor row is `ssh upscale@127.0.0.1 namespace list` (a few rows) against `ssh root@127.0.0.1 true`, both forced to " + kex,
 	}

@@ -37,11 +37,11 @@ func benchPush(e *env) ([]row, []string) {
 		app := fmt.Sprintf("bench/push-%d", n)
 		mustLocal(e, "app", "create", app)
 		defer mustLocal(e, "app", "delete", app)
-		return push(e.t, dir, e.srv.SSHCommand(e.key, opts...), e.srv.Remote(app))
+		return pushRef(e.t, dir, e.srv.SSHCommand(e.key, opts...), e.srv.Remote(app), sideBranch)
 	}
 	toOpenSSH := func(opts ...string) time.Duration {
 		repo := bareRepo(e.t)
-		return push(e.t, dir, e.sshd.SSHCommand(opts...), e.sshd.Remote(repo))
+		return pushRef(e.t, dir, e.sshd.SSHCommand(opts...), e.sshd.Remote(repo), sideBranch)
 	}
 	mbps := func(d time.Duration) float64 { return float64(payload) / 1e6 / d.Seconds() }
 
@@ -66,7 +66,7 @@ func benchPush(e *env) ([]row, []string) {
 	gb := mbps(toOpenSSH("-c", gcm))
 	gu := mbps(toUpscale("-c", gcm))
 	// The same push without SSH at all: git's own floor on this machine.
-	local := mbps(push(e.t, dir, nil, bareRepo(e.t)))
+	local := mbps(pushRef(e.t, dir, nil, bareRepo(e.t), sideBranch))
 
 	name := fmt.Sprintf("push %d MB", payload/1_000_000)
 	return []row{
@@ -77,7 +77,7 @@ func benchPush(e *env) ([]row, []string) {
 				upscale: mbs(gu), baseline: mbs(gb), ratio: ratio(gu, gb), diff: fmt.Sprintf("%+.1f MB/s", gu-gb),
 				goal: "(where the time goes)"},
 		}, []string{
-			fmt.Sprintf("push: %d files x %d MB of random bytes plus app.yaml, one commit, pushed to a fresh empty repository each run; "+
+			fmt.Sprintf("push: %d files x %d MB of random bytes plus app.yaml, one commit, pushed as branch bench (not the deploy branch) to a fresh empty repository each run; "+
 				"runs alternate sides; all runs, upscale %s, openssh %s", files, fileSize/1_000_000, fmtRuns(up, mbps), fmtRuns(base, mbps)),
 			fmt.Sprintf("push: git alone (file:// push into the same kind of bare repository, no SSH) does %s", mbs(local)),
 			"push: the baseline repository is configured like Upscale's (receive.fsckObjects=true, receive.unpackLimit=1), so both sides fsck what they receive and keep the pack",

@@ -238,7 +238,14 @@ func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) 
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	lastErr := "it did not answer"
-	for delay := 5 * time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
+	begin := time.Now()
+	for {
+		// Most apps answer within a few hundred ms of starting: poll
+		// closely then, gently after.
+		delay := 5 * time.Millisecond
+		if time.Since(begin) > 2*time.Second {
+			delay = 50 * time.Millisecond
+		}
 		c, err := a.rt.Get(req.Name)
 		if err == nil && c.State != "running" {
 			why := ""

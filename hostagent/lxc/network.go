@@ -2,6 +2,7 @@ package lxc
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,11 +22,27 @@ func ensureBridge(name string, gw netip.Addr, bits int) error {
 			return err
 		}
 	}
+	// A bridge without an address of its own takes the lowest MAC of its
+	// ports, which changes as containers come and go; running containers
+	// keep the old gateway MAC in their ARP cache and their replies go
+	// nowhere until it expires. A fixed address, also on an existing
+	// bridge (agents before this one did not set it).
+	if _, err := run("ip", "link", "set", name, "address", bridgeMAC(name)); err != nil {
+		return err
+	}
 	if _, err := run("ip", "addr", "replace", fmt.Sprintf("%s/%d", gw, bits), "dev", name); err != nil {
 		return err
 	}
 	_, err := run("ip", "link", "set", name, "up")
 	return err
+}
+
+// bridgeMAC is a stable locally administered unicast MAC for the bridge,
+// derived from its name.
+func bridgeMAC(name string) string {
+	h := sha256.Sum256([]byte("upscale bridge " + name))
+	h[0] = h[0]&0xfc | 0x02
+	return net.HardwareAddr(h[:6]).String()
 }
 
 // natTable is the nftables table holding one bridge's masquerade rule: its

@@ -2,6 +2,7 @@ package lxc
 
 import (
 	"encoding/json"
+	"net"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -202,4 +203,15 @@ func FuzzLastLines(f *testing.F) {
 			t.Fatalf("unfinished last line lost: %q -> %q", data, lines)
 		}
 	})
+}
+
+func TestBridgeMAC(t *testing.T) {
+	a, b := bridgeMAC("upsbr0"), bridgeMAC("upsbr1")
+	if a == b || a != bridgeMAC("upsbr0") {
+		t.Fatalf("bridgeMAC not stable or not distinct: %s %s", a, b)
+	}
+	hw, err := net.ParseMAC(a)
+	if err != nil || hw[0]&0x02 == 0 || hw[0]&0x01 != 0 {
+		t.Fatalf("%s is not a locally administered unicast MAC: %v", a, err)
+	}
 }
