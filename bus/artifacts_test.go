@@ -207,7 +207,7 @@ func TestEmbeddedRestartKeepsArtifactsAndCredentials(t *testing.T) {
 	}
 
 	// Same address, so the agent's credentials file stays valid verbatim.
-	addr := e1.URL()[len("nats://"):]
+	addr := hostPort(t, e1.URL())
 	e2 := startBus(t, dir, addr)
 	if creds2, err := e2.AgentCredentials("h1"); err != nil || creds2 != creds1 {
 		t.Fatalf("agent credentials after restart = %v, %v; want the same as before", creds2, err)

@@ -2,9 +2,12 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,6 +28,19 @@ var (
 	// ErrNoAnswer is wrapped when nothing handles a subject, or the
 	// handler fell silent for longer than the silence timeout.
 	ErrNoAnswer = errors.New("no answer")
+	// ErrRevoked is wrapped when the bus refuses these credentials: at
+	// Connect, or later as Conn.Err once the server has cut the connection
+	// and refused it again. The key was removed (RemoveAgent) or never
+	// issued by this bus; no retry will help, so an agent should stop
+	// rather than be restarted.
+	ErrRevoked = errors.New("credentials refused by the bus (revoked or never issued)")
+	// ErrUntrusted is wrapped when Connect cannot verify the server: its
+	// certificate does not chain to the credentials' CA or does not name
+	// the host dialled, or it answered in plain text although the
+	// credentials pin a CA. Retrying does not fix any of these either.
+	ErrUntrusted = errors.New("bus server not trusted")
+	// ErrClosed is Conn.Err after Close.
+	ErrClosed = errors.New("bus connection closed")
 )
 
 // Option tunes a Conn.
@@ -60,7 +76,11 @@ type Conn struct {
 	mu       sync.Mutex
 	watches  map[*denialWatch]struct{}
 	handlers map[*handler]struct{}
-	closed   bool // Close was called: the connection ending is not news
+	closed   bool  // Close was called: the connection ending is not news
+	err      error // why done is closed
+
+	done     chan struct{}
+	doneOnce sync.Once
 
 	bucketMu sync.Mutex
 	bucket   jetstream.ObjectStore
@@ -69,9 +89,11 @@ type Conn struct {
 }
 
 // Connect dials the bus and returns once connected. While the bus is
-// unreachable it keeps trying until ctx ends; a refused identity fails at
-// once, since retrying cannot fix it. Once connected the Conn reconnects
-// forever on its own.
+// unreachable it keeps trying until ctx ends; refused credentials
+// (ErrRevoked) and a server that fails verification (ErrUntrusted) fail at
+// once, since retrying cannot fix them. Once connected the Conn reconnects
+// on its own until Close, or until the server refuses its credentials
+// (see Done).
 func Connect(ctx context.Context, creds Credentials, name string, opts ...Option) (*Conn, error) {
 	if err := creds.validate(); err != nil {
 		return nil, err
@@ -85,6 +107,7 @@ func Connect(ctx context.Context, creds Credentials, name string, opts ...Option
 		silence:  o.silence,
 		watches:  map[*denialWatch]struct{}{},
 		handlers: map[*handler]struct{}{},
+		done:     make(chan struct{}),
 	}
 	nopts := []nats.Option{
 		nats.Name(name),
@@ -109,11 +132,24 @@ func Connect(ctx context.Context, creds Credentials, name string, opts ...Option
 			c.mu.Lock()
 			requested := c.closed
 			c.mu.Unlock()
-			if !requested {
-				// Only after repeated authentication failures (revoked
-				// credentials): nothing will bring this Conn back.
-				c.log.Error("bus connection closed for good", "err", nc.LastError())
+			if requested {
+				return // Close reports it
 			}
+			// nats.go gives up only when the server refused the
+			// credentials twice in a row (a revoked key: the server cuts
+			// the connection, then refuses the reconnect) or sent an
+			// error it does not know: nothing will bring this Conn back.
+			err := nc.LastError()
+			switch {
+			case isAuthError(err):
+				err = fmt.Errorf("%w: %w", ErrRevoked, err)
+			case err == nil:
+				err = errors.New("bus connection closed by the server")
+			default:
+				err = fmt.Errorf("bus connection closed for good: %w", err)
+			}
+			c.log.Error("bus connection closed for good", "err", err)
+			c.finish(err)
 		}),
 		nats.ErrorHandler(c.asyncError),
 	}
@@ -134,6 +170,20 @@ func Connect(ctx context.Context, creds Credentials, name string, opts ...Option
 	if creds.Agent != "" {
 		nopts = append(nopts, nats.CustomInboxPrefix(agentInbox(creds.Agent)))
 	}
+	if creds.CA != "" {
+		ca, err := parseCertPEM(creds.CA)
+		if err != nil {
+			return nil, fmt.Errorf("credentials: ca: %w", err)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(ca)
+		// RootCAs holds the CA alone, so a certificate from any public CA
+		// is refused. ServerName stays empty: nats.go sets it per dial to
+		// the URL's host, which the certificate must then name.
+		// Handshake first matches the embedded server, and means this
+		// client never reads a byte the server sent in clear.
+		nopts = append(nopts, nats.Secure(&tls.Config{RootCAs: roots}), nats.TLSHandshakeFirst())
+	}
 
 	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
@@ -143,9 +193,19 @@ func Connect(ctx context.Context, creds Credentials, name string, opts ...Option
 			break
 		}
 		if isAuthError(err) {
-			return nil, fmt.Errorf("bus %s: %w", creds.URL, err)
+			return nil, fmt.Errorf("bus %s: %w: %w", creds.URL, ErrRevoked, err)
 		}
-		c.log.Warn("bus unreachable, retrying", "url", creds.URL, "attempt", attempt, "err", err)
+		if why := untrusted(err); why != "" {
+			return nil, fmt.Errorf("bus %s: %w: %s: %w", creds.URL, ErrUntrusted, why, err)
+		}
+		if creds.CA == "" && (errors.Is(err, nats.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded)) {
+			// What a TLS-first server looks like to a plain-text client:
+			// it waits for a ClientHello that never comes.
+			c.log.Warn("bus unreachable, retrying; if the bus requires TLS, the credentials lack its CA",
+				"url", creds.URL, "attempt", attempt, "err", err)
+		} else {
+			c.log.Warn("bus unreachable, retrying", "url", creds.URL, "attempt", attempt, "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("bus %s: %w (last error: %v)", creds.URL, context.Cause(ctx), err)
@@ -167,6 +227,63 @@ func isAuthError(err error) bool {
 		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
 }
 
+// untrusted says why err means the server failed verification, or "" when
+// it is some other error (one a retry may cure).
+func untrusted(err error) string {
+	var (
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		record   tls.RecordHeaderError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return "its certificate is not from the CA in the credentials"
+	case errors.As(err, &hostname):
+		return "its certificate does not name the host in the URL"
+	case errors.As(err, &invalid):
+		return "its certificate is not valid (expired? clocks?)"
+	case errors.As(err, &verify):
+		return "its certificate does not verify"
+	case errors.As(err, &record):
+		// The bytes a TLS-first client got back were not TLS: INFO from a
+		// plain-text server, or from a TLS server that expects TLS only
+		// after INFO (nats-server without tls { handshake_first: true }).
+		return "it did not answer with TLS"
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return "it does not offer TLS"
+	}
+	return ""
+}
+
+// Done is closed when the connection has ended for good: after Close, or
+// when the server refused its credentials on reconnecting, which is how a
+// revocation (RemoveAgent) reaches a connected agent. Err then says which.
+// While the bus is merely unreachable, Done stays open: the Conn keeps
+// reconnecting.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err is nil until Done is closed; then ErrClosed after Close, an error
+// wrapping ErrRevoked when the bus refused the credentials, or another
+// error when the server ended the connection with one nats.go cannot
+// recover from. The first cause sticks: Close after a revocation leaves
+// ErrRevoked.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *Conn) finish(err error) {
+	c.doneOnce.Do(func() {
+		c.mu.Lock()
+		c.err = err
+		c.mu.Unlock()
+		close(c.done)
+	})
+}
+
 // Close stops every handler of this connection, waits for the running
 // calls to send their last frame, then closes the connection.
 func (c *Conn) Close() {
@@ -183,6 +300,7 @@ func (c *Conn) Close() {
 		}
 		_ = c.nc.FlushTimeout(5 * time.Second) // last frames out before the socket closes
 		c.nc.Close()
+		c.finish(ErrClosed)
 	})
 }
 

@@ -29,7 +29,8 @@ const maxCredentialsFile = 64 << 10
 //
 // The JSON form is the file an agent reads:
 //
-//	{"url": "nats://10.0.0.1:4222", "agent": "h1", "nkey": "SUA..."}
+//	{"url": "tls://10.0.0.1:4222", "agent": "h1", "nkey": "SUA...",
+//	 "ca": "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"}
 type Credentials struct {
 	// URL is one NATS URL (nats:// or tls://) or several separated by commas,
 	// never with user info: secrets go in the fields below.
@@ -40,6 +41,12 @@ type Credentials struct {
 	NKey     string `json:"nkey,omitempty"` // user nkey seed ("SU...")
 	User     string `json:"user,omitempty"`
 	Password string `json:"password,omitempty"`
+	// CA is a PEM certificate. When set, the connection is TLS (handshake
+	// first), the server's certificate must chain to this CA and no other
+	// and carry the URL's host among its names, and a server that answers
+	// in plain text is refused. When empty, the URL's scheme decides:
+	// nats:// may be plain text, tls:// verifies against the system roots.
+	CA string `json:"ca,omitempty"`
 }
 
 // String keeps secrets out of logs and error messages built with %v.
@@ -51,7 +58,11 @@ func (c Credentials) String() string {
 	case c.User != "":
 		auth = "user " + c.User
 	}
-	s := fmt.Sprintf("bus %s (auth %s)", c.URL, auth)
+	s := fmt.Sprintf("bus %s (auth %s", c.URL, auth)
+	if c.CA != "" {
+		s += ", pinned CA"
+	}
+	s += ")"
 	if c.Agent != "" {
 		s += " as agent " + c.Agent
 	}
@@ -127,7 +138,7 @@ func parseCredentials(data []byte) (Credentials, error) {
 		return Credentials{}, errors.New("invalid JSON: not UTF-8")
 	}
 	var c Credentials
-	fields := map[string]*string{"url": &c.URL, "agent": &c.Agent, "nkey": &c.NKey, "user": &c.User, "password": &c.Password}
+	fields := map[string]*string{"url": &c.URL, "agent": &c.Agent, "nkey": &c.NKey, "user": &c.User, "password": &c.Password, "ca": &c.CA}
 	seen := map[string]bool{}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -213,6 +224,11 @@ func (c Credentials) validate() error {
 	if c.NKey != "" {
 		if _, err := userKey(c.NKey); err != nil {
 			return fmt.Errorf("credentials: %w", err)
+		}
+	}
+	if c.CA != "" {
+		if _, err := parseCertPEM(c.CA); err != nil {
+			return fmt.Errorf("credentials: ca: %w", err)
 		}
 	}
 	return nil

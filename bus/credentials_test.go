@@ -15,7 +15,28 @@ import (
 const (
 	testUserSeed    = "SUAEUMO6HBWIMRJOBCAGNB4J6JBXJQEI56MY3P7H6BLNKHUOS6JRZC6RIY"
 	testAccountSeed = "SAACR66LYFBD74BY3SK7YKGJBXEYMFU3SZ2TQA3VHYMOXLYATS7LTFPG64"
+	// testCA is a self-signed ECDSA CA certificate, valid 2025-2045.
+	testCA = `-----BEGIN CERTIFICATE-----
+MIIBZjCCAQugAwIBAgIBATAKBggqhkjOPQQDAjAaMRgwFgYDVQQDEw91cHNjYWxl
+IHRlc3QgQ0EwHhcNMjUwMTAxMDAwMDAwWhcNNDUwMTAxMDAwMDAwWjAaMRgwFgYD
+VQQDEw91cHNjYWxlIHRlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARV
+NNvrZaaSaljAJTz+ccHFAjO/7rvByWdkZ7DSGL15gXsDyR188ty9ODytdvEuieS7
+kunL7ssCoaUY9D0EDShzo0IwQDAOBgNVHQ8BAf8EBAMCAgQwDwYDVR0TAQH/BAUw
+AwEB/zAdBgNVHQ4EFgQUO+l7wv2Wy5pqlLcqqZx3RV/zYTAwCgYIKoZIzj0EAwID
+SQAwRgIhANJtpCNVP2JSBkhaU5O49QuXXviyeTfvtWpEs47AQSHwAiEA7lHGbnkI
+/xJgpVy2fBwyTBXT9QSlFZKw0JHid3adBZ0=
+-----END CERTIFICATE-----
+`
 )
+
+// jsonString encodes s as a JSON string, for building credentials text.
+func jsonString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
 
 func TestTestSeedsAreWhatTheySay(t *testing.T) {
 	if _, err := userKey(testUserSeed); err != nil {
@@ -23,6 +44,9 @@ func TestTestSeedsAreWhatTheySay(t *testing.T) {
 	}
 	if p, _, err := nkeys.DecodeSeed([]byte(testAccountSeed)); err != nil || p != nkeys.PrefixByteAccount {
 		t.Fatalf("account seed: %v %v", p, err)
+	}
+	if c, err := parseCertPEM(testCA); err != nil || !c.IsCA {
+		t.Fatalf("test CA: %v", err)
 	}
 }
 
@@ -32,6 +56,8 @@ func TestParseCredentials(t *testing.T) {
 		`{"url":"tls://bus.example.com:4222,tls://bus2.example.com:4222","user":"upscale","password":"s3cret"}`,
 		`{"url":"nats://bus:4222"}`,
 		"  {\"url\":\"nats://bus\"}\n\n",
+		`{"url":"tls://10.0.0.5:4222","agent":"h1","nkey":"` + testUserSeed + `","ca":` + jsonString(testCA) + `}`,
+		`{"url":"nats://bus:4222","ca":` + jsonString(strings.TrimSpace(testCA)) + `}`,
 	}
 	for _, s := range valid {
 		if _, err := parseCredentials([]byte(s)); err != nil {
@@ -66,6 +92,15 @@ func TestParseCredentials(t *testing.T) {
 		"unterminated":      `{"url":"nats://bus"`,
 		"nested":            `{"url":{"a":1}}`,
 		"too big":           `{"url":"nats://bus","user":"a","password":"` + strings.Repeat("p", maxCredentialsFile) + `"}`,
+		"ca not pem":        `{"url":"nats://bus","ca":"MIIBZjCCAQugAwIBAgIBATAK"}`,
+		"ca empty pem":      `{"url":"nats://bus","ca":"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"}`,
+		"ca garbage first":  `{"url":"nats://bus","ca":` + jsonString("junk\n"+testCA) + `}`,
+		"ca data after":     `{"url":"nats://bus","ca":` + jsonString(testCA+"junk") + `}`,
+		"ca twice":          `{"url":"nats://bus","ca":` + jsonString(testCA+testCA) + `}`,
+		"ca key block":      `{"url":"nats://bus","ca":` + jsonString(strings.ReplaceAll(testCA, "CERTIFICATE", "PRIVATE KEY")) + `}`,
+		"ca with headers":   `{"url":"nats://bus","ca":` + jsonString(strings.Replace(testCA, "-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1)) + `}`,
+		"ca bad der":        `{"url":"nats://bus","ca":` + jsonString(strings.Replace(testCA, "MIIB", "MIIC", 1)) + `}`,
+		"ca number":         `{"url":"nats://bus","ca":1}`,
 	}
 	for name, s := range invalid {
 		if c, err := parseCredentials([]byte(s)); err == nil {
@@ -77,7 +112,7 @@ func TestParseCredentials(t *testing.T) {
 func TestCredentialsWriteRead(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "bus.json")
-	want := Credentials{URL: "nats://10.0.0.1:4222", Agent: "h1", NKey: testUserSeed}
+	want := Credentials{URL: "tls://10.0.0.1:4222", Agent: "h1", NKey: testUserSeed, CA: testCA}
 	if err := want.Write(path); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +152,7 @@ func TestCredentialsWriteRead(t *testing.T) {
 }
 
 func TestCredentialsNeverPrintSecrets(t *testing.T) {
-	c := Credentials{URL: "nats://bus", Agent: "h1", NKey: testUserSeed}
+	c := Credentials{URL: "nats://bus", Agent: "h1", NKey: testUserSeed, CA: testCA}
 	u := Credentials{URL: "nats://bus", User: "upscale", Password: "hunter2"}
 	for _, s := range []string{
 		fmt.Sprint(c), fmt.Sprintf("%v %+v %#v %s", c, c, c, c), c.LogValue().String(),
@@ -151,6 +186,7 @@ func TestCredentialsFromURL(t *testing.T) {
 func FuzzReadCredentials(f *testing.F) {
 	f.Add([]byte(`{"url":"nats://127.0.0.1:4222","agent":"h1","nkey":"` + testUserSeed + `"}`))
 	f.Add([]byte(`{"url":"nats://bus:4222","user":"u","password":"p"}`))
+	f.Add([]byte(`{"url":"tls://10.0.0.5:4222","agent":"h1","nkey":"` + testUserSeed + `","ca":` + jsonString(testCA) + `}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := parseCredentials(data)
 		if err != nil {

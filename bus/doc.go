@@ -2,6 +2,31 @@
 // `upscale-agent` on every host: NATS with JetStream, either embedded in the
 // server (StartEmbedded) or an existing deployment (`--bus nats://...`).
 //
+// # Transport security
+//
+// The embedded server listens with TLS only, and handshake first: it sends
+// nothing, not even the INFO line, until the client has started TLS. On
+// first start it creates a private CA (ECDSA P-256, 20 years) in Dir/tls
+// and signs a server certificate (one year, renewed 30 days before expiry,
+// at start or at the next handshake) for the advertised host, the host of
+// Embedded.URL and EmbeddedConfig.TLSNames; a change of those names
+// reissues it at start. Only the server certificate is ever reissued: the
+// CA certificate is in every credentials file, and Connect trusts it alone
+// and checks that the server's certificate names the host it dialled. So
+// an agent on another host knows it reached the real bus even on a network
+// its operator does not control, and the artifacts and calls it carries
+// are encrypted. Moving Dir/tls away makes a new CA at the next start; every
+// agent then needs new credentials.
+//
+// Credentials without a CA are for an external NATS: nats:// is plain
+// text, tls:// verifies against the system roots. A pinned CA and a server
+// that answers in plain text never connect (ErrUntrusted).
+//
+// A Conn survives outages by reconnecting; it ends for good only by Close
+// or when the server refuses its credentials on reconnecting, which is how
+// RemoveAgent reaches a connected agent: Done is closed and Err wraps
+// ErrRevoked. Connect returns an ErrRevoked error too, at once.
+//
 // # Subjects
 //
 // Everything addressed to agent HOST lives under one prefix, so that a single

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,22 +32,33 @@ const maxPayload = 1 << 20
 
 // EmbeddedConfig configures the NATS server inside `upscale server`.
 type EmbeddedConfig struct {
-	Dir    string // state: Dir/jetstream, Dir/credentials (0700)
+	Dir    string // state: Dir/jetstream, Dir/credentials, Dir/tls (0700)
 	Listen string // host:port, default DefaultListen; port 0 picks a free one
 	// Advertise is the host:port agents dial, written into their
 	// credentials. Default: Listen, with a wildcard host replaced by
 	// 127.0.0.1 (only right for a single machine).
 	Advertise string
-	Log       *slog.Logger
+	// TLSNames are the IP addresses and DNS names, without ports, that
+	// clients may dial besides the two the server certificate always
+	// covers: the Advertise host and the host of URL (what the server's
+	// own connection dials). Default: 127.0.0.1 and localhost.
+	TLSNames []string
+	Log      *slog.Logger
 }
 
 // Embedded is a running embedded NATS server with JetStream.
 //
 // Every client authenticates with an nkey (ed25519): the server keeps only
 // public keys in its configuration and each connection signs a fresh nonce,
-// so no reusable secret crosses the network even without TLS, and a stolen
-// server config grants nothing. bcrypt'd passwords would protect the config
-// but still send the password in clear text on every connect.
+// so no reusable secret crosses the network, and a stolen server config
+// grants nothing. bcrypt'd passwords would protect the config but still
+// send the password on every connect.
+//
+// Every connection is TLS, handshake first: the server sends nothing, not
+// even INFO, before the client has started TLS. The certificate comes from
+// a private CA created in Dir/tls on first start; credentials carry the CA
+// certificate and Connect trusts nothing else, so no public CA, and no one
+// who can get a certificate from one, can stand in for the bus.
 type Embedded struct {
 	cfg       EmbeddedConfig
 	log       *slog.Logger
@@ -54,6 +66,8 @@ type Embedded struct {
 	host      string
 	port      int
 	advertise string
+	certs     *certManager
+	tlsConfig *tls.Config // the same pointer in every reload, see serverTLSConfig
 
 	mu        sync.Mutex // serialises credential changes and reloads
 	serverKey string     // seed
@@ -87,9 +101,34 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		host = "0.0.0.0"
 	}
 	e := &Embedded{cfg: cfg, log: cfg.Log, host: host, port: port, agents: map[string]string{}}
+	// The advertised host goes into the certificate, so it is settled
+	// before the server starts; only a random port is filled in after.
+	advHost := localHost(host)
+	if cfg.Advertise != "" {
+		if err := checkServerURL("tls://" + cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("bus: advertise: %w", err)
+		}
+		h, _, err := net.SplitHostPort(cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("bus: advertise %s: %w", names.Quote(cfg.Advertise), err)
+		}
+		advHost = h
+	}
+	tlsNames := cfg.TLSNames
+	if len(tlsNames) == 0 {
+		tlsNames = []string{"127.0.0.1", "localhost"}
+	}
+	sans, err := newSANSet(append([]string{advHost, localHost(host)}, tlsNames...))
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
 	if err := e.loadKeys(); err != nil {
 		return nil, err
 	}
+	if e.certs, err = loadCerts(e.tlsDir(), sans, e.log, time.Now); err != nil {
+		return nil, err
+	}
+	e.tlsConfig = e.certs.serverTLSConfig()
 
 	opts, err := e.options()
 	if err != nil {
@@ -119,11 +158,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 
 	e.advertise = cfg.Advertise
 	if e.advertise == "" {
-		e.advertise = net.JoinHostPort(localHost(host), strconv.Itoa(e.port))
-	}
-	if err := checkServerURL("nats://" + e.advertise); err != nil {
-		e.Shutdown()
-		return nil, fmt.Errorf("bus: advertise: %w", err)
+		e.advertise = net.JoinHostPort(advHost, strconv.Itoa(e.port))
 	}
 	e.log.Info("bus started", "url", e.URL(), "advertise", e.advertise, "dir", cfg.Dir)
 	return e, nil
@@ -151,10 +186,16 @@ func localHost(host string) string {
 	return host
 }
 
-// URL is where processes on this machine reach the server.
+// URL is where processes on this machine reach the server. The tls
+// scheme only tells a reader what to expect; Connect takes TLS from the CA
+// in the credentials.
 func (e *Embedded) URL() string {
-	return "nats://" + net.JoinHostPort(localHost(e.host), strconv.Itoa(e.port))
+	return "tls://" + net.JoinHostPort(localHost(e.host), strconv.Itoa(e.port))
 }
+
+// CA is the PEM certificate of the bus's private CA, the one every client
+// must trust (and the only one it trusts) for this server.
+func (e *Embedded) CA() string { return e.certs.caPEM }
 
 // Shutdown stops the server and waits for JetStream to flush to disk.
 func (e *Embedded) Shutdown() {
@@ -165,7 +206,7 @@ func (e *Embedded) Shutdown() {
 // ServerCredentials are the credentials of `upscale server` itself: every
 // subject, every stream.
 func (e *Embedded) ServerCredentials() Credentials {
-	return Credentials{URL: e.URL(), NKey: e.serverKey}
+	return Credentials{URL: e.URL(), NKey: e.serverKey, CA: e.certs.caPEM}
 }
 
 // AgentCredentials returns the credentials of agent host, creating them on
@@ -200,7 +241,7 @@ func (e *Embedded) AgentCredentials(host string) (Credentials, error) {
 		}
 		e.log.Info("bus agent credentials created", "host", host)
 	}
-	return Credentials{URL: "nats://" + e.advertise, Agent: host, NKey: seed}, nil
+	return Credentials{URL: "tls://" + e.advertise, Agent: host, NKey: seed, CA: e.certs.caPEM}, nil
 }
 
 // RemoveAgent revokes agent host: its key is deleted and its open
@@ -251,6 +292,7 @@ func (e *Embedded) reload() error {
 	return nil
 }
 
+func (e *Embedded) tlsDir() string     { return filepath.Join(e.cfg.Dir, "tls") }
 func (e *Embedded) credDir() string    { return filepath.Join(e.cfg.Dir, "credentials") }
 func (e *Embedded) agentDir() string   { return filepath.Join(e.credDir(), "agents") }
 func (e *Embedded) serverPath() string { return filepath.Join(e.credDir(), "server.seed") }
@@ -362,6 +404,13 @@ func (e *Embedded) options() (*server.Options, error) {
 		JetStream:  true,
 		StoreDir:   e.cfg.Dir, // nats-server appends "jetstream"
 		Nkeys:      users,
+		TLSConfig:  e.tlsConfig,
+		// No fallback delay: a client that does not open with TLS gets
+		// nothing, rather than a plain-text INFO and a chance to carry on.
+		TLSHandshakeFirst: true,
+		// Above the 2 s default for agents far away on slow links; still
+		// short enough that a stalled handshake frees its slot quickly.
+		TLSTimeout: 5,
 	}, nil
 }
 
@@ -382,10 +431,19 @@ func (s *serverLog) fatalOr(def string) string {
 }
 
 func (s *serverLog) Noticef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Warnf(format string, v ...any)   { s.l.Warn(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Errorf(format string, v ...any)  { s.l.Error(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Debugf(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
-func (s *serverLog) Tracef(format string, v ...any)  { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.Contains(msg, `"TLS Handshake First"`) {
+		// Printed at every start to warn that plain clients cannot
+		// connect, which is the point here.
+		s.l.Debug(msg)
+		return
+	}
+	s.l.Warn(msg)
+}
+func (s *serverLog) Errorf(format string, v ...any) { s.l.Error(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Debugf(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
+func (s *serverLog) Tracef(format string, v ...any) { s.l.Debug(fmt.Sprintf(format, v...)) }
 
 // Fatalf must not exit: this server lives inside `upscale server`. The
 // message is kept so StartEmbedded can report why the server is not up.

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,16 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// hostPort is the address part of a bus URL.
+func hostPort(t *testing.T, rawURL string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("bus URL %q: %v", rawURL, err)
+	}
+	return u.Host
+}
+
 type env struct {
 	bus    *Embedded
 	server *Conn
@@ -74,7 +85,7 @@ func newEnv(t *testing.T) env {
 
 func TestStartEmbeddedReportsBusyPort(t *testing.T) {
 	e := startBus(t, t.TempDir(), "127.0.0.1:0")
-	addr := strings.TrimPrefix(e.URL(), "nats://")
+	addr := hostPort(t, e.URL())
 	_, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), Listen: addr, Log: testLog()})
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("second server on %s: %v, want address in use", addr, err)

@@ -175,10 +175,11 @@ func TestStrangersCannotConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, c := range map[string]Credentials{
-		"unknown nkey":        {URL: e.bus.URL(), NKey: string(seed)},
-		"right name, new key": {URL: e.bus.URL(), Agent: "h1", NKey: string(seed)},
-		"no credentials":      {URL: e.bus.URL()},
-		"user and password":   {URL: e.bus.URL(), User: "h1", Password: agent.NKey},
+		// The CA is no secret (every host has it): strangers get it too.
+		"unknown nkey":        {URL: e.bus.URL(), NKey: string(seed), CA: e.bus.CA()},
+		"right name, new key": {URL: e.bus.URL(), Agent: "h1", NKey: string(seed), CA: e.bus.CA()},
+		"no credentials":      {URL: e.bus.URL(), CA: e.bus.CA()},
+		"user and password":   {URL: e.bus.URL(), User: "h1", Password: agent.NKey, CA: e.bus.CA()},
 	} {
 		conn, err := Connect(ctx, c, "stranger", WithLogger(testLog()))
 		if err == nil {
@@ -186,7 +187,7 @@ func TestStrangersCannotConnect(t *testing.T) {
 			t.Errorf("%s: connected", name)
 			continue
 		}
-		if !errors.Is(err, nats.ErrAuthorization) {
+		if !errors.Is(err, nats.ErrAuthorization) || !errors.Is(err, ErrRevoked) {
 			t.Errorf("%s: %v, want an authorization error", name, err)
 		}
 	}
@@ -199,14 +200,15 @@ func TestRemoveAgentRevokes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := make(chan struct{})
-	e.agent.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
 	if err := e.bus.RemoveAgent("h1"); err != nil {
 		t.Fatal(err)
 	}
 	// The live connection is cut and cannot come back.
-	<-closed
-	if _, err := Connect(ctx, creds, "agent-h1", WithLogger(testLog())); !errors.Is(err, nats.ErrAuthorization) {
+	<-e.agent.Done()
+	if !errors.Is(e.agent.Err(), ErrRevoked) {
+		t.Fatalf("agent connection ended with %v, want ErrRevoked", e.agent.Err())
+	}
+	if _, err := Connect(ctx, creds, "agent-h1", WithLogger(testLog())); !errors.Is(err, nats.ErrAuthorization) || !errors.Is(err, ErrRevoked) {
 		t.Fatalf("Connect after RemoveAgent: %v, want authorization error", err)
 	}
 	// Re-adding issues a new key; the old file stays dead.

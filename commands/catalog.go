@@ -54,23 +54,43 @@ func (s *session) runtimesCommands() *cobra.Command {
 }
 
 func (s *session) hostsCommands() *cobra.Command {
-	g := s.group("hosts", "List the hosts that run containers", "host")
+	g := s.group("hosts", "List, add and manage the hosts that run containers", "host")
+	s.hostsManage(g)
 	list := &cobra.Command{Use: "list", Short: "List hosts (admins)", Args: noArgs}
 	format := formatFlag(list)
 	s.leaf(g, list, keys.HostsList, formatScope(format), func(cmd *cobra.Command, _ []string) error {
-		hosts := s.env.Hosts()
-		views := make([]hostagent.Beat, 0, len(hosts))
-		for _, h := range hosts {
-			views = append(views, h.Beat)
+		var views []hostView
+		for _, h := range s.env.Hosts() {
+			views = append(views, hostView{Name: h.Name, Address: h.Address, State: h.State, Weight: max(h.Record.Weight, 1),
+				Subnet: h.Record.Subnet, Provider: h.Record.Provider, CPUs: h.CPUs, Containers: h.Containers,
+				MemTotal: h.MemTotal, MemFree: h.MemFree, LastHeartbeat: when(h.At)})
+		}
+		if views == nil {
+			views = []hostView{}
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
-			row(w, "HOST", "ADDRESS", "STATE", "CPUS", "CONTAINERS", "MEMORY AVAILABLE/TOTAL", "LAST HEARTBEAT")
+			row(w, "HOST", "ADDRESS", "STATE", "WEIGHT", "CONTAINERS", "MEMORY USED/FREE", "LAST HEARTBEAT")
 			for _, h := range views {
-				row(w, h.Name, dash(h.Address), h.State, strconv.Itoa(h.CPUs), strconv.Itoa(h.Containers), gib(h.MemFree)+"/"+gib(h.MemTotal), when(h.At))
+				row(w, h.Name, dash(h.Address), h.State, strconv.Itoa(h.Weight), strconv.Itoa(h.Containers),
+					gib(h.MemTotal-min(h.MemFree, h.MemTotal))+"/"+gib(h.MemFree), h.LastHeartbeat)
 			}
 		})
 	})
 	return g
+}
+
+type hostView struct {
+	Name          string `json:"name"`
+	Address       string `json:"address"`
+	State         string `json:"state"` // up, down, draining
+	Weight        int    `json:"weight"`
+	Subnet        string `json:"subnet"`
+	Provider      string `json:"provider"`
+	CPUs          int    `json:"cpus"`
+	Containers    int    `json:"containers"`
+	MemTotal      uint64 `json:"memory_total_bytes"`
+	MemFree       uint64 `json:"memory_free_bytes"`
+	LastHeartbeat string `json:"last_heartbeat"`
 }
 
 func gib(b uint64) string {

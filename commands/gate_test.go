@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 )
@@ -46,7 +47,41 @@ func (fakeApps) Logs(_ context.Context, app names.App, n int, _ bool, out func(s
 	return nil
 }
 func (fakeApps) URL(app names.App) string {
+
 	return "http://" + app.Name + "." + app.Namespace + ".test:8080"
+}
+
+// fakeHostOps stands in for host management.
+type fakeHostOps struct{}
+
+func (fakeHostOps) Add(_ context.Context, r hostops.AddRequest, out func(string)) error {
+	out("added " + r.Address)
+	return nil
+}
+func (fakeHostOps) Create(_ context.Context, r hostops.CreateRequest, out func(string)) error {
+	out("created " + r.EC2.AMI)
+	return nil
+}
+func (fakeHostOps) SetWeight(context.Context, string, int) error { return nil }
+func (fakeHostOps) Drain(_ context.Context, name string, _ bool, out func(string)) error {
+	out("drained " + name)
+	return nil
+}
+func (fakeHostOps) Remove(_ context.Context, name string, out func(string)) error {
+	out("removed " + name)
+	return nil
+}
+func (fakeHostOps) Destroy(_ context.Context, name string, out func(string)) error {
+	out("destroyed " + name)
+	return nil
+}
+func (fakeHostOps) Rebalance(_ context.Context, _ bool, out func(string)) error {
+	out("nothing to move")
+	return nil
+}
+func (fakeHostOps) Bootstrap(_ context.Context, name, _ string, w io.Writer) error {
+	_, err := io.WriteString(w, "tar of "+name)
+	return err
 }
 
 // probes is one invocation per command, with the personas that may run it.
@@ -80,6 +115,14 @@ var probes = []struct {
 	{"runtimes list", "admin member outsider"},
 	{"hosts", "admin member outsider deploy"},
 	{"hosts list", "admin"},
+	{"hosts add --host 10.0.0.9 -u root -i /dev/null", "admin"},
+	{"hosts create --provider ec2 --ami ami-1", "admin"},
+	{"hosts set h1 weight=2", "admin"},
+	{"hosts drain h1", "admin"},
+	{"hosts rebalance --dry-run", "admin"},
+	{"hosts remove h1", "admin"},
+	{"hosts destroy h1", "admin"},
+	{"hosts bootstrap h1", "admin boot"},
 	{"git-upload-pack acme/web.git", "admin member deploy"},
 	{"git-receive-pack /acme/web.git", "admin member deploy"},
 	{"keys remove alice --namespace acme", "admin member"},
@@ -117,12 +160,14 @@ func TestEveryCommandIsGated(t *testing.T) {
 // order on one world per persona (probes are ordered so that what one
 // changes does not matter to the next).
 func TestAuthorizationMatrix(t *testing.T) {
-	for _, persona := range []string{"admin", "member", "outsider", "deploy"} {
+	for _, persona := range []string{"admin", "member", "outsider", "deploy", "boot"} {
 		w := newWorld(t)
 		mustRun(t, w.env, w.admin, "", "namespace", "create", "empty")
 		w.env.Git = fakeGit{}
 		w.env.Apps = fakeApps{}
-		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy}[persona]
+		w.env.HostOps = fakeHostOps{}
+		boot := keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
+		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy, "boot": boot}[persona]
 		for _, p := range probes {
 			t.Run(persona+"/"+p.args, func(t *testing.T) {
 				args := strings.Fields(strings.Replace(p.args, "KEY", "'"+newKeyLine(t, "x")+"'", 1))

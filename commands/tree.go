@@ -40,7 +40,9 @@ type Env struct {
 	// Hosts lists the hosts for `hosts list` and which runtime images
 	// they have built.
 	Hosts func() []fleet.Host
-	Log   *slog.Logger
+	// HostOps manages hosts; nil where no server runs.
+	HostOps HostOps
+	Log     *slog.Logger
 }
 
 // Apps is what the server does to run apps.

@@ -32,8 +32,9 @@ type Router interface {
 	Apply(ctx context.Context, backends []router.Backend) error
 }
 
-// Hosts says which hosts are up.
+// Hosts says which hosts there are and which are up.
 type Hosts interface {
+	Hosts() []fleet.Host
 	Up() []fleet.Host
 }
 
@@ -125,7 +126,8 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 		}
 		return rel, err
 	}
-	hosts, err := d.place(ctx, 1)
+	// The build container gets the same room as an instance.
+	hosts, err := d.place(ctx, 1, d.memory(spec.Memory), nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -188,20 +190,51 @@ func (d *Deployer) stop(ctx context.Context, app names.App, out func(string)) er
 // rollout starts the release's instances, all healthy or none, switches
 // the router to them, records them, and removes the instances they replace.
 func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release, out func(string), timing *Timing) error {
-	rt, ok := d.Catalog.Get(rel.Runtime)
-	if !ok {
-		return fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
-	}
 	n := max(rel.Config.Instances, 1)
-	hosts, err := d.place(ctx, n)
+	out(fmt.Sprintf("-----> Starting %d instance(s) of v%d", n, rel.Version))
+	fresh, err := d.startInstances(ctx, app, rel, n, nil, out, timing)
 	if err != nil {
+		return fmt.Errorf("starting v%d failed: %w", rel.Version, err)
+	}
+	check := "TCP connect"
+	if rel.Config.Health != "" {
+		check = "GET " + rel.Config.Health
+	}
+	out(fmt.Sprintf("       all %d healthy (%s)", n, check))
+	old, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	if err != nil {
+		d.remove(ctx, fresh, nil)
 		return err
 	}
-	memory := rel.Config.Memory
-	if memory == 0 {
-		memory = DefaultMemory
+	switchStart := time.Now()
+	if err := d.switchTo(ctx, app, rel.Version, fresh); err != nil {
+		d.remove(ctx, fresh, nil)
+		return err
 	}
-	out(fmt.Sprintf("-----> Starting %d instance(s) of v%d", n, rel.Version))
+	timing.Switch = time.Since(switchStart)
+	out(fmt.Sprintf("-----> v%d is live; removing %d old instance(s)", rel.Version, len(old)))
+	d.remove(ctx, old, nil)
+	return nil
+}
+
+// startInstances starts n healthy instances of rel, away from the hosts of
+// keep; all or none: on any failure the started ones are removed.
+func (d *Deployer) startInstances(ctx context.Context, app names.App, rel store.Release, n int, keep []store.Instance, out func(string), timing *Timing) ([]store.Instance, error) {
+	hosts, err := d.place(ctx, n, d.memory(rel.Config.Memory), keep)
+	if err != nil {
+		return nil, err
+	}
+	return d.startOn(ctx, app, rel, hosts, out, timing)
+}
+
+// startOn starts one healthy instance of rel on each of hosts, all or none.
+func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release, hosts []string, out func(string), timing *Timing) ([]store.Instance, error) {
+	rt, ok := d.Catalog.Get(rel.Runtime)
+	if !ok {
+		return nil, fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
+	}
+	memory := d.memory(rel.Config.Memory)
+	n := len(hosts)
 	fresh := make([]store.Instance, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -230,27 +263,9 @@ func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		d.remove(ctx, fresh, nil)
-		return fmt.Errorf("starting v%d failed: %w", rel.Version, err)
+		return nil, err
 	}
-	check := "TCP connect"
-	if rel.Config.Health != "" {
-		check = "GET " + rel.Config.Health
-	}
-	out(fmt.Sprintf("       all %d healthy (%s)", n, check))
-	old, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
-	if err != nil {
-		d.remove(ctx, fresh, nil)
-		return err
-	}
-	switchStart := time.Now()
-	if err := d.switchTo(ctx, app, rel.Version, fresh); err != nil {
-		d.remove(ctx, fresh, nil)
-		return err
-	}
-	timing.Switch = time.Since(switchStart)
-	out(fmt.Sprintf("-----> v%d is live; removing %d old instance(s)", rel.Version, len(old)))
-	d.remove(ctx, old, nil)
-	return nil
+	return fresh, nil
 }
 
 // switchTo routes the app to instances and records them as live, as one
@@ -311,6 +326,13 @@ func (d *Deployer) backends(ctx context.Context, app names.App, override []store
 	return out, nil
 }
 
+func (d *Deployer) memory(m int64) int64 {
+	if m == 0 {
+		return DefaultMemory
+	}
+	return m
+}
+
 // URL is where users reach app.
 func (d *Deployer) URL(app names.App) string {
 	host := Hostname(app.Namespace, app.Name, d.Domain)
@@ -350,14 +372,22 @@ func (d *Deployer) remove(ctx context.Context, instances []store.Instance, out f
 // is seen up within a heartbeat of its agent starting.
 const hostWait = 3 * time.Second
 
-func (d *Deployer) place(ctx context.Context, n int) ([]string, error) {
+// place picks hosts for n new instances of app, each with memory bytes,
+// away from the app's hosts in existing.
+func (d *Deployer) place(ctx context.Context, n int, memory int64, existing []store.Instance) ([]string, error) {
+	req := scheduler.Request{N: n, Memory: uint64(memory), Existing: map[string]int{}}
+	for _, in := range existing {
+		req.Existing[in.Host]++
+	}
 	deadline := time.Now().Add(hostWait)
 	for {
 		var hosts []scheduler.Host
 		for _, h := range d.Hosts.Up() {
-			hosts = append(hosts, scheduler.Host{Name: h.Name, MemFree: h.MemFree, Containers: h.Containers})
+			if h.Active() {
+				hosts = append(hosts, scheduler.Host{Name: h.Name, Weight: h.Record.Weight, MemFree: h.MemFree, Containers: h.Containers})
+			}
 		}
-		placed, err := scheduler.Place(n, hosts)
+		placed, err := scheduler.Place(req, hosts)
 		if !errors.Is(err, scheduler.ErrNoHosts) || time.Now().After(deadline) {
 			return placed, err
 		}

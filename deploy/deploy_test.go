@@ -132,8 +132,10 @@ func (r *fakeRouter) servers(app string) []string {
 
 type oneHost struct{}
 
+func (h oneHost) Hosts() []fleet.Host { return h.Up() }
+
 func (oneHost) Up() []fleet.Host {
-	return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Info{Name: "h1"}}}}
+	return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Info{Name: "h1", MemFree: 8 << 30}}}}
 }
 
 type rig struct {

@@ -130,11 +130,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) status(context.Context, json.RawMessage, func(string)) (any, error) {
+func (a *Agent) status(ctx context.Context, raw json.RawMessage, p func(string)) (any, error) {
 	b := Beat{Info: Local(a.cfg.Address), At: time.Now().UTC()}
 	b.Name = a.cfg.Host
-	if cs, err := a.rt.List(); err == nil {
-		b.Containers = len(cs)
+	if l, err := a.list(ctx, raw, p); err == nil {
+		b.List = l.(ListReply).Containers
+		b.Containers = len(b.List)
 	}
 	if imgs, err := a.images.List(); err == nil {
 		for _, im := range imgs {

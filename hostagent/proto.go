@@ -147,7 +147,8 @@ type ImageInfo struct {
 // answer for its host.
 type Beat struct {
 	Info
-	Containers int         `json:"containers"`
-	Images     []ImageInfo `json:"images,omitempty"`
-	At         time.Time   `json:"at"`
+	Containers int             `json:"containers"`
+	List       []ContainerInfo `json:"list,omitempty"` // every container, for healing
+	Images     []ImageInfo     `json:"images,omitempty"`
+	At         time.Time       `json:"at"`
 }

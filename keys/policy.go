@@ -15,6 +15,9 @@ const (
 	RoleAdmin     Role = "admin"     // operator: everything
 	RoleNamespace Role = "namespace" // a member of one namespace
 	RoleDeploy    Role = "deploy"    // push and fetch one app
+	// RoleBootstrap is a one-time key a new EC2 host uses to fetch its
+	// agent and credentials; App names the host.
+	RoleBootstrap Role = "bootstrap"
 )
 
 // Principal is who is acting: resolved from the key the client proved, or
@@ -54,6 +57,8 @@ const (
 	KeysRemove      Action = "keys.remove"
 	RuntimesList    Action = "runtimes.list"
 	HostsList       Action = "hosts.list"
+	HostsManage     Action = "hosts.manage" // add, create, set, drain, remove, destroy, rebalance
+	HostsBootstrap  Action = "hosts.bootstrap"
 	GitPush         Action = "git.push"
 	GitFetch        Action = "git.fetch"
 )
@@ -63,6 +68,7 @@ const (
 type Target struct {
 	Namespace string
 	App       string
+	Host      string
 }
 
 // ErrDenied is the only refusal Authorize gives.
@@ -70,7 +76,7 @@ var ErrDenied = errors.New("not allowed")
 
 // Authorize reports whether p may do a on t.
 func Authorize(p Principal, a Action, t Target) error {
-	if a == Help || p.Role == RoleAdmin {
+	if a == Help && p.Role != RoleBootstrap || p.Role == RoleAdmin {
 		return nil
 	}
 	switch p.Role {
@@ -83,6 +89,10 @@ func Authorize(p Principal, a Action, t Target) error {
 			if p.Namespace != "" && t.Namespace == p.Namespace {
 				return nil
 			}
+		}
+	case RoleBootstrap:
+		if a == HostsBootstrap && p.App != "" && t.Host == p.App {
+			return nil
 		}
 	case RoleDeploy:
 		switch a {

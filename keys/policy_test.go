@@ -9,6 +9,7 @@ func TestAuthorizeMatrix(t *testing.T) {
 	admin := Principal{Name: "op", Role: RoleAdmin}
 	member := Principal{Name: "alice", Role: RoleNamespace, Namespace: "acme"}
 	deploy := Principal{Name: "ci", Role: RoleDeploy, Namespace: "acme", App: "web"}
+	boot := Principal{Name: "bootstrap-h1", Role: RoleBootstrap, App: "h1"}
 	// A malformed principal (no namespace) must get nothing scoped.
 	broken := Principal{Name: "x", Role: RoleNamespace}
 
@@ -76,6 +77,17 @@ func TestAuthorizeMatrix(t *testing.T) {
 		{deploy, KeysList, ownNS, false},
 		{deploy, NamespaceList, all, false},
 		{deploy, RuntimesList, all, false},
+
+		{admin, HostsManage, all, true},
+		{member, HostsManage, all, false},
+		{member, HostsBootstrap, Target{Host: "h1"}, false},
+		{deploy, HostsManage, all, false},
+		{boot, HostsBootstrap, Target{Host: "h1"}, true},
+		{boot, HostsBootstrap, Target{Host: "h2"}, false},
+		{boot, Help, all, false},
+		{boot, AppInfo, own, false},
+		{boot, HostsList, all, false},
+		{Principal{Role: RoleBootstrap}, HostsBootstrap, Target{}, false},
 
 		{broken, AppList, all, false},
 		{broken, GitPush, Target{}, false},

@@ -3,11 +3,12 @@
 package scheduler
 
 import (
+	"container/heap"
 	"errors"
-	"sort"
+	"fmt"
 )
 
-// Host is what placement needs to know of a host.
+// Host is what placement needs to know of an up, active host.
 type Host struct {
 	Name       string
 	Weight     int    // relative share of containers; 0 counts as 1
@@ -15,52 +16,94 @@ type Host struct {
 	Containers int    // containers it runs now
 }
 
+// Request is one app's need for new containers.
+type Request struct {
+	N      int
+	Memory uint64 // each container's memory limit; a host needs this much free
+	// Existing counts the app's instances already on each host, so that new
+	// ones go elsewhere first.
+	Existing map[string]int
+}
+
 // ErrNoHosts means no host is up to run anything.
 var ErrNoHosts = errors.New("no host is up to run containers: is upscale-agent running?")
 
-// Place picks hosts for n new containers: distinct hosts while there are
-// enough, the least loaded (containers per weight, then most free memory)
-// first.
-func Place(n int, hosts []Host) ([]string, error) {
-	if n <= 0 {
+// ErrNoCapacity means hosts are up but none has room.
+var ErrNoCapacity = errors.New("no host has room")
+
+// Place picks hosts for r.N new containers: hosts without the app first,
+// then the least loaded for their weight, then the one with the most free
+// memory; a host is only chosen while it has r.Memory free.
+func Place(r Request, hosts []Host) ([]string, error) {
+	if r.N <= 0 {
 		return nil, nil
 	}
 	if len(hosts) == 0 {
 		return nil, ErrNoHosts
 	}
-	load := make([]int, len(hosts))
-	for i, h := range hosts {
-		load[i] = h.Containers
-	}
-	out := make([]string, 0, n)
-	for len(out) < n {
-		// Each round uses every host at most once, so instances spread.
-		order := make([]int, len(hosts))
-		for i := range order {
-			order[i] = i
+	q := make(queue, 0, len(hosts))
+	for _, h := range hosts {
+		if h.MemFree < r.Memory {
+			continue
 		}
-		sort.SliceStable(order, func(a, b int) bool {
-			ha, hb := hosts[order[a]], hosts[order[b]]
-			la, lb := float64(load[order[a]])/weight(ha), float64(load[order[b]])/weight(hb)
-			if la != lb {
-				return la < lb
-			}
-			return ha.MemFree > hb.MemFree
-		})
-		for _, i := range order {
-			if len(out) == n {
-				break
-			}
-			out = append(out, hosts[i].Name)
-			load[i]++
+		q = append(q, &slot{host: h, app: r.Existing[h.Name], load: h.Containers, free: h.MemFree})
+	}
+	heap.Init(&q)
+	out := make([]string, 0, r.N)
+	for len(out) < r.N {
+		if len(q) == 0 {
+			return nil, fmt.Errorf("%w: %d more container(s) of %d MiB would not fit on any up host", ErrNoCapacity, r.N-len(out), r.Memory>>20)
+		}
+		s := q[0]
+		out = append(out, s.host.Name)
+		s.app++
+		s.load++
+		s.free -= r.Memory
+		if s.free < r.Memory {
+			heap.Pop(&q)
+		} else {
+			heap.Fix(&q, 0)
 		}
 	}
 	return out, nil
 }
 
-func weight(h Host) float64 {
-	if h.Weight <= 0 {
+type slot struct {
+	host Host
+	app  int // this app's instances on it, placed ones included
+	load int // all containers on it, placed ones included
+	free uint64
+}
+
+func (s *slot) weight() float64 {
+	if s.host.Weight <= 0 {
 		return 1
 	}
-	return float64(h.Weight)
+	return float64(s.host.Weight)
+}
+
+type queue []*slot
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	a, b := q[i], q[j]
+	if a.app != b.app {
+		return a.app < b.app
+	}
+	la, lb := float64(a.load)/a.weight(), float64(b.load)/b.weight()
+	if la != lb {
+		return la < lb
+	}
+	if a.free != b.free {
+		return a.free > b.free
+	}
+	return a.host.Name < b.host.Name
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(*slot)) }
+func (q *queue) Pop() any {
+	old := *q
+	s := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return s
 }

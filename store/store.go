@@ -19,7 +19,7 @@ var (
 	// ErrConflict: a name is taken, or (with its own text) the thing is not
 	// in a state that allows the change, like a failed release activated.
 	ErrConflict = errors.New("already exists")
-	// ErrNotEmpty: a namespace still holds apps.
+	// ErrNotEmpty: a namespace still holds apps, or a host instances.
 	ErrNotEmpty = errors.New("not empty")
 	// ErrKeyTaken and ErrKeyNameTaken tell which uniqueness a new key broke;
 	// both are ErrConflict.
@@ -86,6 +86,29 @@ type Release struct {
 	Failure   string // why it failed, one line
 	By        string // key name of whoever caused it
 	CreatedAt time.Time
+}
+
+// HostState is whether a host takes new containers.
+type HostState string
+
+const (
+	HostActive   HostState = "active"
+	HostDraining HostState = "draining" // its containers move away; nothing new lands
+)
+
+// Host is a machine that runs an upscale-agent. Whether it is up is not
+// stored: it is whatever its heartbeat says now.
+type Host struct {
+	Name       string // its name on the bus, ^[a-z][a-z0-9-]{0,39}$
+	Address    string // where the server reaches it (and routes its Subnet), unique
+	Subnet     string // its containers' subnet, e.g. "10.77.3.0/24", unique
+	Weight     int    // share of containers relative to other hosts, >= 1
+	State      HostState
+	Provider   string // "local" (the server's own box), "ssh" or "ec2"
+	InstanceID string // EC2 instance id
+	Region     string // EC2 region
+	HostKey    string // SSH host key seen at hosts add (authorized_keys form)
+	CreatedAt  time.Time
 }
 
 // Instance is one container of an app's live release.
@@ -218,6 +241,25 @@ type Store interface {
 	// ListPushes returns an app's pushes, newest (by At, then ID) first, at
 	// most limit, all when limit <= 0. ErrNotFound if the app does not exist.
 	ListPushes(ctx context.Context, namespace, app string, limit int) ([]Push, error)
+
+	// AddHost records a host and returns it as stored; ErrConflict when its
+	// name, address or subnet is taken (the error says which and by whom).
+	// State defaults to HostActive and Weight to 1 when zero; CreatedAt is
+	// set by the store when zero. Name, Address and Subnet are required; a
+	// missing one, a Weight below 1 or an unknown State is an error that is
+	// none of the sentinels.
+	AddHost(ctx context.Context, h Host) (Host, error)
+	GetHost(ctx context.Context, name string) (Host, error) // ErrNotFound
+	ListHosts(ctx context.Context) ([]Host, error)          // sorted by name
+	// SetHostWeight and SetHostState: ErrNotFound; a weight below 1 or an
+	// unknown state is an error that is none of the sentinels.
+	SetHostWeight(ctx context.Context, name string, weight int) error
+	SetHostState(ctx context.Context, name string, state HostState) error
+	// RemoveHost deletes a host record. Instances still on it (by
+	// Instance.Host) are the caller's to move first: ErrNotEmpty while the
+	// store has any. ErrNotFound when no such host is recorded, even if
+	// instances name it.
+	RemoveHost(ctx context.Context, name string) error
 
 	Close() error
 }

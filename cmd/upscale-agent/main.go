@@ -28,6 +28,11 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := run(log); err != nil {
 		log.Error("upscale-agent stopped", "err", err)
+		if errors.Is(err, bus.ErrRevoked) {
+			// Its supervisor (systemd, the server, the install script's
+			// loop) does not restart an agent that exits 3.
+			os.Exit(3)
+		}
 		os.Exit(1)
 	}
 }
@@ -92,10 +97,25 @@ func run(log *slog.Logger) error {
 		return fmt.Errorf("connecting to the bus: %w", err)
 	}
 	defer conn.Close()
+	// Revoked credentials (hosts remove) end the connection for good.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-conn.Done()
+		cancel()
+	}()
 	a := hostagent.New(hostagent.Config{
 		Host: host, Address: *address, StateDir: *state, IDBase: images.DefaultShift, PidsMax: 512, Log: log,
 	}, containers{rt}, imageCache{&images.Builder{CacheDir: *imageDir, Mirror: *mirror}}, conn)
-	return a.Run(ctx)
+	if err := a.Run(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-conn.Done():
+		return conn.Err()
+	default:
+		return nil
+	}
 }
 
 // teardownAll removes everything an agent made on this host.

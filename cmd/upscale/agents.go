@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/store"
 )
 
 // agentSupervisor runs this box's own upscale-agent, so that one machine
@@ -48,14 +51,31 @@ func newAgentSupervisor(so *serverOptions, embedded *bus.Embedded, log *slog.Log
 	return a
 }
 
-// hosts are the hosts the server asks for their status: every host with
-// credentials on the embedded bus, or the local one.
-func (a *agentSupervisor) hosts() []string {
-	if a.embedded != nil {
-		return a.embedded.Agents()
+// register records this box as a host when it runs its own agent, with
+// the subnet the agent uses.
+func (a *agentSupervisor) register(ctx context.Context, st store.Store) error {
+	if a.bin == "" || a.embedded == nil {
+		return nil
 	}
-	if a.bin != "" {
-		return []string{a.host}
+	subnet := "10.77.0.0/24"
+	args := strings.Fields(a.so.AgentArgs)
+	for i, f := range args {
+		if f == "--subnet" && i+1 < len(args) {
+			subnet = args[i+1]
+		} else if v, ok := strings.CutPrefix(f, "--subnet="); ok {
+			subnet = v
+		}
+	}
+	if _, err := st.GetHost(ctx, a.host); err == nil {
+		return nil
+	}
+	addr := a.so.Advertise
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	_, err := st.AddHost(ctx, store.Host{Name: a.host, Address: addr, Subnet: subnet, Provider: "local"})
+	if err != nil {
+		return fmt.Errorf("recording this box as host %s: %w", a.host, err)
 	}
 	return nil
 }
@@ -87,6 +107,12 @@ func (a *agentSupervisor) run(ctx context.Context) error {
 		started := time.Now()
 		err := a.once(ctx, credPath)
 		if ctx.Err() != nil {
+			return nil
+		}
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 3 {
+			a.log.Error("local upscale-agent's credentials were revoked; not restarting it")
+			<-ctx.Done()
 			return nil
 		}
 		if time.Since(started) > time.Minute {

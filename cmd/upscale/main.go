@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -36,6 +37,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// Git runs hooks on every push: keep that path free of everything else.
 	if len(args) == 2 && args[0] == "hook" {
 		return hooks.RunClient(args[1], os.Getenv, stdin, stderr)
+	}
+	// Help and the server itself run here; other commands on the server
+	// when it runs.
+	if len(args) > 0 && args[0] != "server" && args[0] != "help" && !slices.Contains(args, "--help") && !slices.Contains(args, "-h") {
+		if code, ok := forward(args, stdin, stdout, stderr); ok {
+			return code
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/gitd"
+	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/router"
 	"github.com/upscalehq/upscale/store"
@@ -38,7 +40,32 @@ type serverOptions struct {
 	AgentArgs     string
 	BuildTimeout  time.Duration
 	HealthTimeout time.Duration
+	Advertise     string
+	HostSubnets   netip.Prefix
+	AutoRebalance bool
+	EC2Endpoint   string
 }
+
+// prefixValue is a netip.Prefix flag.
+type prefixValue struct{ p *netip.Prefix }
+
+func (v prefixValue) String() string {
+	if v.p == nil || !v.p.IsValid() {
+		return "10.77.0.0/16"
+	}
+	return v.p.String()
+}
+
+func (v prefixValue) Set(s string) error {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() || p.Bits() > 23 {
+		return fmt.Errorf("want an IPv4 range of /23 or larger, such as 10.77.0.0/16")
+	}
+	*v.p = p.Masked()
+	return nil
+}
+
+func (v prefixValue) Type() string { return "prefix" }
 
 func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	so := &serverOptions{options: opts}
@@ -62,6 +89,11 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.StringVar(&so.AgentArgs, "agent-args", "", "extra flags for the local agent, e.g. \"--subnet 10.77.0.0/24\"")
 	f.DurationVar(&so.BuildTimeout, "build-timeout", 10*time.Minute, "time limit of one build")
 	f.DurationVar(&so.HealthTimeout, "health-timeout", 30*time.Second, "how long a new instance may take to answer")
+	f.StringVar(&so.Advertise, "advertise", primaryAddress(), "this server's address as other hosts reach it (bus, EC2 bootstrap)")
+	f.Var(prefixValue{&so.HostSubnets}, "host-subnets", "range from which each host gets a /24 for its containers")
+	f.BoolVar(&so.AutoRebalance, "auto-rebalance", false, "even out instances whenever a host joins")
+	f.StringVar(&so.EC2Endpoint, "ec2-endpoint", "", "EC2 endpoint URL (default: AWS)")
+	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
 	return c
 }
 
@@ -98,9 +130,11 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 
 	hosts := fleet.New(log)
 	agents := newAgentSupervisor(so, embedded, log, logOut)
+	if err := agents.register(ctx, st); err != nil {
+		return err
+	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go hosts.Watch(wctx, conn, agents.hosts, time.Second)
 
 	deployer := &deploy.Deployer{
 		Store: st, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
@@ -112,6 +146,27 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	}
 	env.Apps = deployer
 	env.Hosts = hosts.Hosts
+	ops := &hostops.Ops{
+		Store: st, Fleet: hosts, Deployer: deployer, Agent: agents.bin, Subnets: so.HostSubnets,
+		SSH: net.JoinHostPort(so.Advertise, port(opts.Listen)), AutoRebalance: so.AutoRebalance,
+		EC2Endpoint: so.EC2Endpoint, Log: log,
+	}
+	if embedded != nil {
+		ops.Bus = embedded
+	}
+	env.HostOps = ops
+	hosts.OnChange = func(h fleet.Host) {
+		if h.Up {
+			if err := hostops.Route(h.Record); err != nil {
+				log.Warn("routing a host's containers", "host", h.Name, "err", err)
+			}
+			if so.AutoRebalance && h.Record.Provider != "local" {
+				go deployer.Rebalance(wctx, false, func(l string) { log.Info(strings.TrimSpace(l)) })
+			}
+		}
+	}
+	go hosts.Watch(wctx, conn, st.ListHosts, time.Second)
+	go deployer.RunHealer(wctx, 2*time.Second)
 
 	hostKey, err := gitd.LoadHostKey(filepath.Join(opts.Data, "ssh_host_ed25519_key"))
 	if err != nil {
@@ -143,7 +198,15 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	})
 	env.Git = srv.Git()
 
-	errs := make(chan error, 3)
+	adminLn, err := listenUnix(adminSocket(opts.Data), opts.Data)
+	if err != nil {
+		return err
+	}
+	defer adminLn.Close()
+	errs := make(chan error, 4)
+	go func() {
+		errs <- serveAdmin(ctx, adminLn, env, "ssh://upscale@"+net.JoinHostPort(so.Advertise, port(opts.Listen)), log)
+	}()
 	go func() { errs <- srv.ServeHooks(hookLn) }()
 	go func() { errs <- srv.ServeSSH(sshLn) }()
 	go func() { errs <- agents.run(ctx) }()
@@ -157,6 +220,9 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		log.Info("stopping: waiting for running sessions", "grace", shutdownGrace.String())
 	case err = <-errs:
 		log.Error("server failed", "err", err)
+	case <-conn.Done():
+		err = fmt.Errorf("lost the bus for good: %w", conn.Err())
+		log.Error("server failed", "err", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -164,7 +230,9 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		log.Warn("sessions cut at shutdown", "err", serr)
 	}
 	agents.stop()
+	adminLn.Close()
 	os.Remove(sock)
+	os.Remove(adminSocket(opts.Data))
 	// HAProxy and the containers keep serving: the next start adopts them.
 	log.Info("upscale server stopped")
 	return err
@@ -182,7 +250,15 @@ func startBus(ctx context.Context, so *serverOptions, log *slog.Logger) (*bus.Co
 		}
 		creds = c
 	} else {
-		e, err := bus.StartEmbedded(bus.EmbeddedConfig{Dir: filepath.Join(so.Data, "bus"), Listen: so.BusListen, Log: log})
+		_, busPort, _ := net.SplitHostPort(so.BusListen)
+		cfg := bus.EmbeddedConfig{Dir: filepath.Join(so.Data, "bus"), Listen: so.BusListen, Log: log}
+		if h, _, _ := net.SplitHostPort(so.BusListen); h != "127.0.0.1" && h != "localhost" && so.Advertise != "" && busPort != "0" {
+			// Agents on other hosts dial the advertised address, which the
+			// bus's certificate must name.
+			cfg.Advertise = net.JoinHostPort(so.Advertise, busPort)
+			cfg.TLSNames = []string{so.Advertise, "127.0.0.1", "localhost"}
+		}
+		e, err := bus.StartEmbedded(cfg)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -88,6 +88,12 @@ func checkScope(k store.Key) error {
 		if k.Namespace == "" || k.App == "" {
 			problem = "a deploy key has a namespace and an app"
 		}
+	case keys.RoleBootstrap:
+		// App holds the host it may bootstrap; with no namespace the
+		// apps foreign key does not apply.
+		if k.Namespace != "" || k.App == "" {
+			problem = "a bootstrap key has a host and no namespace"
+		}
 	default:
 		problem = fmt.Sprintf("unknown role %q", k.Role)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -94,10 +96,28 @@ func testEngine(t *testing.T, e engine) {
 	t.Run("MigrateFromVersion1", func(t *testing.T) {
 		testMigrateFromVersion1(t, e.newDSN(t))
 	})
+	t.Run("MigrateFromVersion2", func(t *testing.T) {
+		testMigrateFromVersion2(t, e.newDSN(t))
+	})
+	t.Run("HostChecks", func(t *testing.T) {
+		testHostChecks(t, open(t, e.newDSN(t)))
+	})
 	if e.driver == "mysql" {
-		t.Run("MigrationFailedHalfway", func(t *testing.T) {
-			testMigrationFailedHalfway(t, e.newDSN(t))
-		})
+		for _, tc := range []struct {
+			name    string
+			version int // the migration
+			unrun   int // how many of its last statements did not run
+		}{
+			// 0002 ends with an ALTER that cannot run twice.
+			{"MigrationFailedHalfway/0002", 2, 1},
+			// Every statement ran, and the process died before it
+			// recorded the migration.
+			{"MigrationUnrecorded/0003", 3, 0},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				testMigrationFailedHalfway(t, e.newDSN(t), tc.version, tc.unrun)
+			})
+		}
 	}
 	t.Run("ConcurrentOpen", func(t *testing.T) {
 		dsn := e.newDSN(t)
@@ -210,18 +230,18 @@ func testMigrateFromVersion1(t *testing.T, dsn string) {
 	}
 }
 
-// testMigrationFailedHalfway runs 0002 on MySQL after all of its statements
-// but the last have already run, as after a failure: MySQL commits DDL
-// statement by statement, and migrate.go asks that such a migration can be
-// finished by running it again.
-func testMigrationFailedHalfway(t *testing.T, dsn string) {
+// testMigrationFailedHalfway runs migration version on MySQL after all of
+// its statements but the last unrun have already run, as after a failure:
+// MySQL commits DDL statement by statement, and migrate.go asks that such a
+// migration can be finished by running it again.
+func testMigrationFailedHalfway(t *testing.T, dsn string, version, unrun int) {
 	ctx := t.Context()
-	old, err := openSchema(ctx, dsn, "", 1)
+	old, err := openSchema(ctx, dsn, "", version-1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := must(loadMigrations(old.driver))(t)[1]
-	for _, stmt := range m.stmts[:len(m.stmts)-1] {
+	m := must(loadMigrations(old.driver))(t)[version-1]
+	for _, stmt := range m.stmts[:len(m.stmts)-unrun] {
 		if _, err := old.db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
@@ -232,6 +252,111 @@ func testMigrationFailedHalfway(t *testing.T, dsn string) {
 	must(s.CreateNamespace(ctx, "acme"))(t)
 	must(s.CreateApp(ctx, "acme", "web"))(t)
 	must(s.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"}))(t)
+	must(s.AddHost(ctx, store.Host{Name: "h1", Address: "10.0.0.1", Subnet: "10.77.1.0/24"}))(t)
+}
+
+// testMigrateFromVersion2 fills a database the way the schema with releases
+// and instances, and no hosts, left it, with instances on hosts that were
+// never registered, and checks that today's Open keeps every row, and that
+// those instances hold back RemoveHost once their host is added.
+func testMigrateFromVersion2(t *testing.T, dsn string) {
+	ctx := t.Context()
+	old, err := openSchema(ctx, dsn, "", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := schemaVersion(t, old); v != 2 {
+		t.Fatalf("schema version %d, want 2", v)
+	}
+	if _, err := old.db.ExecContext(ctx, "SELECT COUNT(*) FROM hosts"); err == nil {
+		t.Fatal("a version 2 schema has a hosts table")
+	}
+	must(old.CreateNamespace(ctx, "acme"))(t)
+	must(old.CreateApp(ctx, "acme", "web"))(t)
+	must(old.CreateApp(ctx, "acme", "api"))(t)
+	must(0, old.SetStopped(ctx, "acme", "api", true))(t)
+	key := must(old.AddKey(ctx, store.Key{Fingerprint: "SHA256:ci", Name: "ci", Role: keys.RoleDeploy,
+		Namespace: "acme", App: "web", Type: "ssh-ed25519", PublicKey: "ssh-ed25519 AAAA ci", AddedBy: "local"}))(t)
+	push := must(old.RecordPush(ctx, store.Push{Namespace: "acme", App: "web", Ref: "refs/heads/master",
+		OldCommit: strings.Repeat("0", 40), NewCommit: strings.Repeat("a", 40), Subject: "first", KeyName: "ci", KeyFP: "SHA256:ci"}))(t)
+	r := must(old.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: push.NewCommit,
+		Config: store.ReleaseConfig{Start: "./run", Instances: 2}}))(t)
+	must(0, old.FinishBuild(ctx, "acme", "web", r.Version, "acme.web.v1", "d", 1))(t)
+	must(0, old.Activate(ctx, "acme", "web", r.Version, []store.Instance{
+		{Name: "web-1", Host: "h1", Addr: "10.77.1.5:8080"}, {Name: "web-2", Host: "h2", Addr: "10.77.2.5:8080"},
+	}))(t)
+	apps := must(old.ListApps(ctx, ""))(t)
+	releases := must(old.ListReleases(ctx, "acme", "web", 0))(t)
+	instances := must(old.ListInstances(ctx, "", ""))(t)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := open(t, dsn)
+	checkMigrations(t, s)
+	if got := must(s.ListApps(ctx, ""))(t); !reflect.DeepEqual(got, apps) {
+		t.Errorf("apps after migration: %+v, want %+v", got, apps)
+	}
+	if got := must(s.KeyByFingerprint(ctx, key.Fingerprint))(t); got != key {
+		t.Errorf("key after migration: %+v, want %+v", got, key)
+	}
+	if got := must(s.ListPushes(ctx, "acme", "web", 0))(t); len(got) != 1 || got[0] != push {
+		t.Errorf("pushes after migration: %+v, want %+v", got, push)
+	}
+	if got := must(s.ListReleases(ctx, "acme", "web", 0))(t); !reflect.DeepEqual(got, releases) {
+		t.Errorf("releases after migration: %+v, want %+v", got, releases)
+	}
+	if got := must(s.ListInstances(ctx, "", ""))(t); !reflect.DeepEqual(got, instances) {
+		t.Errorf("instances after migration: %+v, want %+v", got, instances)
+	}
+	if list := must(s.ListHosts(ctx))(t); len(list) != 0 {
+		t.Errorf("hosts after migration: %+v", list)
+	}
+
+	// The hosts the old instances name can be added, and are held back
+	// by them; a host the instances leave can go.
+	for i, name := range []string{"h1", "h2", "h3"} {
+		must(s.AddHost(ctx, store.Host{Name: name, Address: fmt.Sprintf("10.0.0.%d", i+1), Subnet: fmt.Sprintf("10.77.%d.0/24", i+1)}))(t)
+	}
+	if err := s.RemoveHost(ctx, "h1"); !errors.Is(err, store.ErrNotEmpty) {
+		t.Errorf("RemoveHost(h1) with web-1 on it: %v, want not empty", err)
+	}
+	must(0, s.SetInstances(ctx, "acme", "web", []store.Instance{{Name: "web-1", Release: r.Version, Host: "h3"}, instances[1]}))(t)
+	must(0, s.RemoveHost(ctx, "h1"))(t)
+	if err := s.RemoveHost(ctx, "h2"); !errors.Is(err, store.ErrNotEmpty) {
+		t.Errorf("RemoveHost(h2) with web-2 on it: %v, want not empty", err)
+	}
+	must(0, s.DeleteApp(ctx, "acme", "web"))(t)
+	must(0, s.RemoveHost(ctx, "h2"))(t)
+	must(0, s.RemoveHost(ctx, "h3"))(t)
+}
+
+// testHostChecks shows that the schema itself refuses the hosts AddHost,
+// SetHostWeight and SetHostState refuse before they reach it.
+func testHostChecks(t *testing.T, s *Store) {
+	ctx := t.Context()
+	must(s.AddHost(ctx, store.Host{Name: "h1", Address: "10.0.0.1", Subnet: "10.77.1.0/24"}))(t)
+	for _, tc := range []struct {
+		stmt string
+		want violation // noViolation: a check
+	}{
+		{"UPDATE hosts SET weight = 0", noViolation},
+		{"UPDATE hosts SET weight = -1", noViolation},
+		{"UPDATE hosts SET state = 'gone'", noViolation},
+		{"UPDATE hosts SET state = ''", noViolation},
+		{"INSERT INTO hosts SELECT 'h2', address, 'x', weight, state, provider, instance_id, region, host_key, created_at FROM hosts", uniqueKey},
+		{"INSERT INTO hosts SELECT 'h2', 'x', subnet, weight, state, provider, instance_id, region, host_key, created_at FROM hosts", uniqueKey},
+		{"INSERT INTO hosts SELECT name, 'x', 'y', weight, state, provider, instance_id, region, host_key, created_at FROM hosts", uniqueKey},
+	} {
+		_, err := s.db.ExecContext(ctx, tc.stmt)
+		if err == nil || violated(err) != tc.want {
+			t.Errorf("%s: %v (%v), want a refusal (%v)", tc.stmt, err, violated(err), tc.want)
+		}
+	}
+	want := must(s.GetHost(ctx, "h1"))(t)
+	if list := must(s.ListHosts(ctx))(t); len(list) != 1 || list[0] != want {
+		t.Errorf("hosts %+v, want only %+v", list, want)
+	}
 }
 
 func schemaVersion(t *testing.T, s *Store) int {

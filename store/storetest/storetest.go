@@ -50,6 +50,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentActivate", testConcurrentActivate},
 		{"ConcurrentInstanceName", testConcurrentInstanceName},
 		{"ConcurrentFinishBuild", testConcurrentFinishBuild},
+		{"Hosts", testHosts},
+		{"ListHosts", testListHosts},
+		{"AddHostConflicts", testAddHostConflicts},
+		{"HostErrors", testHostErrors},
+		{"SetHost", testSetHost},
+		{"RemoveHost", testRemoveHost},
+		{"ConcurrentAddHost", testConcurrentAddHost},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -361,6 +368,15 @@ func testKeys(t *testing.T, s store.Store) {
 		equal(t, "KeyByName "+k.Namespace+"/"+k.Name, must(s.KeyByName(ctx, k.Namespace, k.Name))(t), added)
 	}
 
+	// A bootstrap key names a host (in App), no namespace, and no app need
+	// exist by that name.
+	boot := must(s.AddKey(ctx, newKey("bootstrap-h9", keys.RoleBootstrap, "", "h9")))(t)
+	equal(t, "bootstrap key principal", must(s.KeyByFingerprint(ctx, boot.Fingerprint))(t).Principal(),
+		keys.Principal{Name: "bootstrap-h9", Fingerprint: boot.Fingerprint, Role: keys.RoleBootstrap, App: "h9"})
+	if _, err := s.AddKey(ctx, newKey("bootstrap-x", keys.RoleBootstrap, "acme", "h9")); err == nil {
+		t.Error("a bootstrap key with a namespace was accepted")
+	}
+
 	// A CreatedAt given is kept, in UTC.
 	at := time.Date(2023, 12, 31, 22, 30, 0, 123456789, time.FixedZone("CET", 3600))
 	k := newKey("dated", keys.RoleNamespace, "acme", "")
@@ -506,6 +522,12 @@ func testTimeRoundTrip(t *testing.T, s store.Store) {
 			must(0, s.Activate(ctx, "acme", app, 1, []store.Instance{in}))(t)
 			check("LiveRelease", must(s.LiveRelease(ctx, "acme", app))(t).CreatedAt)
 			check("ListInstances", must(s.ListInstances(ctx, "acme", app))(t)[0].CreatedAt)
+
+			h := newHost(app, i+1)
+			h.CreatedAt = tc.at
+			check("AddHost", must(s.AddHost(ctx, h))(t).CreatedAt)
+			check("GetHost", must(s.GetHost(ctx, app))(t).CreatedAt)
+			check("ListHosts", must(s.ListHosts(ctx))(t)[i].CreatedAt)
 		})
 	}
 }
@@ -540,6 +562,8 @@ func testFreeText(t *testing.T, s store.Store) {
 			if got2.PublicKey != k.PublicKey || got2.AddedBy != text {
 				t.Errorf("PublicKey, AddedBy = %q, %q; want %q, %q", got2.PublicKey, got2.AddedBy, k.PublicKey, text)
 			}
+
+			hostsFreeText(t, s, i, text)
 		})
 	}
 }
@@ -559,6 +583,7 @@ func snapshot(t *testing.T, s store.Store) string {
 		fmt.Fprintln(&b, must(s.ListReleases(ctx, a.Namespace, a.Name, 0))(t))
 	}
 	fmt.Fprintln(&b, must(s.ListInstances(ctx, "", ""))(t))
+	fmt.Fprintln(&b, must(s.ListHosts(ctx))(t))
 	return b.String()
 }
 
@@ -793,27 +818,30 @@ func testErrors(t *testing.T, s store.Store) {
 			return err
 		}, nil, `app "web" without its namespace`},
 	}
-	sentinels := []error{store.ErrNotFound, store.ErrConflict, store.ErrNotEmpty, store.ErrKeyTaken, store.ErrKeyNameTaken}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.op(ctx)
-			if err == nil {
-				t.Fatalf("no error, want %v", tc.want)
-			}
-			for _, e := range sentinels {
-				// The two key sentinels are conflicts too.
-				want := e == tc.want || (e == store.ErrConflict && (tc.want == store.ErrKeyTaken || tc.want == store.ErrKeyNameTaken))
-				if errors.Is(err, e) != want {
-					t.Errorf("error %q: errors.Is(%q) = %v, want %v", err, e, !want, want)
-				}
-			}
-			if msg := err.Error(); !strings.Contains(msg, tc.mention) || strings.Contains(msg, "\n") {
-				t.Errorf("error %q: want one line mentioning %s", msg, tc.mention)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkError(t, tc.op(ctx), tc.want, tc.mention) })
 	}
 	if after := snapshot(t, s); after != before {
 		t.Errorf("failed calls changed the store:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// checkError fails t unless err is want and no other sentinel (none at all
+// when want is nil), in one line that mentions mention.
+func checkError(t *testing.T, err, want error, mention string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want %v", want)
+	}
+	for _, e := range []error{store.ErrNotFound, store.ErrConflict, store.ErrNotEmpty, store.ErrKeyTaken, store.ErrKeyNameTaken} {
+		// The two key sentinels are conflicts too.
+		is := e == want || (e == store.ErrConflict && (want == store.ErrKeyTaken || want == store.ErrKeyNameTaken))
+		if errors.Is(err, e) != is {
+			t.Errorf("error %q: errors.Is(%q) = %v, want %v", err, e, !is, is)
+		}
+	}
+	if msg := err.Error(); !strings.Contains(msg, mention) || strings.Contains(msg, "\n") {
+		t.Errorf("error %q: want one line mentioning %s", msg, mention)
 	}
 }
 

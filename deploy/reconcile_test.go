@@ -1,0 +1,202 @@
+package deploy
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upscalehq/upscale/fleet"
+	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/store"
+)
+
+// hostSet is a fleet the test drives by hand; like the real one, it takes
+// a host's state from the store when the store has the host.
+type hostSet struct {
+	hosts []fleet.Host
+	store store.Store
+}
+
+func (s *hostSet) Hosts() []fleet.Host {
+	if s.store != nil {
+		for i := range s.hosts {
+			if rec, err := s.store.GetHost(context.Background(), s.hosts[i].Name); err == nil {
+				s.hosts[i].Record.State = rec.State
+			}
+		}
+	}
+	return s.hosts
+}
+
+func (s *hostSet) Up() []fleet.Host {
+	var up []fleet.Host
+	for _, h := range s.Hosts() {
+		if h.Up {
+			up = append(up, h)
+		}
+	}
+	return up
+}
+
+func (s *hostSet) set(name string, up bool, state store.HostState, list ...hostagent.ContainerInfo) {
+	for i := range s.hosts {
+		if s.hosts[i].Name == name {
+			s.hosts[i].Up, s.hosts[i].Record.State, s.hosts[i].List = up, state, list
+			s.hosts[i].At = time.Now()
+			return
+		}
+	}
+	s.hosts = append(s.hosts, fleet.Host{Up: up, Record: store.Host{Name: name, State: state, Weight: 1},
+		Beat: hostagent.Beat{Info: hostagent.Info{Name: name, MemFree: 8 << 30}, At: time.Now(), List: list}})
+}
+
+// threeHosts deploys acme/web with 2 instances over h1..h3 and returns
+// the rig, the hosts and where the instances went.
+func threeHosts(t *testing.T) (*rig, *hostSet, []store.Instance) {
+	t.Helper()
+	r := newRig(t)
+	hs := &hostSet{}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		hs.set(h, true, store.HostActive)
+	}
+	r.d.Hosts = hs
+	if _, _, err := r.push(t, 2); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := r.d.Store.ListInstances(context.Background(), "acme", "web")
+	if len(ins) != 2 || ins[0].Host == ins[1].Host {
+		t.Fatalf("2 instances on 2 hosts expected: %+v", ins)
+	}
+	return r, hs, ins
+}
+
+func hostsOf(ins []store.Instance) []string {
+	var out []string
+	for _, in := range ins {
+		out = append(out, in.Host)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestHealReplacesInstancesOfADownHost(t *testing.T) {
+	r, hs, ins := threeHosts(t)
+	ctx := context.Background()
+	dead := ins[0]
+	hs.set(dead.Host, false, store.HostActive)
+	r.bus.destroyed = nil
+	if err := r.d.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if len(now) != 2 || slices.Contains(hostsOf(now), dead.Host) || now[0].Host == now[1].Host {
+		t.Fatalf("after healing: %+v (dead host %s)", now, dead.Host)
+	}
+	routed := r.router.servers("acme/web")
+	if len(routed) != 2 || slices.Contains(routed, dead.Addr) {
+		t.Fatalf("router routes %v, dead instance was %s", routed, dead.Addr)
+	}
+	if len(r.bus.destroyed) != 0 {
+		t.Fatalf("asked a down host to destroy %v", r.bus.destroyed)
+	}
+	// The host returns still running the old container: it goes.
+	hs.set(dead.Host, true, store.HostActive, hostagent.ContainerInfo{Name: dead.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+	for _, in := range now {
+		hs.set(in.Host, true, store.HostActive, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+	}
+	if err := r.d.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.bus.destroyed, []string{dead.Name}) {
+		t.Fatalf("destroyed %v, want exactly the orphan %s", r.bus.destroyed, dead.Name)
+	}
+	after, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if len(after) != 2 || after[0].Name != now[0].Name {
+		t.Fatalf("a healthy layout changed: %+v", after)
+	}
+}
+
+func TestHealMovesOffDrainingHostsAndTrimsSurplus(t *testing.T) {
+	r, hs, ins := threeHosts(t)
+	ctx := context.Background()
+	hs.set(ins[0].Host, true, store.HostDraining)
+	if err := r.d.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if len(now) != 2 || slices.Contains(hostsOf(now), ins[0].Host) || !slices.Contains(r.bus.destroyed, ins[0].Name) {
+		t.Fatalf("after draining %s: %+v, destroyed %v", ins[0].Host, now, r.bus.destroyed)
+	}
+	// Surplus: the live release wants 2, the store has 3.
+	extra := append(now, store.Instance{Name: "acme-web-extra", Namespace: "acme", App: "web", Release: now[0].Release, Host: "h3", Addr: "10.77.0.99:8080"})
+	if err := r.d.Store.SetInstances(ctx, "acme", "web", extra); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := r.d.Store.ListInstances(ctx, "acme", "web"); len(left) != 2 {
+		t.Fatalf("surplus not trimmed: %+v", left)
+	}
+}
+
+func TestDrainRefusesTheLastHost(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	hs := &hostSet{store: r.d.Store}
+	hs.set("h1", true, store.HostActive)
+	r.d.Hosts = hs
+	if _, err := r.d.Store.AddHost(ctx, store.Host{Name: "h1", Address: "10.0.0.1", Subnet: "10.77.1.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.push(t, 1); err != nil {
+		t.Fatal(err)
+	}
+	err := r.d.Drain(ctx, "h1", false, func(string) {})
+	if err == nil || !strings.Contains(err.Error(), "is the only host up to run") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("drain of the last host: %v", err)
+	}
+	if h, _ := r.d.Store.GetHost(ctx, "h1"); h.State != store.HostActive {
+		t.Fatalf("a refused drain changed the host: %+v", h)
+	}
+	if err := r.d.Drain(ctx, "h1", true, func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := r.d.Store.ListInstances(ctx, "acme", "web"); len(left) != 0 || len(r.router.servers("acme/web")) != 0 {
+		t.Fatalf("forced drain left %+v", left)
+	}
+}
+
+func TestRebalanceMovesToANewHost(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	hs := &hostSet{}
+	hs.set("h1", true, store.HostActive)
+	r.d.Hosts = hs
+	if _, _, err := r.push(t, 2); err != nil {
+		t.Fatal(err)
+	}
+	for i := range hs.hosts {
+		hs.hosts[i].Containers = 2
+	}
+	hs.set("h2", true, store.HostActive)
+	var out []string
+	if err := r.d.Rebalance(ctx, true, func(l string) { out = append(out, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if ins, _ := r.d.Store.ListInstances(ctx, "acme", "web"); hostsOf(ins)[1] != "h1" || !strings.Contains(strings.Join(out, "\n"), "would move") {
+		t.Fatalf("dry run moved something or said nothing: %+v %v", ins, out)
+	}
+	if err := r.d.Rebalance(ctx, false, func(l string) { out = append(out, l) }); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if got := hostsOf(ins); !slices.Equal(got, []string{"h1", "h2"}) {
+		t.Fatalf("after rebalance: %v", got)
+	}
+	if len(r.router.servers("acme/web")) != 2 {
+		t.Fatal("router does not route both instances")
+	}
+}
