@@ -27,7 +27,7 @@ test-deps:
 # :2222, HTTP on :80, data in $(DATA), SQLite store, embedded bus, and this
 # box's own agent (bin/upscale-agent, started by the server).
 run: deps build
-	$(BIN)/upscale server --data $(DATA)
+	$(BIN)/upscale server --data $(DATA) $(ARGS)
 
 # Every test, end-to-end ones included: real git, OpenSSH, MariaDB.
 # MariaDB is stopped afterwards when the run started it.

@@ -147,7 +147,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	env.Apps = deployer
 	env.Hosts = hosts.Hosts
 	ops := &hostops.Ops{
-		Store: st, Fleet: hosts, Deployer: deployer, Agent: agents.bin, Subnets: so.HostSubnets,
+		Store: st, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,
 		SSH: net.JoinHostPort(so.Advertise, port(opts.Listen)), AutoRebalance: so.AutoRebalance,
 		EC2Endpoint: so.EC2Endpoint, Log: log,
 	}
@@ -330,4 +330,17 @@ func busName(so *serverOptions) string {
 		return "?"
 	}
 	return c.URL
+}
+
+// agentBinary is the upscale-agent that hosts add copies to new hosts: the
+// local agent's, or the one next to this binary.
+func agentBinary(so *serverOptions) string {
+	if so.Agent != "auto" && so.Agent != "none" {
+		return so.Agent
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "upscale-agent"
+	}
+	return filepath.Join(filepath.Dir(exe), "upscale-agent")
 }
