@@ -70,9 +70,13 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 			procs = []deploy.Process{}
 		}
 		return output(cmd, *format, procs, func(w io.Writer) {
-			row(w, "INSTANCE", "HOST", "ADDRESS", "RELEASE", "STATE", "UPTIME")
+			row(w, "INSTANCE", "HOST", "ADDRESS", "RELEASE", "STATE", "UPTIME", "RESTARTS")
 			for _, p := range procs {
-				row(w, p.Name, p.Host, p.Addr, "v"+strconv.Itoa(p.Release), p.State, uptime(p.StartedAt))
+				restarts := strconv.Itoa(p.Restarts)
+				if p.Restarts > 0 {
+					restarts += fmt.Sprintf(" (last exit %d)", p.LastExit)
+				}
+				row(w, p.Name, p.Host, p.Addr, "v"+strconv.Itoa(p.Release), p.State, uptime(p.StartedAt), restarts)
 			}
 		})
 	})

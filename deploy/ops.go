@@ -103,6 +103,8 @@ type Process struct {
 	Release   int       `json:"release"`
 	State     string    `json:"state"`
 	StartedAt time.Time `json:"started_at,omitzero"`
+	Restarts  int       `json:"restarts"`
+	LastExit  int       `json:"last_exit"` // status of the last crash, when Restarts > 0
 }
 
 // PS lists the app's instances with what their hosts say of them.
@@ -142,7 +144,7 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 		if cs := hosts[in.Host]; cs != nil {
 			p.State = "missing"
 			if c, ok := cs[in.Name]; ok {
-				p.State, p.StartedAt = c.State, c.StartedAt
+				p.State, p.StartedAt, p.Restarts, p.LastExit = c.State, c.StartedAt, c.Restarts, c.LastExit
 			}
 		}
 		out = append(out, p)

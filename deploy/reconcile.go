@@ -79,7 +79,9 @@ func (d *Deployer) RunHealer(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// alive reports whether in runs as far as its host's last status says.
+// alive reports whether in exists as far as its host's last status says.
+// A container that exited still counts: its agent restarts it (with
+// backoff), and starting it elsewhere would not cure a crashing app.
 func alive(in store.Instance, h fleet.Host, ok bool) bool {
 	if !ok || !h.Up {
 		return false
@@ -87,8 +89,7 @@ func alive(in store.Instance, h fleet.Host, ok bool) bool {
 	if h.At.Before(in.CreatedAt.Add(settle)) {
 		return true // too new for the status to tell
 	}
-	i := slices.IndexFunc(h.List, func(c hostagent.ContainerInfo) bool { return c.Name == in.Name })
-	return i >= 0 && h.List[i].State == "running"
+	return slices.ContainsFunc(h.List, func(c hostagent.ContainerInfo) bool { return c.Name == in.Name })
 }
 
 func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instance, hosts map[string]fleet.Host) error {

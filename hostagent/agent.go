@@ -126,7 +126,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer stop()
 	}
 	a.cfg.Log.Info("agent serving", "host", a.cfg.Host)
-	<-ctx.Done()
+	a.superviseLoop(ctx)
 	return nil
 }
 
@@ -158,6 +158,13 @@ func decode[T any](raw json.RawMessage) (T, error) {
 type meta struct {
 	App     string `json:"app"`
 	Release int    `json:"release"`
+	// Crash restarts (restart.go): how many since it last ran long
+	// enough, the last exit status, and when the next restart is due.
+	Restarts int       `json:"restarts,omitempty"`
+	LastExit int       `json:"last_exit,omitempty"`
+	NextAt   time.Time `json:"next_at,omitzero"`
+	// Held is set when the server stopped it on purpose: no restart.
+	Held bool `json:"held,omitempty"`
 }
 
 func (a *Agent) metaPath(name string) string {
@@ -202,7 +209,9 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 		env[k] = v
 	}
 	env[portEnv(req.Runtime)] = strconv.Itoa(Port)
-	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release}); err != nil {
+	// Held until healthy: a crash before then fails the start instead of
+	// being restarted.
+	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Held: true}); err != nil {
 		return nil, fmt.Errorf("container %s: %w", req.Name, err)
 	}
 	c, err := a.rt.Create(ctx, ContainerSpec{
@@ -223,6 +232,9 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	addr := netip.AddrPortFrom(c.IP, Port).String()
 	started := time.Now()
 	if err := a.waitHealthy(ctx, req, addr); err != nil {
+		return fail(err)
+	}
+	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release}); err != nil {
 		return fail(err)
 	}
 	return StartReply{Addr: addr, Start: started.Sub(begin), Health: time.Since(started)}, nil
@@ -313,6 +325,14 @@ func (a *Agent) stop(ctx context.Context, raw json.RawMessage, _ func(string)) (
 	if err := checkName(req.Name); err != nil {
 		return nil, err
 	}
+	a.mu.Lock()
+	m := a.loadMeta(req.Name)
+	m.Held = true
+	err = a.saveMeta(req.Name, m)
+	a.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	return struct{}{}, a.rt.Stop(ctx, req.Name, req.Grace)
 }
 
@@ -339,7 +359,8 @@ func (a *Agent) list(context.Context, json.RawMessage, func(string)) (any, error
 	reply := ListReply{Containers: []ContainerInfo{}}
 	for _, c := range cs {
 		m := a.loadMeta(c.Name)
-		info := ContainerInfo{Name: c.Name, App: m.App, Release: m.Release, State: c.State, PID: c.PID, StartedAt: c.StartedAt, ExitCode: c.ExitCode}
+		info := ContainerInfo{Name: c.Name, App: m.App, Release: m.Release, State: c.State, PID: c.PID, StartedAt: c.StartedAt,
+			ExitCode: c.ExitCode, Restarts: m.Restarts, LastExit: m.LastExit}
 		if c.IP.IsValid() {
 			info.Addr = netip.AddrPortFrom(c.IP, Port).String()
 		}

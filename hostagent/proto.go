@@ -114,6 +114,8 @@ type ContainerInfo struct {
 	PID       int       `json:"pid,omitempty"`
 	StartedAt time.Time `json:"started_at,omitzero"`
 	ExitCode  int       `json:"exit_code"`
+	Restarts  int       `json:"restarts,omitempty"`  // crash restarts by the agent
+	LastExit  int       `json:"last_exit,omitempty"` // exit status of the last crash
 }
 
 // ListReply lists a host's containers.
