@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -39,24 +40,43 @@ const (
 	maxEnvTotal   = 64 << 10
 	minMemory     = 64 << 20
 	maxMemory     = 64 << 30
+	maxProcesses  = 20
+	minCPU        = 0.01 // a cgroup's smallest quota, 1 ms, at the default 100 ms period
+	maxCPU        = 64
 )
 
+// web is the process type that is routed, health-checked and counted by
+// instances.
+const web = "web"
+
 // fields lists app.yaml's fields in the order the docs present them.
-var fields = []string{"runtime", "start", "build", "instances", "memory", "health", "env"}
+var fields = []string{"runtime", "start", "processes", "build", "instances", "memory", "cpu", "health", "env"}
 
 var (
-	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	memoryRE = regexp.MustCompile(`(?i)^([0-9]+)([KMG])(i?B?)$`)
+	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	processRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,19}$`)
+	memoryRE  = regexp.MustCompile(`(?i)^([0-9]+)([KMG])(i?B?)$`)
 )
 
 // Spec is a valid app.yaml.
+//
+// Without processes, the app has one process type, web, whose command is
+// Start. With processes, Start is "" and Processes holds every type; web is
+// the only routed one and may be missing (a worker-only app).
 type Spec struct {
-	Runtime   string
-	Start     string   // "" means the runtime's start command
+	Runtime string
+	Start   string // "" means the runtime's start command
+	// Processes maps a process type to its command; nil when app.yaml sets
+	// none. Processes["web"] == "" means the runtime's start command; every
+	// other type has a command.
+	Processes map[string]string
 	Build     []string // run after the runtime's build steps
+	// Instances is the number of web containers: 0 when processes has no
+	// web. Every other process type starts with 1.
 	Instances int
 	Memory    int64             // bytes; 0 means the platform's default
-	Health    string            // HTTP path; "" means a TCP connect check
+	CPU       float64           // share of a core, per container; 0 means the platform's default
+	Health    string            // HTTP path for web; "" means a TCP connect check
 	Env       map[string]string // nil when app.yaml sets none
 }
 
@@ -225,6 +245,7 @@ func (c *checker) key(n *yaml.Node, where string) (string, int, bool) {
 func (c *checker) spec(top *yaml.Node) *Spec {
 	s := &Spec{Instances: 1}
 	seen := map[string]int{}
+	given := map[string]int{} // fields with a value
 	for i := 0; i+1 < len(top.Content); i += 2 {
 		name, line, ok := c.key(top.Content[i], "")
 		if !ok {
@@ -243,17 +264,22 @@ func (c *checker) spec(top *yaml.Node) *Spec {
 		if v.ShortTag() == "!!null" && name != "runtime" {
 			continue // "field:" with no value keeps the default
 		}
+		given[name] = line
 		switch name {
 		case "runtime":
 			s.Runtime = c.runtime(v)
 		case "start":
 			s.Start = c.command(v, "start")
+		case "processes":
+			s.Processes = c.processes(v)
 		case "build":
 			s.Build = c.build(v)
 		case "instances":
 			s.Instances = c.instances(v)
 		case "memory":
 			s.Memory = c.memory(v)
+		case "cpu":
+			s.CPU = c.cpu(v)
 		case "health":
 			s.Health = c.health(v)
 		case "env":
@@ -263,7 +289,29 @@ func (c *checker) spec(top *yaml.Node) *Spec {
 	if _, ok := seen["runtime"]; !ok {
 		c.addf(top.Line, `runtime is missing; add "runtime: NAME" where NAME is one of %s`, strings.Join(c.runtimes, ", "))
 	}
+	if s.Processes != nil {
+		c.withProcesses(s, given)
+	}
 	return s
+}
+
+// withProcesses checks the fields that mean something else, or nothing, once
+// processes is set: start would be a second web command, and without web
+// there is nothing to route, health-check or count.
+func (c *checker) withProcesses(s *Spec, given map[string]int) {
+	if line, ok := given["start"]; ok {
+		c.addf(line, "start: set the web command in processes instead, not both")
+	}
+	if _, ok := s.Processes[web]; ok {
+		return
+	}
+	s.Instances = 0
+	if line, ok := given["instances"]; ok {
+		c.addf(line, "instances: processes has no web, and instances counts web containers")
+	}
+	if line, ok := given["health"]; ok {
+		c.addf(line, "health: processes has no web, and only web is checked over HTTP")
+	}
 }
 
 func (c *checker) runtime(v *yaml.Node) string {
@@ -300,6 +348,47 @@ func (c *checker) command(v *yaml.Node, where string) string {
 		return v.Value
 	}
 	return ""
+}
+
+// processes checks the mapping of process type to command. Every type with
+// a valid name is in the result, even when its command is not valid, so
+// that the checks across fields see what was written.
+func (c *checker) processes(v *yaml.Node) map[string]string {
+	switch {
+	case v.Kind != yaml.MappingNode:
+		c.addf(v.Line, `processes: expected a mapping of type: command, such as "worker: ./worker", found %s`, found(v))
+		return nil
+	case len(v.Content) == 0:
+		c.addf(v.Line, `processes: the mapping is empty; add at least one type, such as "web: ./server"`)
+		return nil
+	case len(v.Content)/2 > maxProcesses:
+		c.addf(v.Line, "processes: %d types is over the limit of %d", len(v.Content)/2, maxProcesses)
+		return nil
+	}
+	procs := map[string]string{}
+	lines := map[string]int{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		name, line, ok := c.key(v.Content[i], "processes: ")
+		if !ok {
+			continue
+		}
+		switch {
+		case !processRE.MatchString(name):
+			c.addf(line, "processes: invalid type %s: use lowercase letters, digits and -, starting with a letter, at most 20 characters", names.Quote(name))
+			continue
+		case lines[name] != 0:
+			c.addf(line, "processes: duplicate type %s (first at line %d)", name, lines[name])
+			continue
+		}
+		lines[name] = line
+		cmd := c.resolve(v.Content[i+1])
+		if name == web && cmd.ShortTag() == "!!null" {
+			procs[name] = "" // like "start:", the runtime's start command
+			continue
+		}
+		procs[name] = c.command(cmd, "processes: "+name)
+	}
+	return procs
 }
 
 func (c *checker) build(v *yaml.Node) []string {
@@ -345,6 +434,25 @@ func (c *checker) memory(v *yaml.Node) int64 {
 		c.addf(v.Line, "memory: %s is below the minimum of 64M", names.Quote(v.Value))
 	default:
 		return int64(n << shift)
+	}
+	return 0
+}
+
+// cpu checks a share of a core: a YAML number, so "0.5" in quotes is
+// refused like "2" is for instances.
+func (c *checker) cpu(v *yaml.Node) float64 {
+	var f float64
+	if tag := v.ShortTag(); tag != "!!int" && tag != "!!float" || v.Decode(&f) != nil || math.IsNaN(f) {
+		c.addf(v.Line, "cpu: expected a share of a core such as 0.5 or 2, found %s", found(v))
+		return 0
+	}
+	switch {
+	case f < minCPU:
+		c.addf(v.Line, "cpu: %s is below the minimum of %g", found(v), float64(minCPU))
+	case f > maxCPU:
+		c.addf(v.Line, "cpu: %s is above the maximum of %d", found(v), maxCPU)
+	default:
+		return f
 	}
 	return 0
 }

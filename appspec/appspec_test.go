@@ -60,6 +60,47 @@ env:
 		{"explicit document markers", "---\nruntime: python\n...\n", Spec{Runtime: "python", Instances: 1}},
 		{"flow mapping", "{runtime: php, instances: 3}", Spec{Runtime: "php", Instances: 3}},
 		{"exactly 64 KiB", "runtime: python\n" + strings.Repeat("#", MaxSize-len("runtime: python\n")), Spec{Runtime: "python", Instances: 1}},
+
+		{"processes", `runtime: python
+processes:
+  web: .venv/bin/gunicorn app:app
+  worker: .venv/bin/celery -A tasks worker
+  clock-2: "python3 clock.py --every: 5m"
+instances: 3
+cpu: 0.5
+health: /healthz
+`, Spec{
+			Runtime: "python",
+			Processes: map[string]string{
+				"web":     ".venv/bin/gunicorn app:app",
+				"worker":  ".venv/bin/celery -A tasks worker",
+				"clock-2": "python3 clock.py --every: 5m",
+			},
+			Instances: 3, CPU: 0.5, Health: "/healthz",
+		}},
+		{"processes, web with the runtime's command", "runtime: ruby\nprocesses:\n  web:\n  worker: bundle exec sidekiq\n", Spec{
+			Runtime: "ruby", Processes: map[string]string{"web": "", "worker": "bundle exec sidekiq"}, Instances: 1,
+		}},
+		{"processes, web only", "runtime: php\nprocesses: {web: php -S 0.0.0.0:$PORT}\n", Spec{
+			Runtime: "php", Processes: map[string]string{"web": "php -S 0.0.0.0:$PORT"}, Instances: 1,
+		}},
+		{"processes, worker only", "runtime: python\nprocesses:\n  worker: python3 worker.py\nstart:\ninstances:\nhealth:\n", Spec{
+			Runtime: "python", Processes: map[string]string{"worker": "python3 worker.py"},
+		}},
+		{"processes, 20 types and long names", "runtime: python\nprocesses: {" + processTypes(19) + "a2345678901234567890: x}\n", Spec{
+			Runtime: "python", Processes: processMap(19, "a2345678901234567890"),
+		}},
+		{"processes, aliases", "runtime: python\nbuild: [&s ./run]\nprocesses: {web: *s, worker: *s}\n", Spec{
+			Runtime: "python", Build: []string{"./run"}, Processes: map[string]string{"web": "./run", "worker": "./run"}, Instances: 1,
+		}},
+		{"processes empty value", "runtime: python\nprocesses:\n", Spec{Runtime: "python", Instances: 1}},
+
+		{"cpu fraction", "runtime: python\ncpu: 0.25\n", Spec{Runtime: "python", Instances: 1, CPU: 0.25}},
+		{"cpu whole", "runtime: python\ncpu: 2\n", Spec{Runtime: "python", Instances: 1, CPU: 2}},
+		{"cpu bounds", "runtime: python\ncpu: 64\n", Spec{Runtime: "python", Instances: 1, CPU: 64}},
+		{"cpu minimum", "runtime: python\ncpu: 0.01\n", Spec{Runtime: "python", Instances: 1, CPU: 0.01}},
+		{"cpu exponent", "runtime: python\ncpu: 5e-1\n", Spec{Runtime: "python", Instances: 1, CPU: 0.5}},
+		{"cpu empty", "runtime: python\ncpu:\n", Spec{Runtime: "python", Instances: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, problems := Parse([]byte(tc.in), known)
@@ -74,7 +115,7 @@ env:
 }
 
 func TestParseProblems(t *testing.T) {
-	fields := "known: runtime, start, build, instances, memory, health, env"
+	fields := "known: runtime, start, processes, build, instances, memory, cpu, health, env"
 	for _, tc := range []struct {
 		name string
 		in   string
@@ -103,6 +144,9 @@ func TestParseProblems(t *testing.T) {
 		{"unknown field", "runtime: python\nport: 80\n", `app.yaml:2: unknown field "port"; ` + fields},
 		{"unknown field, suggestion", "runtime: python\nmemroy: 1G\n", `app.yaml:2: unknown field "memroy"; ` + fields + ` (did you mean memory?)`},
 		{"unknown field, no value", "runtime: python\nfoo:\n", `app.yaml:2: unknown field "foo"; ` + fields},
+		{"unknown field, singular", "runtime: python\nprocess: {web: x}\n", `app.yaml:2: unknown field "process"; ` + fields + ` (did you mean processes?)`},
+		{"unknown field, cpus", "runtime: python\ncpus: 2\n", `app.yaml:2: unknown field "cpus"; ` + fields + ` (did you mean cpu?)`},
+		{"unknown field, process type at the top", "runtime: python\nworker: ./worker\n", `app.yaml:2: unknown field "worker"; ` + fields},
 		{"unknown field, long name", "runtime: python\n" + strings.Repeat("x", 100) + ": 1\n", `app.yaml:2: unknown field "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"...; ` + fields},
 		{"key is a list", "runtime: python\n[a]: 1\n", `app.yaml:2: expected a name, found a list`},
 		{"merge key", "runtime: python\n<<: {start: x}\n", `app.yaml:2: merge keys ("<<") are not supported; write the fields out`},
@@ -197,6 +241,63 @@ func TestParseProblems(t *testing.T) {
 			`app.yaml:4: env: A: expected a value such as a string or a number, found a list`,
 		}, "\n")},
 
+		{"processes list", "runtime: python\nprocesses:\n  - web: ./server\n", `app.yaml:3: processes: expected a mapping of type: command, such as "worker: ./worker", found a list`},
+		{"processes string", "runtime: python\nprocesses: ./server\n", `app.yaml:2: processes: expected a mapping of type: command, such as "worker: ./worker", found "./server"`},
+		{"processes empty", "runtime: python\nprocesses: {}\n", `app.yaml:2: processes: the mapping is empty; add at least one type, such as "web: ./server"`},
+		{"processes too many", "runtime: python\nprocesses: {" + processTypes(21) + "}\n", `app.yaml:2: processes: 21 types is over the limit of 20`},
+		{"processes names", "runtime: python\nprocesses:\n  Web: x\n  1a: x\n  -a: x\n  a_b: x\n  a b: x\n  \"\": x\n  a23456789012345678901: x\n  [a]: x\n  <<: {b: x}\n  3: x\n", strings.Join([]string{
+			`app.yaml:3: processes: invalid type "Web": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+			`app.yaml:4: processes: invalid type "1a": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+			`app.yaml:5: processes: invalid type "-a": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+			`app.yaml:6: processes: invalid type "a_b": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+			`app.yaml:7: processes: invalid type "a b": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+			`app.yaml:8: processes: invalid type "": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+			`app.yaml:9: processes: invalid type "a23456789012345678901": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+			`app.yaml:10: processes: expected a name, found a list`,
+			`app.yaml:11: processes: merge keys ("<<") are not supported; write the fields out`,
+			`app.yaml:12: processes: invalid type "3": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+		}, "\n")},
+		{"processes duplicate", "runtime: python\nprocesses:\n  web: a\n  worker: b\n  web: c\n", `app.yaml:5: processes: duplicate type web (first at line 3)`},
+		{"processes commands", "runtime: python\nprocesses:\n  web: ''\n  worker:\n  a: 3\n  b: [x]\n  c: {echo: hi}\n  d: \"a\\0b\"\n  e: " + strings.Repeat("x", 4097) + "\n", strings.Join([]string{
+			`app.yaml:3: processes: web: the command is empty`,
+			`app.yaml:4: processes: worker: expected a command (a string), found nothing`,
+			`app.yaml:5: processes: a: expected a command (a string), found 3`,
+			`app.yaml:6: processes: b: expected a command (a string), found a list`,
+			`app.yaml:7: processes: c: expected a command (a string), found a mapping; put quotes around a command that contains ": "`,
+			`app.yaml:8: processes: d: the command contains a NUL byte`,
+			`app.yaml:9: processes: e: the command is 4097 bytes, over the 4096-byte limit`,
+		}, "\n")},
+		{"processes alias to a list", "runtime: python\nbuild: &b [make]\nprocesses:\n  worker: *b\n", `app.yaml:4: processes: worker: expected a command (a string), found a list`},
+		{"start and web", "runtime: python\nstart: ./server\nprocesses:\n  web: ./server\n  worker: ./worker\n", `app.yaml:2: start: set the web command in processes instead, not both`},
+		{"start and web with the runtime's command", "runtime: python\nprocesses: {web: , worker: ./worker}\nstart: ./server\n", `app.yaml:3: start: set the web command in processes instead, not both`},
+		{"start without web", "runtime: python\nstart: ./server\nprocesses: {worker: ./worker}\n", `app.yaml:2: start: set the web command in processes instead, not both`},
+		{"start not valid and web", "runtime: python\nstart: [x]\nprocesses: {web: x}\n", strings.Join([]string{
+			`app.yaml:2: start: expected a command (a string), found a list`,
+			`app.yaml:2: start: set the web command in processes instead, not both`,
+		}, "\n")},
+		{"instances without web", "runtime: python\nprocesses: {worker: ./worker}\ninstances: 2\n", `app.yaml:3: instances: processes has no web, and instances counts web containers`},
+		{"instances not valid without web", "runtime: python\nprocesses: {worker: ./worker}\ninstances: 0\n", strings.Join([]string{
+			`app.yaml:3: instances: expected a whole number from 1 to 100, found 0`,
+			`app.yaml:3: instances: processes has no web, and instances counts web containers`,
+		}, "\n")},
+		{"health without web", "runtime: python\nhealth: /healthz\nprocesses:\n  worker: ./worker\n", `app.yaml:2: health: processes has no web, and only web is checked over HTTP`},
+		{"web not valid still counts as web", "runtime: python\nprocesses: {web: [x]}\ninstances: 2\nhealth: /h\n", `app.yaml:2: processes: web: expected a command (a string), found a list`},
+
+		{"cpu zero", "runtime: python\ncpu: 0\n", `app.yaml:2: cpu: 0 is below the minimum of 0.01`},
+		{"cpu too small", "runtime: python\ncpu: 0.001\n", `app.yaml:2: cpu: 0.001 is below the minimum of 0.01`},
+		{"cpu negative", "runtime: python\ncpu: -1\n", `app.yaml:2: cpu: -1 is below the minimum of 0.01`},
+		{"cpu too big", "runtime: python\ncpu: 64.5\n", `app.yaml:2: cpu: 64.5 is above the maximum of 64`},
+		{"cpu huge", "runtime: python\ncpu: 99999999999999999999\n", `app.yaml:2: cpu: 99999999999999999999 is above the maximum of 64`},
+		{"cpu infinity", "runtime: python\ncpu: .inf\n", `app.yaml:2: cpu: .inf is above the maximum of 64`},
+		{"cpu not a number", "runtime: python\ncpu: .nan\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found .nan`},
+		{"cpu quoted", "runtime: python\ncpu: \"0.5\"\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found "0.5"`},
+		{"cpu percent", "runtime: python\ncpu: 50%\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found "50%"`},
+		{"cpu millicores", "runtime: python\ncpu: 500m\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found "500m"`},
+		{"cpu fraction", "runtime: python\ncpu: 1/2\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found "1/2"`},
+		{"cpu bool", "runtime: python\ncpu: true\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found true`},
+		{"cpu list", "runtime: python\ncpu: [1]\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found a list`},
+		{"cpu tagged", "runtime: python\ncpu: !!float \"1\\n2\"\n", `app.yaml:2: cpu: expected a share of a core such as 0.5 or 2, found "1\n2"`},
+
 		// Many problems at once, in line order, whatever order they are found in.
 		{"all in order", "instances: 0\nmemory: 1\nhealth: x\nenv: {PORT: 1}\nfoo: 1\ninstances: 2\n", strings.Join([]string{
 			`app.yaml:1: instances: expected a whole number from 1 to 100, found 0`,
@@ -229,6 +330,24 @@ func envVars(n int, value string) string {
 	return b.String()
 }
 
+// processTypes returns n flow-mapping entries "p0: x, p1: x, ...".
+func processTypes(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "p%d: x, ", i)
+	}
+	return b.String()
+}
+
+// processMap is what processTypes(n) parses to, plus one more type.
+func processMap(n int, more string) map[string]string {
+	m := map[string]string{more: "x"}
+	for i := range n {
+		m[fmt.Sprintf("p%d", i)] = "x"
+	}
+	return m
+}
+
 func TestParseNoRuntimes(t *testing.T) {
 	_, problems := Parse([]byte("runtime: python\n"), nil)
 	if got, want := problems.Error(), `app.yaml:1: unknown runtime "python"; this server has no runtimes`; got != want {
@@ -242,7 +361,7 @@ func TestParseTooManyProblems(t *testing.T) {
 	if len(problems) != maxProblems+1 {
 		t.Fatalf("got %d problems, want %d", len(problems), maxProblems+1)
 	}
-	if got, want := problems[maxProblems-1].String(), `app.yaml:51: unknown field "x"; known: runtime, start, build, instances, memory, health, env`; got != want {
+	if got, want := problems[maxProblems-1].String(), `app.yaml:51: unknown field "x"; known: runtime, start, processes, build, instances, memory, cpu, health, env`; got != want {
 		t.Errorf("last shown: got %q, want %q", got, want)
 	}
 	if got, want := problems[maxProblems].String(), "app.yaml: 30 more problems not shown"; got != want {

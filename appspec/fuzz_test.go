@@ -27,10 +27,23 @@ func FuzzParse(f *testing.F) {
 		if spec == nil || !slices.Contains(known, spec.Runtime) {
 			t.Fatalf("no problems but spec %+v", spec)
 		}
-		if spec.Instances < 1 || spec.Instances > maxInstances ||
+		_, hasWeb := spec.Processes[web]
+		hasWeb = hasWeb || spec.Processes == nil
+		if hasWeb && (spec.Instances < 1 || spec.Instances > maxInstances) ||
+			!hasWeb && (spec.Instances != 0 || spec.Health != "") ||
 			spec.Memory != 0 && (spec.Memory < minMemory || spec.Memory > maxMemory) ||
+			spec.CPU != 0 && !(spec.CPU >= minCPU && spec.CPU <= maxCPU) ||
 			spec.Health != "" && !strings.HasPrefix(spec.Health, "/") {
 			t.Fatalf("out of bounds: %+v", spec)
+		}
+		if spec.Processes != nil && (spec.Start != "" || len(spec.Processes) == 0 || len(spec.Processes) > maxProcesses) {
+			t.Fatalf("processes: %+v", spec)
+		}
+		for typ, cmd := range spec.Processes {
+			if !processRE.MatchString(typ) || len(cmd) > maxCommand || strings.ContainsRune(cmd, 0) ||
+				typ != web && strings.TrimSpace(cmd) == "" {
+				t.Fatalf("accepted process %q: %q", typ, cmd)
+			}
 		}
 		for k := range spec.Env {
 			if k == "PORT" || strings.HasPrefix(k, "UPSCALE_") || !envKeyRE.MatchString(k) {
