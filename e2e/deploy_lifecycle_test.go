@@ -62,13 +62,13 @@ func TestDeployLifecycle(t *testing.T) {
 	t.Run("ps", func(t *testing.T) {
 		out := d.ssh(t, "app", "ps", app)
 		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-		if len(lines) != 2 || !regexp.MustCompile(`^INSTANCE +HOST +ADDRESS +RELEASE +STATE +UPTIME$`).MatchString(lines[0]) {
+		if len(lines) != 2 || !regexp.MustCompile(`^INSTANCE +HOST +ADDRESS +RELEASE +STATE +UPTIME +RESTARTS$`).MatchString(lines[0]) {
 			t.Fatalf("app ps:\n%s", out)
 		}
 		p := d.ps(t, app)[0]
-		row := regexp.MustCompile(`^` + p.Name + ` +` + p.Host + ` +10\.[0-9.]+:8080 +v1 +running +[0-9hms.]+$`)
+		row := regexp.MustCompile(`^` + p.Name + ` +` + p.Host + ` +10\.[0-9.]+:8080 +v1 +running +[0-9hms.]+ +0$`)
 		if !row.MatchString(lines[1]) || !strings.Contains(lines[1], p.Addr) {
-			t.Errorf("app ps row %q, want %s on %s at %s, v1, running, an uptime", lines[1], p.Name, p.Host, p.Addr)
+			t.Errorf("app ps row %q, want %s on %s at %s, v1, running, an uptime, 0 restarts", lines[1], p.Name, p.Host, p.Addr)
 		}
 	})
 

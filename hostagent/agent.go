@@ -45,6 +45,7 @@ type ContainerSpec struct {
 	Command string // run with /bin/sh -c in /app as the container's init
 	Env     map[string]string
 	Memory  int64
+	CPU     float64
 	PidsMax int64
 }
 
@@ -216,7 +217,7 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	}
 	c, err := a.rt.Create(ctx, ContainerSpec{
 		Name: req.Name, Image: img.Shifted, AppDir: dir, Command: req.Command,
-		Env: env, Memory: req.Memory, PidsMax: a.cfg.PidsMax,
+		Env: env, Memory: req.Memory, CPU: req.CPU, PidsMax: a.cfg.PidsMax,
 	})
 	if err != nil {
 		a.forget(req.Name)
@@ -249,6 +250,9 @@ func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if req.Worker {
+		return a.waitRunning(ctx, req.Name)
+	}
 	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	lastErr := "it did not answer"
 	begin := time.Now()
@@ -295,6 +299,26 @@ func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) 
 		case <-time.After(delay):
 		}
 	}
+}
+
+// workerSettle is how long a worker must keep running to count as started.
+const workerSettle = time.Second
+
+// waitRunning is a worker's health check: still running after workerSettle.
+func (a *Agent) waitRunning(ctx context.Context, name string) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(workerSettle):
+	}
+	c, err := a.rt.Get(name)
+	if err != nil {
+		return err
+	}
+	if c.State != "running" {
+		return fmt.Errorf("the worker exited (status %d) within %s of starting%s", c.ExitCode, workerSettle, a.tail(name))
+	}
+	return nil
 }
 
 // tail is the last lines of a container's output, for error messages.

@@ -81,8 +81,12 @@ type StartRequest struct {
 	Command       string            `json:"command"`
 	Env           map[string]string `json:"env,omitempty"`
 	Memory        int64             `json:"memory,omitempty"`
+	CPU           float64           `json:"cpu,omitempty"`
 	Health        string            `json:"health,omitempty"` // HTTP path; TCP connect when ""
 	HealthTimeout time.Duration     `json:"health_timeout"`
+	// Worker: a process that listens on nothing; it is healthy when it
+	// is still running a moment after it started.
+	Worker bool `json:"worker,omitempty"`
 }
 
 // StartReply is where the healthy instance answers, and how long it took

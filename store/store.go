@@ -60,13 +60,24 @@ const (
 	ReleaseSuperseded ReleaseStatus = "superseded" // was live before
 )
 
-// ReleaseConfig is what a release runs with, resolved at build time.
+// ReleaseConfig is what a release runs with, resolved when the release is
+// made: app.yaml at its commit, then the app's config vars over its env.
 type ReleaseConfig struct {
 	Start     string            `json:"start"`
 	Instances int               `json:"instances"`
 	Memory    int64             `json:"memory,omitempty"`
+	CPU       float64           `json:"cpu,omitempty"` // share of a core; 0 = the default
 	Health    string            `json:"health,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
+	Env       map[string]string `json:"env,omitempty"` // app.yaml's env
+	// Vars are the app's config vars when the release was made; they win
+	// over Env.
+	Vars map[string]string `json:"vars,omitempty"`
+	// Processes maps a process type (web, worker, ...) to its command; nil
+	// means one web process running Start.
+	Processes map[string]string `json:"processes,omitempty"`
+	// Formation is how many instances of each process type run; nil means
+	// Instances of web.
+	Formation map[string]int `json:"formation,omitempty"`
 }
 
 // Release is an immutable build of one commit plus its config: vN.
@@ -84,8 +95,28 @@ type Release struct {
 	Size      int64
 	Status    ReleaseStatus
 	Failure   string // why it failed, one line
+	Pruned    bool   // its artifact was deleted to keep the store small
 	By        string // key name of whoever caused it
 	CreatedAt time.Time
+}
+
+// Domain is a custom hostname of an app.
+type Domain struct {
+	Hostname  string
+	Namespace string
+	App       string
+	CreatedAt time.Time
+}
+
+// Event is one thing that happened to an app: who did what, when.
+type Event struct {
+	ID        int64
+	Namespace string
+	App       string
+	Kind      string // push, deploy, config, scale, restart, stop, run, rollback, failure, crash, domain
+	Message   string // one line
+	By        string // key name, or "upscale" for the platform itself
+	At        time.Time
 }
 
 // HostState is whether a host takes new containers.
@@ -114,6 +145,7 @@ type Host struct {
 // Instance is one container of an app's live release.
 type Instance struct {
 	Name      string // container name, unique over all instances
+	Process   string // process type; "" is web
 	Namespace string
 	App       string
 	Release   int
@@ -172,12 +204,30 @@ type Store interface {
 	// not exist.
 	ListApps(ctx context.Context, namespace string) ([]App, error)
 	// DeleteApp removes the app with its deploy keys, push history,
-	// releases and instances.
+	// releases, instances, config vars, formation, domains and events.
 	DeleteApp(ctx context.Context, namespace, name string) error               // ErrNotFound
 	SetDeployBranch(ctx context.Context, namespace, name, branch string) error // ErrNotFound
 	// SetStopped records the app's desired state only; the instances that
 	// actually run change through SetInstances. ErrNotFound.
 	SetStopped(ctx context.Context, namespace, name string, stopped bool) error
+
+	// SetConfig sets the app's config vars in set, then removes those in
+	// unset (one that is not set is no error), all in one go, and returns
+	// every var the app has after, nil when none. Names are the caller's to
+	// validate: the store keeps any name, compared byte for byte, and any
+	// value up to 64 KiB; a name or value that is not valid UTF-8 is an
+	// error that is none of the sentinels. ErrNotFound when the app does
+	// not exist.
+	SetConfig(ctx context.Context, namespace, app string, set map[string]string, unset []string) (map[string]string, error)
+	// GetConfig returns the app's config vars, nil when none. ErrNotFound.
+	GetConfig(ctx context.Context, namespace, app string) (map[string]string, error)
+	// SetFormation records how many instances of each process type the app
+	// runs; nil or empty clears it. A negative count is an error that is
+	// none of the sentinels. ErrNotFound.
+	SetFormation(ctx context.Context, namespace, app string, formation map[string]int) error
+	// GetFormation returns what SetFormation recorded, nil when nothing
+	// (or nothing since it was cleared). ErrNotFound.
+	GetFormation(ctx context.Context, namespace, app string) (map[string]int, error)
 
 	// CreateRelease stores r as the app's next version (1 for its first
 	// release, then the highest so far plus one), status ReleaseBuilding, and
@@ -196,8 +246,8 @@ type Store interface {
 	// the one live before superseded, and replaces the app's instances with
 	// instances, as SetInstances does; their Release is version (filled in
 	// when zero, an error when another). All or nothing. ErrNotFound;
-	// ErrConflict when the release is building or failed, or an instance
-	// name is taken.
+	// ErrConflict when the release is building, failed or pruned, or an
+	// instance name is taken.
 	Activate(ctx context.Context, namespace, app string, version int, instances []Instance) error
 	GetRelease(ctx context.Context, namespace, app string, version int) (Release, error) // ErrNotFound
 	// LiveRelease: ErrNotFound when the app does not exist or has no live
@@ -207,6 +257,12 @@ type Store interface {
 	// first, at most limit, all when limit <= 0. ErrNotFound if the app does
 	// not exist.
 	ListReleases(ctx context.Context, namespace, app string, limit int) ([]Release, error)
+	// PruneRelease records that a release's artifact was deleted: Pruned is
+	// set, the rest of the release is kept, and it can no longer be
+	// activated. Pruning a pruned release again is no error. ErrNotFound;
+	// ErrConflict when the release is building or live, or instances still
+	// run it.
+	PruneRelease(ctx context.Context, namespace, app string, version int) error
 
 	// SetInstances replaces the app's instances. Each instance's Namespace
 	// and App are the app's (filled in when empty, an error when they name
@@ -241,6 +297,30 @@ type Store interface {
 	// ListPushes returns an app's pushes, newest (by At, then ID) first, at
 	// most limit, all when limit <= 0. ErrNotFound if the app does not exist.
 	ListPushes(ctx context.Context, namespace, app string, limit int) ([]Push, error)
+
+	// AddDomain gives d.App the custom hostname d.Hostname and returns it as
+	// stored; CreatedAt is set by the store when zero. A hostname belongs to
+	// at most one app: ErrConflict when any app has it, the error naming
+	// which (`domain "www.example.com": taken by acme/web`). ErrNotFound when
+	// the app does not exist. Hostnames are the caller's to validate and
+	// normalize (lower case, no trailing dot): the store compares them byte
+	// for byte.
+	AddDomain(ctx context.Context, d Domain) (Domain, error)
+	// RemoveDomain takes a hostname from the app. ErrNotFound when the app
+	// does not have it (another app's hostname is not found either).
+	RemoveDomain(ctx context.Context, namespace, app, hostname string) error
+	// ListDomains lists one app's domains, one namespace's when app is "",
+	// or all when both are "", sorted by namespace, app, then hostname; an
+	// app without its namespace is an error. ErrNotFound for a namespace
+	// or app that does not exist.
+	ListDomains(ctx context.Context, namespace, app string) ([]Domain, error)
+
+	// RecordEvent stores e and returns it with its ID; At is set by the
+	// store when zero. ErrNotFound if the app does not exist.
+	RecordEvent(ctx context.Context, e Event) (Event, error)
+	// ListEvents returns an app's events, newest (by At, then ID) first, at
+	// most limit, all when limit <= 0. ErrNotFound if the app does not exist.
+	ListEvents(ctx context.Context, namespace, app string, limit int) ([]Event, error)
 
 	// AddHost records a host and returns it as stored; ErrConflict when its
 	// name, address or subnet is taken (the error says which and by whom).

@@ -161,7 +161,7 @@ func primaryAddress() string {
 type containers struct{ *lxc.Runtime }
 
 func (c containers) Create(ctx context.Context, s hostagent.ContainerSpec) (hostagent.Container, error) {
-	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, PidsMax: s.PidsMax})
+	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, CPU: s.CPU, PidsMax: s.PidsMax})
 	return container(got), err
 }
 

@@ -71,6 +71,7 @@ type Spec struct {
 	Env      map[string]string // names ^[A-Za-z_][A-Za-z0-9_]*$, values without NUL
 	Memory   int64             // bytes, 0 = no limit
 	PidsMax  int64             // 0 = no limit
+	CPU      float64           // cores of CPU time per second (a CFS quota), 0 = no limit
 	Hostname string            // default Name
 }
 
@@ -488,6 +489,9 @@ func (s *Spec) validate(cfg Config) error {
 	if s.PidsMax < 0 {
 		return fmt.Errorf("pids limit %d is negative", s.PidsMax)
 	}
+	if s.CPU < 0 || s.CPU > 1024 || s.CPU != s.CPU {
+		return fmt.Errorf("cpu limit %v: want 0 (none) up to 1024 cores", s.CPU)
+	}
 	return nil
 }
 
@@ -774,8 +778,20 @@ func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 	if s.PidsMax > 0 {
 		kv = append(kv, [2]string{cg + "pids.max", strconv.FormatInt(s.PidsMax, 10)})
 	}
+	if s.CPU > 0 {
+		// A quota per 100 ms period: 0.5 is 50 ms of CPU each 100 ms.
+		quota := strconv.FormatInt(max(int64(s.CPU*cpuPeriod), 1000), 10)
+		if r.cgroup2 {
+			kv = append(kv, [2]string{cg + "cpu.max", quota + " " + strconv.Itoa(cpuPeriod)})
+		} else {
+			kv = append(kv, [2]string{cg + "cpu.cfs_period_us", strconv.Itoa(cpuPeriod)}, [2]string{cg + "cpu.cfs_quota_us", quota})
+		}
+	}
 	return kv
 }
+
+// cpuPeriod is the CFS period in microseconds.
+const cpuPeriod = 100000
 
 // copyTree copies src into dst (which exists) without following symlinks,
 // giving every entry to the container's root.

@@ -721,6 +721,44 @@ func TestPidsLimit(t *testing.T) {
 	}
 }
 
+// A CPU limit of half a core: a busy loop gets at most about half.
+func TestCPULimit(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.spec("spin", `while :; do :; done`)
+	s.CPU = 0.5
+	e.create(s)
+	e.start("spin")
+	c, _ := e.rt.get("spin")
+	lx, err := c.lxc(e.cfg.LXCPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.rt.cgroup2 {
+		if got := lx.CgroupItem("cpu.max"); len(got) != 1 || got[0] != "50000 100000" {
+			t.Fatalf("cpu.max = %q", got)
+		}
+		return
+	}
+	if got := lx.CgroupItem("cpu.cfs_quota_us"); len(got) != 1 || got[0] != "50000" {
+		t.Fatalf("cpu.cfs_quota_us = %q", got)
+	}
+	usage := func() int64 {
+		v := lx.CgroupItem("cpuacct.usage")
+		if len(v) != 1 {
+			t.Fatalf("cpuacct.usage = %q", v)
+		}
+		n, _ := strconv.ParseInt(v[0], 10, 64)
+		return n
+	}
+	before, start := usage(), time.Now()
+	time.Sleep(time.Second)
+	used := float64(usage()-before) / float64(time.Since(start).Nanoseconds())
+	if used > 0.6 {
+		t.Fatalf("the container used %.2f cores under a 0.5 limit", used)
+	}
+	t.Logf("busy loop under cpu 0.5 used %.2f cores", used)
+}
+
 func TestDestroyFreesAddress(t *testing.T) {
 	// A /29 has 5 container addresses after the gateway.
 	e := newEnv(t, func(c *Config) { c.Subnet = freeSubnet(t, 29) })

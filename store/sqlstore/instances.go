@@ -64,8 +64,8 @@ func replaceInstances(ctx context.Context, tx *sql.Tx, namespace, app string, li
 	}
 	for _, in := range list {
 		_, err := tx.ExecContext(ctx, `INSERT INTO instances
-			(name, namespace, app, release_version, host, addr, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			in.Name, in.Namespace, in.App, in.Release, in.Host, in.Addr, in.CreatedAt.UnixNano())
+			(name, process, namespace, app, release_version, host, addr, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			in.Name, in.Process, in.Namespace, in.App, in.Release, in.Host, in.Addr, in.CreatedAt.UnixNano())
 		switch violated(err) {
 		case uniqueKey:
 			return fmt.Errorf("instance %q: %w", in.Name, store.ErrConflict)
@@ -85,7 +85,7 @@ func (s *Store) ListInstances(ctx context.Context, namespace, app string) ([]sto
 	}
 	var list []store.Instance
 	err := s.read(ctx, func(tx *sql.Tx) (err error) {
-		list, err = queryAll(ctx, tx, scanInstance, `SELECT name, namespace, app, release_version, host, addr, created_at
+		list, err = queryAll(ctx, tx, scanInstance, `SELECT name, process, namespace, app, release_version, host, addr, created_at
 			FROM instances WHERE (? = '' OR namespace = ?) AND (? = '' OR app = ?) ORDER BY namespace, app, name`,
 			namespace, namespace, app, app)
 		switch {
@@ -105,7 +105,7 @@ func (s *Store) ListInstances(ctx context.Context, namespace, app string) ([]sto
 func scanInstance(r scanner) (store.Instance, error) {
 	var in store.Instance
 	var at int64
-	err := r.Scan(&in.Name, &in.Namespace, &in.App, &in.Release, &in.Host, &in.Addr, &at)
+	err := r.Scan(&in.Name, &in.Process, &in.Namespace, &in.App, &in.Release, &in.Host, &in.Addr, &at)
 	in.CreatedAt = fromNanos(at)
 	return in, err
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/upscalehq/upscale/store"
@@ -19,14 +20,14 @@ import (
 // one" and "one live release" hold, and DeleteApp waits for them.
 
 const releaseQuery = `SELECT namespace, app, version, git_commit, subject, author, runtime, config,
-	artifact, digest, artifact_size, status, failure, created_by, created_at FROM releases`
+	artifact, digest, artifact_size, status, failure, pruned, created_by, created_at FROM releases`
 
 func scanRelease(r scanner) (store.Release, error) {
 	var rel store.Release
 	var config string
 	var at int64
 	err := r.Scan(&rel.Namespace, &rel.App, &rel.Version, &rel.Commit, &rel.Subject, &rel.Author, &rel.Runtime, &config,
-		&rel.Artifact, &rel.Digest, &rel.Size, &rel.Status, &rel.Failure, &rel.By, &at)
+		&rel.Artifact, &rel.Digest, &rel.Size, &rel.Status, &rel.Failure, &rel.Pruned, &rel.By, &at)
 	if err != nil {
 		return store.Release{}, err
 	}
@@ -73,7 +74,7 @@ func (s *Store) CreateRelease(ctx context.Context, r store.Release) (store.Relea
 		return store.Release{}, fmt.Errorf("create release of app %q: config: %w", r.Namespace+"/"+r.App, err)
 	}
 	r.Status = store.ReleaseBuilding
-	r.Artifact, r.Digest, r.Size, r.Failure = "", "", 0, ""
+	r.Artifact, r.Digest, r.Size, r.Failure, r.Pruned = "", "", 0, "", false
 	r.CreatedAt = stamp(r.CreatedAt)
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		if err := s.lockApp(ctx, tx, r.Namespace, r.App); err != nil {
@@ -105,8 +106,8 @@ func (s *Store) FinishBuild(ctx context.Context, namespace, app string, version 
 		if err := s.lockApp(ctx, tx, namespace, app); err != nil {
 			return err
 		}
-		return setStatus(ctx, tx, namespace, app, version, store.ReleaseBuilt, []store.ReleaseStatus{store.ReleaseBuilding},
-			", artifact = ?, digest = ?, artifact_size = ?", artifact, digest, size)
+		return changeRelease(ctx, tx, namespace, app, version, []store.ReleaseStatus{store.ReleaseBuilding}, true,
+			"status = ?, artifact = ?, digest = ?, artifact_size = ?", store.ReleaseBuilt, artifact, digest, size)
 	})
 	if err != nil {
 		return fmt.Errorf("finish build: %w", err)
@@ -119,8 +120,8 @@ func (s *Store) FailRelease(ctx context.Context, namespace, app string, version 
 		if err := s.lockApp(ctx, tx, namespace, app); err != nil {
 			return err
 		}
-		return setStatus(ctx, tx, namespace, app, version, store.ReleaseFailed,
-			[]store.ReleaseStatus{store.ReleaseBuilding, store.ReleaseBuilt}, ", failure = ?", failure)
+		return changeRelease(ctx, tx, namespace, app, version, []store.ReleaseStatus{store.ReleaseBuilding, store.ReleaseBuilt}, true,
+			"status = ?, failure = ?", store.ReleaseFailed, failure)
 	})
 	if err != nil {
 		return fmt.Errorf("fail release: %w", err)
@@ -130,7 +131,7 @@ func (s *Store) FailRelease(ctx context.Context, namespace, app string, version 
 
 // Activate supersedes the live release before it sets the new one, since
 // the schema allows one live release per app after every statement, not
-// only at commit.
+// only at commit. A pruned release has no artifact to start instances of.
 func (s *Store) Activate(ctx context.Context, namespace, app string, version int, instances []store.Instance) error {
 	list, err := instancesOf(namespace, app, version, instances)
 	if err != nil {
@@ -144,8 +145,9 @@ func (s *Store) Activate(ctx context.Context, namespace, app string, version int
 			store.ReleaseSuperseded, namespace, app, store.ReleaseLive, version); err != nil {
 			return err
 		}
-		if err := setStatus(ctx, tx, namespace, app, version, store.ReleaseLive,
-			[]store.ReleaseStatus{store.ReleaseBuilt, store.ReleaseSuperseded, store.ReleaseLive}, ""); err != nil {
+		if err := changeRelease(ctx, tx, namespace, app, version,
+			[]store.ReleaseStatus{store.ReleaseBuilt, store.ReleaseSuperseded, store.ReleaseLive}, false,
+			"status = ?", store.ReleaseLive); err != nil {
 			return err
 		}
 		return replaceInstances(ctx, tx, namespace, app, list)
@@ -156,27 +158,35 @@ func (s *Store) Activate(ctx context.Context, namespace, app string, version int
 	return nil
 }
 
-// setStatus moves a release to status to when it is in one of the statuses
-// from, setting the columns in set (", col = ?, ...", with args) too. The
-// status is checked by the UPDATE itself, so the check and the change cannot
-// be split even by a caller that forgot lockApp.
-func setStatus(ctx context.Context, tx *sql.Tx, namespace, app string, version int,
-	to store.ReleaseStatus, from []store.ReleaseStatus, set string, args ...any) error {
-	query := "UPDATE releases SET status = ?" + set + " WHERE namespace = ? AND app = ? AND version = ? AND status IN (?" +
+// changeRelease sets the columns in set ("col = ?, ...", with args) of a
+// release in one of the statuses from, and not pruned unless pruned says
+// so. The UPDATE itself checks the release, so the check and the change
+// cannot be split even by a caller that forgot lockApp.
+func changeRelease(ctx context.Context, tx *sql.Tx, namespace, app string, version int,
+	from []store.ReleaseStatus, pruned bool, set string, args ...any) error {
+	query := "UPDATE releases SET " + set + " WHERE namespace = ? AND app = ? AND version = ? AND status IN (?" +
 		strings.Repeat(", ?", len(from)-1) + ")"
-	all := append(append([]any{to}, args...), namespace, app, version)
+	all := slices.Concat(args, []any{namespace, app, version})
 	for _, st := range from {
 		all = append(all, st)
+	}
+	if !pruned {
+		query += " AND pruned = ?"
+		all = append(all, false)
 	}
 	n, err := changed(tx.ExecContext(ctx, query, all...))
 	if err != nil || n == 1 {
 		return err
 	}
 	var now store.ReleaseStatus
-	err = tx.QueryRowContext(ctx, "SELECT status FROM releases WHERE namespace = ? AND app = ? AND version = ?",
-		namespace, app, version).Scan(&now)
-	if err != nil {
+	var isPruned bool
+	err = tx.QueryRowContext(ctx, "SELECT status, pruned FROM releases WHERE namespace = ? AND app = ? AND version = ?",
+		namespace, app, version).Scan(&now, &isPruned)
+	switch {
+	case err != nil:
 		return fmt.Errorf("%s: %w", releaseLabel(namespace, app, version), notFound(err))
+	case slices.Contains(from, now): // so pruned, and !pruned
+		return conflict(fmt.Sprintf("%s is pruned: its artifact was deleted", releaseLabel(namespace, app, version)))
 	}
 	return conflict(fmt.Sprintf("%s is %s, not %s", releaseLabel(namespace, app, version), now, statusList(from)))
 }
@@ -260,4 +270,35 @@ func (s *Store) ListReleases(ctx context.Context, namespace, app string, limit i
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
 	return list, nil
+}
+
+// PruneRelease keeps everything it knew of the release, the artifact's
+// name and digest included, for the history; the deployer no longer finds
+// it usable. Instances that still run a release hold it back, as live
+// releases do, since restarting one needs the artifact.
+func (s *Store) PruneRelease(ctx context.Context, namespace, app string, version int) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.lockApp(ctx, tx, namespace, app); err != nil {
+			return err
+		}
+		if err := changeRelease(ctx, tx, namespace, app, version,
+			[]store.ReleaseStatus{store.ReleaseBuilt, store.ReleaseSuperseded, store.ReleaseFailed}, true,
+			"pruned = ?", true); err != nil {
+			return err
+		}
+		var instances int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM instances WHERE namespace = ? AND app = ? AND release_version = ?",
+			namespace, app, version).Scan(&instances); err != nil {
+			return err
+		}
+		if instances > 0 {
+			return conflict(fmt.Sprintf("%s still runs on %d %s", releaseLabel(namespace, app, version),
+				instances, plural(instances, "instance", "instances")))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("prune release: %w", err)
+	}
+	return nil
 }

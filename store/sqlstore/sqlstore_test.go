@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -282,12 +283,25 @@ func testMigrateFromVersion2(t *testing.T, dsn string) {
 	r := must(old.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: push.NewCommit,
 		Config: store.ReleaseConfig{Start: "./run", Instances: 2}}))(t)
 	must(0, old.FinishBuild(ctx, "acme", "web", r.Version, "acme.web.v1", "d", 1))(t)
-	must(0, old.Activate(ctx, "acme", "web", r.Version, []store.Instance{
-		{Name: "web-1", Host: "h1", Addr: "10.77.1.5:8080"}, {Name: "web-2", Host: "h2", Addr: "10.77.2.5:8080"},
-	}))(t)
+	// Today's Activate and lists read columns version 2 lacks: what its
+	// Activate wrote, written by hand.
+	at := time.Unix(1700000000, 5).UTC()
+	instances := []store.Instance{
+		{Name: "web-1", Namespace: "acme", App: "web", Release: r.Version, Host: "h1", Addr: "10.77.1.5:8080", CreatedAt: at},
+		{Name: "web-2", Namespace: "acme", App: "web", Release: r.Version, Host: "h2", Addr: "10.77.2.5:8080", CreatedAt: at},
+	}
+	if _, err := old.db.ExecContext(ctx, "UPDATE releases SET status = ? WHERE namespace = 'acme' AND app = 'web'", store.ReleaseLive); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range instances {
+		if _, err := old.db.ExecContext(ctx, `INSERT INTO instances (name, namespace, app, release_version, host, addr, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, in.Name, in.Namespace, in.App, in.Release, in.Host, in.Addr, at.UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	apps := must(old.ListApps(ctx, ""))(t)
-	releases := must(old.ListReleases(ctx, "acme", "web", 0))(t)
-	instances := must(old.ListInstances(ctx, "", ""))(t)
+	r.Status, r.Artifact, r.Digest, r.Size = store.ReleaseLive, "acme.web.v1", "d", 1
+	releases := []store.Release{r}
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
