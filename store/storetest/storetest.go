@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RemoveHost", testRemoveHost},
 		{"ConcurrentAddHost", testConcurrentAddHost},
 	}
+	tests = append(tests, lifecycleTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -581,7 +582,11 @@ func snapshot(t *testing.T, s store.Store) string {
 	for _, a := range apps {
 		fmt.Fprintln(&b, must(s.ListPushes(ctx, a.Namespace, a.Name, 0))(t))
 		fmt.Fprintln(&b, must(s.ListReleases(ctx, a.Namespace, a.Name, 0))(t))
+		fmt.Fprintln(&b, must(s.GetConfig(ctx, a.Namespace, a.Name))(t))
+		fmt.Fprintln(&b, must(s.GetFormation(ctx, a.Namespace, a.Name))(t))
+		fmt.Fprintln(&b, must(s.ListEvents(ctx, a.Namespace, a.Name, 0))(t))
 	}
+	fmt.Fprintln(&b, must(s.ListDomains(ctx, "", ""))(t))
 	fmt.Fprintln(&b, must(s.ListInstances(ctx, "", ""))(t))
 	fmt.Fprintln(&b, must(s.ListHosts(ctx))(t))
 	return b.String()
