@@ -46,6 +46,8 @@ func (fakeApps) Logs(_ context.Context, app names.App, n int, _ bool, out func(s
 	out(fmt.Sprintf("%d lines of %s", n, app))
 	return nil
 }
+func (fakeApps) AddDomain(context.Context, names.App, string, string) (bool, error) { return true, nil }
+func (fakeApps) RemoveDomain(context.Context, names.App, string, string) error      { return nil }
 func (fakeApps) URL(app names.App) string {
 
 	return "http://" + app.Name + "." + app.Namespace + ".test:8080"
@@ -126,6 +128,10 @@ var probes = []struct {
 	{"git-upload-pack acme/web.git", "admin member deploy"},
 	{"git-receive-pack /acme/web.git", "admin member deploy"},
 	{"keys remove alice --namespace acme", "admin member"},
+	{"domains", "admin member outsider deploy"},
+	{"domains add acme/web www.example.com", "admin member"},
+	{"domains list acme/web", "admin member"},
+	{"domains remove acme/web www.example.com", "admin member"},
 }
 
 func TestEveryCommandIsGated(t *testing.T) {

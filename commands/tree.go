@@ -53,6 +53,10 @@ type Apps interface {
 	PS(ctx context.Context, app names.App) ([]deploy.Process, error)
 	Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error
 	URL(app names.App) string
+	// AddDomain and RemoveDomain change an app's custom domains and
+	// re-sync the router (see deploy.Deployer).
+	AddDomain(ctx context.Context, app names.App, hostname, by string) (added bool, err error)
+	RemoveDomain(ctx context.Context, app names.App, hostname, by string) error
 }
 
 // GitService runs a git service for an authorized principal on the
@@ -164,6 +168,7 @@ func New(env *Env, inv Invocation, prepare func(*cobra.Command, *Invocation) err
 		s.keysCommands(),
 		s.runtimesCommands(),
 		s.hostsCommands(),
+		s.domainsCommands(),
 	)
 	root.AddCommand(s.gitCommands()...)
 	return &Tree{Root: root, s: s}

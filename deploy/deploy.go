@@ -318,10 +318,14 @@ func (d *Deployer) backends(ctx context.Context, app names.App, override []store
 			byApp[app.String()] = append(byApp[app.String()], router.Server{Name: in.Name, Addr: in.Addr})
 		}
 	}
+	hosts, err := d.customDomains(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]router.Backend, 0, len(apps))
 	for _, a := range apps {
 		key := a.Namespace + "/" + a.Name
-		out = append(out, router.Backend{Name: key, Hosts: []string{Hostname(a.Namespace, a.Name, d.Domain)}, Servers: byApp[key]})
+		out = append(out, router.Backend{Name: key, Hosts: append([]string{Hostname(a.Namespace, a.Name, d.Domain)}, hosts[key]...), Servers: byApp[key]})
 	}
 	return out, nil
 }

@@ -59,6 +59,9 @@ const (
 	HostsList       Action = "hosts.list"
 	HostsManage     Action = "hosts.manage" // add, create, set, drain, remove, destroy, rebalance
 	HostsBootstrap  Action = "hosts.bootstrap"
+	DomainsList     Action = "domains.list"
+	DomainsManage   Action = "domains.manage" // add, remove
+	AppExec         Action = "app.exec"
 	GitPush         Action = "git.push"
 	GitFetch        Action = "git.fetch"
 )
@@ -85,6 +88,7 @@ func Authorize(p Principal, a Action, t Target) error {
 		case NamespaceList, RuntimesList:
 			return nil
 		case AppCreate, AppList, AppInfo, AppSet, AppDelete, AppRun, AppStop, AppRestart, AppPS, AppLogs,
+			DomainsList, DomainsManage, AppExec,
 			KeysAdd, KeysList, KeysRemove, GitPush, GitFetch:
 			if p.Namespace != "" && t.Namespace == p.Namespace {
 				return nil

@@ -402,6 +402,58 @@ func TestApplyAddsAndRemovesServers(t *testing.T) {
 	}
 }
 
+// Custom domains come and go on a running app through the host map alone:
+// no reload, and the app's own hostname never stops answering.
+func TestHostsAddedAndRemovedWithoutReload(t *testing.T) {
+	g := newRig(t, 5*time.Second)
+	web, api := newApp(t, "web-1"), newApp(t, "api-1")
+	webB := Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(web)}
+	apiB := Backend{Name: "acme/api", Hosts: []string{"api.acme.test"}, Servers: servers(api)}
+	g.apply(webB, apiB)
+	before := g.procs()
+
+	webB.Hosts = []string{"web.acme.test", "www.example.com", "example.com"}
+	g.apply(webB, apiB)
+	for _, host := range []string{"web.acme.test", "www.example.com", "EXAMPLE.com"} {
+		if code, body := g.mustGet(host, "/"); code != 200 || body != "web-1" {
+			t.Errorf("Host %s after adding domains: %d %q, want 200 web-1", host, code, body)
+		}
+	}
+	if code, body := g.mustGet("www.example.org", "/"); code != 404 {
+		t.Errorf("Host www.example.org: %d %q, want 404", code, body)
+	}
+	map1, err := os.ReadFile(filepath.Join(g.cfg.Dir, "hosts.map"))
+	if err != nil || !strings.Contains(string(map1), "www.example.com acme.web\n") {
+		t.Errorf("hosts.map on disk lacks the new host: %q %v", map1, err)
+	}
+
+	// The domain moves to another app, and one is dropped.
+	webB.Hosts = []string{"web.acme.test", "example.com"}
+	apiB.Hosts = []string{"api.acme.test", "www.example.com"}
+	g.apply(webB, apiB)
+	if code, body := g.mustGet("www.example.com", "/"); code != 200 || body != "api-1" {
+		t.Errorf("moved domain: %d %q, want 200 api-1", code, body)
+	}
+	webB.Hosts = []string{"web.acme.test"}
+	g.apply(webB, apiB)
+	if code, body := g.mustGet("example.com", "/"); code != 404 || !strings.Contains(body, "No app at example.com<") {
+		t.Errorf("removed domain: %d %q, want the 404 page", code, body)
+	}
+	if code, body := g.mustGet("web.acme.test", "/"); code != 200 || body != "web-1" {
+		t.Errorf("own hostname after removing a domain: %d %q", code, body)
+	}
+	if after := g.procs(); after.reloads != before.reloads || after.worker != before.worker {
+		t.Errorf("host changes reloaded HAProxy: %+v -> %+v", before, after)
+	}
+	routes, err := g.r.Routes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Backend{apiB, webB}; fmt.Sprint(routes) != fmt.Sprint(want) {
+		t.Errorf("Routes = %v, want %v", routes, want)
+	}
+}
+
 func TestSwitchUnderLoad(t *testing.T) {
 	g := newRig(t, 10*time.Second)
 	old, next := newApp(t, "old"), newApp(t, "new")
