@@ -128,6 +128,15 @@ var probes = []struct {
 	{"git-upload-pack acme/web.git", "admin member deploy"},
 	{"git-receive-pack /acme/web.git", "admin member deploy"},
 	{"keys remove alice --namespace acme", "admin member"},
+	{"config", "admin member outsider deploy"},
+	{"config set acme/web FOO=bar --no-deploy", "admin member"},
+	{"config get acme/web FOO", "admin member"},
+	{"config list acme/web", "admin member"},
+	{"config unset acme/web FOO --no-deploy", "admin member"},
+	{"app scale acme/web 2", "admin member"},
+	{"app events acme/web", "admin member"},
+	{"releases acme/web", "admin member"},
+	{"rollback acme/web v1", "admin member"},
 	{"domains", "admin member outsider deploy"},
 	{"domains add acme/web www.example.com", "admin member"},
 	{"domains list acme/web", "admin member"},
@@ -172,6 +181,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w.env.Git = fakeGit{}
 		w.env.Apps = fakeApps{}
 		w.env.HostOps = fakeHostOps{}
+		w.env.Lifecycle = fakeLifecycle{st: w.env.Store}
 		boot := keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
 		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy, "boot": boot}[persona]
 		for _, p := range probes {

@@ -30,13 +30,13 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 		run        func(cmd *cobra.Command) error
 	}{
 		{"run NS/APP", "Deploy the deploy branch's head again, or start a stopped app", keys.AppRun, func(cmd *cobra.Command) error {
-			return s.env.Apps.Run(cmd.Context(), app, s.inv.Principal.Name, say(cmd))
+			return s.env.Apps.Run(s.ctx(cmd), app, s.inv.Principal.Name, say(cmd))
 		}},
 		{"stop NS/APP", "Stop every instance of an app (it answers 503 until app run)", keys.AppStop, func(cmd *cobra.Command) error {
-			return s.env.Apps.Stop(cmd.Context(), app, say(cmd))
+			return s.env.Apps.Stop(s.ctx(cmd), app, say(cmd))
 		}},
 		{"restart NS/APP", "Replace an app's instances with fresh ones, without downtime", keys.AppRestart, func(cmd *cobra.Command) error {
-			if err := s.env.Apps.Restart(cmd.Context(), app, say(cmd)); err != nil {
+			if err := s.env.Apps.Restart(s.ctx(cmd), app, say(cmd)); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "=====> %s restarted\n", app)
@@ -95,6 +95,8 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 		}
 		return s.env.Apps.Logs(cmd.Context(), app, *lines, *follow, say(cmd))
 	})
+	s.scaleCommand(g)
+	s.eventsCommand(g)
 }
 
 // needApps fails where nothing runs apps (the local CLI), and for an app

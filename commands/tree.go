@@ -42,7 +42,10 @@ type Env struct {
 	Hosts func() []fleet.Host
 	// HostOps manages hosts; nil where no server runs.
 	HostOps HostOps
-	Log     *slog.Logger
+	// Lifecycle changes running apps (config vars, scale, rollback); nil
+	// where no server runs.
+	Lifecycle Lifecycle
+	Log       *slog.Logger
 }
 
 // Apps is what the server does to run apps.
@@ -170,6 +173,8 @@ func New(env *Env, inv Invocation, prepare func(*cobra.Command, *Invocation) err
 		s.hostsCommands(),
 		s.domainsCommands(),
 	)
+	root.AddCommand(s.configCommands())
+	root.AddCommand(s.releasesCommands()...)
 	root.AddCommand(s.gitCommands()...)
 	return &Tree{Root: root, s: s}
 }

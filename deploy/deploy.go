@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -112,18 +114,20 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 	if start == "" {
 		start = rt.Start
 	}
+	cfg, err := d.releaseConfig(ctx, app, spec, start)
+	if err != nil {
+		return store.Release{}, err
+	}
+	cfg.Note = "push " + short(src.Commit)
 	rel, err := d.Store.CreateRelease(ctx, store.Release{
 		Namespace: app.Namespace, App: app.Name, Commit: src.Commit, Subject: info.Subject, Author: info.Author,
-		Runtime: rt.Name, By: by,
-		Config: store.ReleaseConfig{Start: start, Instances: spec.Instances, Memory: spec.Memory, Health: spec.Health, Env: spec.Env},
+		Runtime: rt.Name, By: by, Config: cfg,
 	})
 	if err != nil {
 		return rel, err
 	}
 	fail := func(err error) (store.Release, error) {
-		if ferr := d.Store.FailRelease(context.WithoutCancel(ctx), app.Namespace, app.Name, rel.Version, oneLine(err.Error())); ferr != nil {
-			d.Log.Error("recording a failed release", "app", app.String(), "release", rel.Version, "err", ferr)
-		}
+		d.failed(ctx, app, rel, by, err)
 		return rel, err
 	}
 	// The build container gets the same room as an instance.
@@ -149,11 +153,22 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 		return fail(err)
 	}
 	rel.Status = store.ReleaseLive
+	d.event(ctx, app, "deploy", by, fmt.Sprintf("v%d deployed: push of %s %q", rel.Version, short(src.Commit), info.Subject))
+	d.prune(ctx, app, out)
 	return rel, nil
 }
 
+// failed records rel as failed, and the failure as an event.
+func (d *Deployer) failed(ctx context.Context, app names.App, rel store.Release, by string, err error) {
+	ctx = context.WithoutCancel(ctx)
+	if ferr := d.Store.FailRelease(ctx, app.Namespace, app.Name, rel.Version, oneLine(err.Error())); ferr != nil {
+		d.Log.Error("recording a failed release", "app", app.String(), "release", rel.Version, "err", ferr)
+	}
+	d.event(ctx, app, "failure", by, fmt.Sprintf("v%d failed (%s): %s", rel.Version, rel.Config.Note, truncate(oneLine(err.Error()), 300)))
+}
+
 // start runs the live release again, on fresh instances.
-func (d *Deployer) start(ctx context.Context, app names.App, out func(string)) error {
+func (d *Deployer) start(ctx context.Context, app names.App, by string, out func(string)) error {
 	rel, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("app %s has no release yet: push to deploy it", app)
@@ -162,6 +177,18 @@ func (d *Deployer) start(ctx context.Context, app names.App, out func(string)) e
 		return err
 	}
 	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
+		return err
+	}
+	// Config vars set with --no-deploy since: a new release carries them.
+	vars, err := d.Store.GetConfig(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return err
+	}
+	if !maps.Equal(vars, rel.Config.Vars) {
+		cfg := rel.Config
+		cfg.Vars = vars
+		cfg.Note = "config vars set with --no-deploy"
+		_, err := d.derive(ctx, app, rel, by, cfg, out)
 		return err
 	}
 	return d.rollout(ctx, app, rel, out, &Timing{})
@@ -183,24 +210,51 @@ func (d *Deployer) stop(ctx context.Context, app names.App, out func(string)) er
 	if err := d.Sync(ctx); err != nil {
 		return err
 	}
-	d.remove(ctx, old, out)
+	d.retire(ctx, old)
 	return nil
 }
 
-// rollout starts the release's instances, all healthy or none, switches
-// the router to them, records them, and removes the instances they replace.
+// rollout starts the release's instances, as many of each process type as
+// the formation says, all healthy or none, switches the router to them,
+// records them, and retires the instances they replace.
 func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release, out func(string), timing *Timing) error {
-	n := max(rel.Config.Instances, 1)
-	out(fmt.Sprintf("-----> Starting %d instance(s) of v%d", n, rel.Version))
-	fresh, err := d.startInstances(ctx, app, rel, n, nil, out, timing)
+	stored, err := d.Store.GetFormation(ctx, app.Namespace, app.Name)
 	if err != nil {
-		return fmt.Errorf("starting v%d failed: %w", rel.Version, err)
+		return err
 	}
-	check := "TCP connect"
-	if rel.Config.Health != "" {
-		check = "GET " + rel.Config.Health
+	want := Formation(rel.Config, stored)
+	types := slices.Sorted(maps.Keys(want))
+	total := 0
+	for _, typ := range types {
+		total += want[typ]
 	}
-	out(fmt.Sprintf("       all %d healthy (%s)", n, check))
+	if len(types) == 1 && types[0] == Web {
+		out(fmt.Sprintf("-----> Starting %d instance(s) of v%d", total, rel.Version))
+	} else {
+		out(fmt.Sprintf("-----> Starting %s of v%d", FormatFormation(want), rel.Version))
+	}
+	var fresh []store.Instance
+	for _, typ := range types {
+		if want[typ] == 0 {
+			continue
+		}
+		started, err := d.startInstances(ctx, app, rel, typ, want[typ], nil, out, timing)
+		if err != nil {
+			d.remove(ctx, fresh, nil)
+			return fmt.Errorf("starting v%d failed: %w", rel.Version, err)
+		}
+		fresh = append(fresh, started...)
+	}
+	if total > 0 {
+		check := "TCP connect"
+		if rel.Config.Health != "" {
+			check = "GET " + rel.Config.Health
+		}
+		if want[Web] == 0 {
+			check = "running after 1s"
+		}
+		out(fmt.Sprintf("       all %d healthy (%s)", total, check))
+	}
 	old, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		d.remove(ctx, fresh, nil)
@@ -213,26 +267,37 @@ func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release
 	}
 	timing.Switch = time.Since(switchStart)
 	out(fmt.Sprintf("-----> v%d is live; removing %d old instance(s)", rel.Version, len(old)))
-	d.remove(ctx, old, nil)
+	d.retire(ctx, old)
 	return nil
 }
 
-// startInstances starts n healthy instances of rel, away from the hosts of
-// keep; all or none: on any failure the started ones are removed.
-func (d *Deployer) startInstances(ctx context.Context, app names.App, rel store.Release, n int, keep []store.Instance, out func(string), timing *Timing) ([]store.Instance, error) {
+// startInstances starts n healthy instances of process type typ of rel,
+// away from the hosts of keep; all or none: on any failure the started
+// ones are removed.
+func (d *Deployer) startInstances(ctx context.Context, app names.App, rel store.Release, typ string, n int, keep []store.Instance, out func(string), timing *Timing) ([]store.Instance, error) {
 	hosts, err := d.place(ctx, n, d.memory(rel.Config.Memory), keep)
 	if err != nil {
 		return nil, err
 	}
-	return d.startOn(ctx, app, rel, hosts, out, timing)
+	return d.startOn(ctx, app, rel, typ, hosts, out, timing)
 }
 
-// startOn starts one healthy instance of rel on each of hosts, all or none.
-func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release, hosts []string, out func(string), timing *Timing) ([]store.Instance, error) {
+// startOn starts one healthy instance of process type typ of rel on each
+// of hosts, all or none.
+func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release, typ string, hosts []string, out func(string), timing *Timing) ([]store.Instance, error) {
 	rt, ok := d.Catalog.Get(rel.Runtime)
 	if !ok {
 		return nil, fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
 	}
+	command, ok := Processes(rel.Config)[typ]
+	if !ok {
+		return nil, fmt.Errorf("v%d has no process type %q", rel.Version, typ)
+	}
+	health := rel.Config.Health
+	if typ != Web {
+		health = ""
+	}
+	env := Env(rel.Config)
 	memory := d.memory(rel.Config.Memory)
 	n := len(hosts)
 	fresh := make([]store.Instance, n)
@@ -240,15 +305,15 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for i, host := range hosts {
-		fresh[i] = store.Instance{Name: instanceName(app, rel.Version), Namespace: app.Namespace, App: app.Name, Release: rel.Version, Host: host}
+		fresh[i] = store.Instance{Name: instanceName(app, typ, rel.Version), Process: typ, Namespace: app.Namespace, App: app.Name, Release: rel.Version, Host: host}
 		wg.Add(1)
 		go func(in *store.Instance) {
 			defer wg.Done()
 			var reply hostagent.StartReply
 			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
 				Name: in.Name, App: app.String(), Release: rel.Version, Runtime: rt,
-				Artifact: rel.Artifact, Digest: rel.Digest, Command: rel.Config.Start, Env: rel.Config.Env,
-				Memory: memory, Health: rel.Config.Health, HealthTimeout: d.HealthTimeout,
+				Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env,
+				Memory: memory, CPU: rel.Config.CPU, Health: health, HealthTimeout: d.HealthTimeout, Worker: typ != Web,
 			}, &reply, out)
 			if err != nil {
 				errs[i] = fmt.Errorf("instance %d of %d (%s on %s): %w", i+1, n, in.Name, in.Host, err)
@@ -309,13 +374,18 @@ func (d *Deployer) backends(ctx context.Context, app names.App, override []store
 	}
 	byApp := map[string][]router.Server{}
 	for _, in := range all {
+		if !IsWeb(in) {
+			continue // only web is routed
+		}
 		key := in.Namespace + "/" + in.App
 		byApp[key] = append(byApp[key], router.Server{Name: in.Name, Addr: in.Addr})
 	}
 	if app.Name != "" {
 		byApp[app.String()] = nil
 		for _, in := range override {
-			byApp[app.String()] = append(byApp[app.String()], router.Server{Name: in.Name, Addr: in.Addr})
+			if IsWeb(in) {
+				byApp[app.String()] = append(byApp[app.String()], router.Server{Name: in.Name, Addr: in.Addr})
+			}
 		}
 	}
 	hosts, err := d.customDomains(ctx)
@@ -403,12 +473,16 @@ func (d *Deployer) place(ctx context.Context, n int, memory int64, existing []st
 	}
 }
 
-// instanceName is unique and readable: ns-app-vN-xxxxxx, cut to what
-// container names allow.
-func instanceName(app names.App, version int) string {
+// instanceName is unique and readable: ns-app-vN-xxxxxx for web,
+// ns-app-TYPE-vN-xxxxxx for other process types, cut to what container
+// names allow.
+func instanceName(app names.App, typ string, version int) string {
 	b := make([]byte, 3)
 	rand.Read(b)
 	suffix := fmt.Sprintf("-v%d-%s", version, hex.EncodeToString(b))
+	if typ != Web && typ != "" {
+		suffix = "-" + typ + suffix
+	}
 	prefix := app.Namespace + "-" + app.Name
 	if len(prefix)+len(suffix) > 63 {
 		prefix = prefix[:63-len(suffix)]

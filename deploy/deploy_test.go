@@ -326,9 +326,13 @@ func TestStopThenRun(t *testing.T) {
 func TestInstanceNames(t *testing.T) {
 	long := names.App{Namespace: strings.Repeat("n", 40), Name: strings.Repeat("a", 40)}
 	for _, app := range []names.App{{Namespace: "acme", Name: "web"}, long} {
-		n := instanceName(app, 123)
+		n := instanceName(app, "web", 123)
 		if len(n) > 63 || !strings.Contains(n, "-v123-") || strings.Contains(n, "--") {
 			t.Errorf("instanceName(%v) = %q", app, n)
+		}
+		w := instanceName(app, "worker", 123)
+		if len(w) > 63 || !strings.Contains(w, "-worker-v123-") || strings.Contains(w, "--") {
+			t.Errorf("instanceName(%v, worker) = %q", app, w)
 		}
 	}
 }

@@ -27,7 +27,11 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 	}
 	if a.Stopped {
 		if _, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
-			return d.start(ctx, app, out)
+			if err := d.start(ctx, app, by, out); err != nil {
+				return err
+			}
+			d.event(ctx, app, "run", by, "started again")
+			return nil
 		}
 	}
 	repo, err := d.Repos.Path(app)
@@ -53,6 +57,7 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
 		return err
 	}
+	d.event(ctx, app, "run", by, "build of "+a.DeployBranch+" at "+short(head))
 	rel, _, err := d.Push(ctx, app, src, spec, by, out)
 	if err != nil {
 		return err
@@ -72,7 +77,12 @@ func (d *Deployer) Restart(ctx context.Context, app names.App, out func(string))
 	if a.Stopped {
 		return fmt.Errorf("app %s is stopped; start it with app run", app)
 	}
-	return d.start(ctx, app, out)
+	if err := d.start(ctx, app, byOf(ctx), out); err != nil {
+		d.event(ctx, app, "failure", byOf(ctx), "restart failed: "+truncate(oneLine(err.Error()), 300))
+		return err
+	}
+	d.event(ctx, app, "restart", byOf(ctx), "instances replaced")
+	return nil
 }
 
 // Stop stops every instance of the app until Run.
@@ -81,6 +91,7 @@ func (d *Deployer) Stop(ctx context.Context, app names.App, out func(string)) er
 	if err := d.stop(ctx, app, out); err != nil {
 		return err
 	}
+	d.event(ctx, app, "stop", byOf(ctx), "every instance stopped")
 	out(fmt.Sprintf("-----> %s stopped; %s answers 503 until app run", app, d.URL(app)))
 	return nil
 }
@@ -98,6 +109,7 @@ func branchHead(ctx context.Context, repo, branch string) string {
 // Process is one instance as `app ps` shows it.
 type Process struct {
 	Name      string    `json:"name"`
+	Process   string    `json:"process"` // web, worker, ...
 	Host      string    `json:"host"`
 	Addr      string    `json:"addr"`
 	Release   int       `json:"release"`
@@ -140,7 +152,7 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 	wg.Wait()
 	out := make([]Process, 0, len(instances))
 	for _, in := range instances {
-		p := Process{Name: in.Name, Host: in.Host, Addr: in.Addr, Release: in.Release, State: "unknown (host not answering)"}
+		p := Process{Name: in.Name, Process: processOf(in), Host: in.Host, Addr: in.Addr, Release: in.Release, State: "unknown (host not answering)"}
 		if cs := hosts[in.Host]; cs != nil {
 			p.State = "missing"
 			if c, ok := cs[in.Name]; ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -94,11 +95,15 @@ func alive(in store.Instance, h fleet.Host, ok bool) bool {
 
 func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instance, hosts map[string]fleet.Host) error {
 	app := names.App{Namespace: a.Namespace, Name: a.Name}
-	want := 0
+	want := map[string]int{} // per process type
 	rel, err := d.Store.LiveRelease(ctx, a.Namespace, a.Name)
 	switch {
 	case err == nil && !a.Stopped:
-		want = max(rel.Config.Instances, 1)
+		stored, err := d.Store.GetFormation(ctx, a.Namespace, a.Name)
+		if err != nil {
+			return err
+		}
+		want = Formation(rel.Config, stored)
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return err
 	}
@@ -131,21 +136,37 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 			gone = append(gone, in)
 		}
 	}
-	need := want - len(keep)
-	switch {
-	case need > 0:
-		fresh, err := d.startInstances(ctx, app, rel, need, keep, func(string) {}, &Timing{})
-		if err != nil {
-			return fmt.Errorf("replacing %d instance(s): %w", need, err)
+	// Each process type on its own: start what is missing, drop the
+	// surplus (the newest), and every instance of a type the release
+	// does not have.
+	changed := false
+	var kept []store.Instance
+	for _, typ := range processTypes(want, keep) {
+		var have []store.Instance
+		for _, in := range keep {
+			if processOf(in) == typ {
+				have = append(have, in)
+			}
 		}
-		d.Log.Info("instances started", "app", app.String(), "instances", names2(fresh))
-		keep = append(keep, fresh...)
-	case need < 0:
-		gone = append(gone, keep[want:]...)
-		keep = keep[:want]
+		need := want[typ] - len(have)
+		switch {
+		case need > 0:
+			fresh, err := d.startInstances(ctx, app, rel, typ, need, have, func(string) {}, &Timing{})
+			if err != nil {
+				return fmt.Errorf("replacing %d %s instance(s): %w", need, typ, err)
+			}
+			d.Log.Info("instances started", "app", app.String(), "process", typ, "instances", names2(fresh))
+			have = append(have, fresh...)
+		case need < 0:
+			gone = append(gone, have[want[typ]:]...)
+			have = have[:want[typ]]
+		}
+		changed = changed || need != 0
+		kept = append(kept, have...)
 	}
+	keep = kept
 	gone = append(gone, leaving...)
-	if need == 0 && len(leaving) == 0 && len(lost) == 0 {
+	if !changed && len(leaving) == 0 && len(lost) == 0 {
 		return nil
 	}
 	if err := d.reroute(ctx, app, keep); err != nil {
@@ -214,6 +235,18 @@ func (d *Deployer) removeStrays(ctx context.Context, apps []store.App, hosts map
 	}
 	d.remove(ctx, strays, nil)
 	return nil
+}
+
+// processTypes are the types in want and those instances run, sorted.
+func processTypes(want map[string]int, instances []store.Instance) []string {
+	types := slices.Collect(maps.Keys(want))
+	for _, in := range instances {
+		if !slices.Contains(types, processOf(in)) {
+			types = append(types, processOf(in))
+		}
+	}
+	slices.Sort(types)
+	return types
 }
 
 func names2(ins []store.Instance) string {
@@ -361,7 +394,7 @@ func (d *Deployer) move(ctx context.Context, m scheduler.Move, out func(string))
 	if i < 0 {
 		return nil // gone meanwhile
 	}
-	fresh, err := d.startOn(ctx, app, rel, []string{m.To}, func(string) {}, &Timing{})
+	fresh, err := d.startOn(ctx, app, rel, processOf(cur[i]), []string{m.To}, func(string) {}, &Timing{})
 	if err != nil {
 		return fmt.Errorf("moving %s to %s: %w", m.Name, m.To, err)
 	}

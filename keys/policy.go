@@ -64,6 +64,13 @@ const (
 	AppExec         Action = "app.exec"
 	GitPush         Action = "git.push"
 	GitFetch        Action = "git.fetch"
+	// App lifecycle: config vars, scaling, releases, rollback, events.
+	ConfigRead   Action = "config.read"
+	ConfigWrite  Action = "config.write" // set, unset
+	AppScale     Action = "app.scale"
+	AppEvents    Action = "app.events"
+	ReleasesList Action = "releases.list"
+	Rollback     Action = "releases.rollback"
 )
 
 // Target is what an action applies to. Empty fields mean "not scoped":
@@ -89,7 +96,8 @@ func Authorize(p Principal, a Action, t Target) error {
 			return nil
 		case AppCreate, AppList, AppInfo, AppSet, AppDelete, AppRun, AppStop, AppRestart, AppPS, AppLogs,
 			DomainsList, DomainsManage, AppExec,
-			KeysAdd, KeysList, KeysRemove, GitPush, GitFetch:
+			KeysAdd, KeysList, KeysRemove, GitPush, GitFetch,
+			ConfigRead, ConfigWrite, AppScale, AppEvents, ReleasesList, Rollback:
 			if p.Namespace != "" && t.Namespace == p.Namespace {
 				return nil
 			}

@@ -78,6 +78,9 @@ type ReleaseConfig struct {
 	// Formation is how many instances of each process type run; nil means
 	// Instances of web.
 	Formation map[string]int `json:"formation,omitempty"`
+	// Note says what made the release: "push abc1234", "set FOO",
+	// "rollback to v3".
+	Note string `json:"note,omitempty"`
 }
 
 // Release is an immutable build of one commit plus its config: vN.

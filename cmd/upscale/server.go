@@ -40,6 +40,8 @@ type serverOptions struct {
 	AgentArgs     string
 	BuildTimeout  time.Duration
 	HealthTimeout time.Duration
+	StopGrace     time.Duration
+	DrainTimeout  time.Duration
 	Advertise     string
 	HostSubnets   netip.Prefix
 	AutoRebalance bool
@@ -89,6 +91,8 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.StringVar(&so.AgentArgs, "agent-args", "", "extra flags for the local agent, e.g. \"--subnet 10.77.0.0/24\"")
 	f.DurationVar(&so.BuildTimeout, "build-timeout", 10*time.Minute, "time limit of one build")
 	f.DurationVar(&so.HealthTimeout, "health-timeout", 30*time.Second, "how long a new instance may take to answer")
+	f.DurationVar(&so.StopGrace, "stop-grace", 10*time.Second, "how long an old instance gets to exit after SIGTERM before SIGKILL")
+	f.DurationVar(&so.DrainTimeout, "drain-timeout", 10*time.Second, "how long in-flight requests to a replaced instance may take before they are cut")
 	f.StringVar(&so.Advertise, "advertise", primaryAddress(), "this server's address as other hosts reach it (bus, EC2 bootstrap)")
 	f.Var(prefixValue{&so.HostSubnets}, "host-subnets", "range from which each host gets a /24 for its containers")
 	f.BoolVar(&so.AutoRebalance, "auto-rebalance", false, "even out instances whenever a host joins")
@@ -123,7 +127,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err != nil {
 		return fmt.Errorf("--http %q: %w", so.HTTP, err)
 	}
-	rt, err := router.Start(ctx, router.Config{Dir: filepath.Join(opts.Data, "router"), HTTPAddr: so.HTTP, Log: log})
+	rt, err := router.Start(ctx, router.Config{Dir: filepath.Join(opts.Data, "router"), HTTPAddr: so.HTTP, DrainTimeout: so.DrainTimeout, Log: log})
 	if err != nil {
 		return err
 	}
@@ -139,12 +143,13 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	deployer := &deploy.Deployer{
 		Store: st, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort,
-		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: 10 * time.Second, Log: log,
+		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 	}
 	if err := deployer.Sync(ctx); err != nil {
 		return fmt.Errorf("routing what the store says is live: %w", err)
 	}
 	env.Apps = deployer
+	env.Lifecycle = deployer
 	env.Hosts = hosts.Hosts
 	ops := &hostops.Ops{
 		Store: st, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,
