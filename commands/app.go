@@ -58,6 +58,7 @@ func (s *session) appCommands() *cobra.Command {
 	s.appCreate(g)
 	s.lifecycleCommands(g)
 	s.appList(g)
+	s.appExec(g)
 
 	info := &cobra.Command{Use: "info NS/APP", Short: "Show an application", Args: argsN(1, "NS/APP")}
 	format := formatFlag(info)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -48,6 +49,10 @@ func (fakeApps) Logs(_ context.Context, app names.App, n int, _ bool, out func(s
 }
 func (fakeApps) AddDomain(context.Context, names.App, string, string) (bool, error) { return true, nil }
 func (fakeApps) RemoveDomain(context.Context, names.App, string, string) error      { return nil }
+func (fakeApps) Exec(_ context.Context, app names.App, argv []string, _ time.Duration, _ string, out, _ func(string)) (int, error) {
+	out(fmt.Sprintf("ran %q in %s", argv, app))
+	return 0, nil
+}
 func (fakeApps) URL(app names.App) string {
 
 	return "http://" + app.Name + "." + app.Namespace + ".test:8080"
@@ -128,6 +133,11 @@ var probes = []struct {
 	{"git-upload-pack acme/web.git", "admin member deploy"},
 	{"git-receive-pack /acme/web.git", "admin member deploy"},
 	{"keys remove alice --namespace acme", "admin member"},
+	{"domains", "admin member outsider deploy"},
+	{"domains add acme/web www.example.com", "admin member"},
+	{"domains list acme/web", "admin member"},
+	{"domains remove acme/web www.example.com", "admin member"},
+	{"app exec acme/web -- echo hi", "admin member"},
 	{"config", "admin member outsider deploy"},
 	{"config set acme/web FOO=bar --no-deploy", "admin member"},
 	{"config get acme/web FOO", "admin member"},

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -60,6 +61,9 @@ type Apps interface {
 	// re-sync the router (see deploy.Deployer).
 	AddDomain(ctx context.Context, app names.App, hostname, by string) (added bool, err error)
 	RemoveDomain(ctx context.Context, app names.App, hostname, by string) error
+	// Exec runs a one-off command (see deploy.Deployer.Exec) and returns
+	// its exit status.
+	Exec(ctx context.Context, app names.App, argv []string, timeout time.Duration, by string, out, note func(string)) (int, error)
 }
 
 // GitService runs a git service for an authorized principal on the

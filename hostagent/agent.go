@@ -118,6 +118,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MethodStatus:  a.status,
 		MethodFetch:   a.fetch,
 		MethodDrop:    a.drop,
+		MethodExec:    a.exec,
 	}
 	for method, h := range handlers {
 		stop, err := a.bus.Handle(Subject(a.cfg.Host, method), h)

@@ -19,6 +19,7 @@ const (
 	MethodStatus  = "status"
 	MethodFetch   = "fetch"
 	MethodDrop    = "drop"
+	MethodExec    = "exec"
 )
 
 // Subject is where host answers method.
@@ -158,3 +159,35 @@ type Beat struct {
 	Images     []ImageInfo     `json:"images,omitempty"`
 	At         time.Time       `json:"at"`
 }
+
+// ExecRequest asks for a one-off container of a release running Command
+// (a shell command line) to its end. Its output comes back as progress
+// lines, each starting with ExecOutput (a line the command printed,
+// stdout and stderr merged in order) or ExecNote (the agent's own, such as
+// a runtime image being built); the reply carries the exit status. The
+// container is destroyed when the command ends, runs over Timeout, or the
+// caller goes away.
+type ExecRequest struct {
+	Name     string            `json:"name"`
+	App      string            `json:"app"`
+	Release  int               `json:"release"`
+	Runtime  runtimes.Runtime  `json:"runtime"`
+	Artifact string            `json:"artifact"`
+	Digest   string            `json:"digest"`
+	Command  string            `json:"command"`
+	Env      map[string]string `json:"env,omitempty"`
+	Memory   int64             `json:"memory,omitempty"`
+	CPU      float64           `json:"cpu,omitempty"`
+	Timeout  time.Duration     `json:"timeout"`
+}
+
+// ExecReply is how the command ended.
+type ExecReply struct {
+	ExitCode int `json:"exit_code"`
+}
+
+// Kinds of ExecRequest progress lines: the first byte of each.
+const (
+	ExecOutput = "|"
+	ExecNote   = "-"
+)

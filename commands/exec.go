@@ -1,0 +1,73 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/store"
+)
+
+// execTimeoutStatus is app exec's exit status when the command hit its
+// time limit, as with timeout(1).
+const execTimeoutStatus = 124
+
+// appExec is app exec: a one-off command in a fresh container of the live
+// release, its output streamed, its exit status passed through.
+func (s *session) appExec(g *cobra.Command) {
+	c := &cobra.Command{
+		Use:   "exec NS/APP -- COMMAND [ARG...]",
+		Short: "Run a one-off command in a fresh container of the live release",
+		Long: "Run a one-off command in a fresh container of the app's live release, with its\n" +
+			"environment (app.yaml env and config vars). Output (stdout and stderr, merged)\n" +
+			"streams back as it comes; the exit status is the command's; the container is\n" +
+			"removed when the command ends, at the time limit, or when the session ends.\n" +
+			"Stdin is not forwarded: the command reads nothing. Words after -- are the\n" +
+			"command and its arguments as given; for shell syntax, run sh -c '...'.",
+		Example: "  " + s.inv.Prog + " app exec acme/web -- python3 manage.py migrate\n" +
+			"  " + s.inv.Prog + " app exec acme/web -- sh -c \"'echo \\$DATABASE_URL'\"\n" +
+			"  " + s.inv.Prog + " app exec --timeout 10m acme/web -- ./cleanup",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
+				return fmt.Errorf("%s needs NS/APP -- COMMAND [ARG...]", cmd.CommandPath())
+			}
+			return nil
+		},
+	}
+	timeout := c.Flags().Duration("timeout", deploy.DefaultExecTimeout, "stop the command after this long")
+	var app names.App
+	s.leaf(g, c, keys.AppExec, func(_ *cobra.Command, args []string) (sc scope, err error) {
+		if *timeout <= 0 || *timeout > deploy.MaxExecTimeout {
+			return scope{}, fmt.Errorf("--timeout must be more than 0 and at most %s, not %s", deploy.MaxExecTimeout, *timeout)
+		}
+		app, sc, err = appArg(args)
+		return sc, err
+	}, func(cmd *cobra.Command, args []string) error {
+		if err := s.needApps(cmd, app); err != nil {
+			return err
+		}
+		stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+		code, err := s.env.Apps.Exec(cmd.Context(), app, args[1:], *timeout, s.inv.Principal.Name,
+			func(l string) { fmt.Fprintln(stdout, l) },
+			func(l string) { fmt.Fprintln(stderr, l) })
+		switch {
+		case errors.Is(err, deploy.ErrExecTimeout):
+			fmt.Fprintf(stderr, "error: %s\n", oneLine(err.Error()))
+			return exitStatus(execTimeoutStatus)
+		case errors.Is(err, store.ErrNotFound):
+			return errors.New(appNotFound(app))
+		case err != nil:
+			if cmd.Context().Err() != nil {
+				return exitStatus(255) // the session is gone: nobody reads this
+			}
+			return err
+		case code != 0:
+			return exitStatus(code)
+		}
+		return nil
+	})
+}

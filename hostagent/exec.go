@@ -1,0 +1,101 @@
+package hostagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// defaultExecTimeout bounds a one-off command whose request names no limit.
+const defaultExecTimeout = time.Hour
+
+// execChunk is the longest output line sent as one progress line: the bus
+// cuts longer ones, so they go in pieces.
+const execChunk = 8 << 10
+
+// exec runs a one-off command in a fresh container of a release, the way
+// build runs build steps: the container is the agent's own (no meta, so
+// neither crash restarts nor the server's orphan sweep touch it) and is
+// destroyed whatever happens.
+func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(string)) (any, error) {
+	req, err := decode[ExecRequest](raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(req.Name); err != nil {
+		return nil, err
+	}
+	if req.Command == "" {
+		return nil, errors.New("no command to run")
+	}
+	note := func(l string) { progress(ExecNote + l) }
+	img, err := a.images.Ensure(ctx, req.Runtime, note)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := a.release(ctx, req.Artifact, req.Digest)
+	if err != nil {
+		return nil, err
+	}
+	env := map[string]string{}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	env[portEnv(req.Runtime)] = strconv.Itoa(Port)
+	if _, err := a.rt.Create(ctx, ContainerSpec{
+		Name: req.Name, Image: img.Shifted, AppDir: dir, Command: req.Command,
+		Env: env, Memory: req.Memory, CPU: req.CPU, PidsMax: a.cfg.PidsMax,
+	}); err != nil {
+		return nil, err
+	}
+	defer a.remove(req.Name)
+	if err := a.rt.Start(ctx, req.Name); err != nil {
+		return nil, err
+	}
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = defaultExecTimeout
+	}
+	ectx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		// Follow ends by itself once the container stopped and its output
+		// is read.
+		err := a.rt.Follow(ectx, req.Name, 0, func(l string) {
+			for len(l) > execChunk {
+				cut := execChunk
+				for cut > 0 && !utf8.RuneStart(l[cut]) {
+					cut--
+				}
+				progress(ExecOutput + l[:cut])
+				l = l[cut:]
+			}
+			progress(ExecOutput + l)
+		})
+		if err != nil && ectx.Err() == nil {
+			a.cfg.Log.Warn("following a one-off command", "container", req.Name, "err", err)
+		}
+	}()
+	code, err := a.rt.Wait(ectx, req.Name)
+	if err != nil {
+		cancel()
+		<-followed
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, fmt.Errorf("the command ran longer than its time limit of %s and was stopped", timeout)
+		}
+		return nil, err
+	}
+	select {
+	case <-followed:
+	case <-time.After(5 * time.Second):
+		cancel()
+		<-followed
+	}
+	return ExecReply{ExitCode: code}, nil
+}
