@@ -27,7 +27,7 @@ type releaseView struct {
 }
 
 func releaseStatus(r store.Release) string {
-	if r.Pruned && r.Status != store.ReleaseLive {
+	if r.Pruned && r.Status != store.ReleaseLive && r.Status != store.ReleaseFailed {
 		return "pruned"
 	}
 	return string(r.Status)

@@ -38,6 +38,8 @@ type fakeBus struct {
 	buildErr  error
 	startErr  error
 	started   []string
+	starts    []hostagent.StartRequest
+	stopped   []hostagent.StopRequest
 	destroyed []string
 	next      int
 }
@@ -73,8 +75,12 @@ func (b *fakeBus) Call(_ context.Context, subject string, req, resp any, progres
 			return b.startErr
 		}
 		b.started = append(b.started, r.Name)
+		b.starts = append(b.starts, r)
 		b.next++
 		return set(hostagent.StartReply{Addr: fmt.Sprintf("10.77.0.%d:8080", b.next)})
+	case hostagent.MethodStop:
+		b.stopped = append(b.stopped, req.(hostagent.StopRequest))
+		return nil
 	case hostagent.MethodDestroy:
 		b.destroyed = append(b.destroyed, req.(hostagent.DestroyRequest).Name)
 		return nil
