@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -162,46 +161,4 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// Logs writes the last n lines of every instance's output, each prefixed
-// with its instance, and with follow keeps writing new lines until ctx
-// ends.
-func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error {
-	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
-	if err != nil {
-		return err
-	}
-	if len(instances) == 0 {
-		return fmt.Errorf("app %s runs no instances", app)
-	}
-	sort.Slice(instances, func(i, j int) bool { return instances[i].Name < instances[j].Name })
-	var mu sync.Mutex
-	emit := func(name string) func(string) {
-		return func(l string) {
-			mu.Lock()
-			out(name + "| " + l)
-			mu.Unlock()
-		}
-	}
-	errs := make([]error, len(instances))
-	var wg sync.WaitGroup
-	for i, in := range instances {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req := hostagent.LogsRequest{Name: in.Name, Lines: n, Follow: follow}
-			if err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodLogs), req, nil, emit(in.Name)); err != nil {
-				errs[i] = fmt.Errorf("%s on %s: %w", in.Name, in.Host, err)
-			}
-		}()
-		if !follow {
-			wg.Wait() // one instance after the other reads better
-		}
-	}
-	wg.Wait()
-	if follow && ctx.Err() != nil {
-		return nil
-	}
-	return errors.Join(errs...)
 }

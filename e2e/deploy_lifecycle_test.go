@@ -74,11 +74,17 @@ func TestDeployLifecycle(t *testing.T) {
 
 	t.Run("logs", func(t *testing.T) {
 		path := fmt.Sprintf("/logs-%d", time.Now().UnixNano())
+		sent := time.Now()
 		if code, got, err := d.srv.Get(app, path); err != nil || code != 200 || got != body {
 			t.Fatalf("GET %s: %d %q %v", path, code, got, err)
 		}
+		answered := time.Now()
+		// Read later than the line was written: the time shown must be
+		// when it was captured, not when it was read.
+		time.Sleep(1500 * time.Millisecond)
 		name := d.ps(t, app)[0].Name
-		want := regexp.MustCompile(`(?m)^` + name + `\| 10\.[0-9.]+ "GET ` + path + ` HTTP/1\.1" 200 -$`)
+		// Each line: capture time (UTC, ms), process and number, container.
+		want := regexp.MustCompile(`(?m)^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) web\.1 ` + name + `\| 10\.[0-9.]+ "GET ` + path + ` HTTP/1\.1" 200 -$`)
 		var out string
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
@@ -87,8 +93,23 @@ func TestDeployLifecycle(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if !want.MatchString(out) || !strings.Contains(out, name+"| listening on port 8080") {
+		if !want.MatchString(out) || !regexp.MustCompile(`(?m)^\S+Z web\.1 `+name+`\| listening on port 8080$`).MatchString(out) {
 			t.Errorf("app logs lacks the start line or the access line for %s:\n%s", path, out)
+		}
+		// The time is when the agent captured the line: while the request
+		// was answered, give or take the 0.1 s capture tick.
+		at, err := time.Parse("2006-01-02T15:04:05.000Z", want.FindStringSubmatch(out)[1])
+		if err != nil || at.Before(sent.Add(-time.Second)) || at.After(answered.Add(time.Second)) {
+			t.Errorf("access line captured at %v (%v), want between %v and %v", at, err, sent, answered)
+		}
+		// Lines are in capture order.
+		var last string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if stamp, _, _ := strings.Cut(l, " "); stamp < last {
+				t.Errorf("app logs out of order at %q", l)
+			} else {
+				last = stamp
+			}
 		}
 		if out := d.ssh(t, "app", "logs", app, "-n", "1"); strings.Count(out, "\n") != 1 || !want.MatchString(out) {
 			t.Errorf("app logs -n 1: %q, want the one access line", out)
@@ -130,6 +151,9 @@ func TestDeployLifecycle(t *testing.T) {
 						t.Fatalf("app logs -f ended: %s", stderr.String())
 					}
 					if strings.Contains(l, `"GET `+path+` HTTP/1.1" 200`) {
+						if !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z web\.1 \S+\| `).MatchString(l) {
+							t.Errorf("app logs -f line %q lacks the time, process and container", l)
+						}
 						return true
 					}
 				case <-timer:

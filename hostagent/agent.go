@@ -31,6 +31,10 @@ type Runtime interface {
 	List() ([]Container, error)
 	Logs(name string, lines int) ([]string, error)
 	Follow(ctx context.Context, name string, from int64, out func(line string)) error
+	// LogLines and FollowLines are Logs and Follow with the time each
+	// line was captured.
+	LogLines(name string, lines int) ([]LogLine, error)
+	FollowLines(ctx context.Context, name string, from int64, out func(LogLine)) error
 	Wait(ctx context.Context, name string) (int, error)
 	// AppDir is the host path of the container's /app, where a build
 	// leaves its result.
@@ -47,6 +51,12 @@ type ContainerSpec struct {
 	Memory  int64
 	CPU     float64
 	PidsMax int64
+}
+
+// LogLine is one line of a container's output and when it was captured.
+type LogLine struct {
+	At   time.Time
+	Text string
 }
 
 // Container is one container as the runtime sees it.
@@ -402,6 +412,9 @@ func (a *Agent) logs(ctx context.Context, raw json.RawMessage, progress func(str
 	if err := checkName(req.Name); err != nil {
 		return nil, err
 	}
+	if req.Stamped {
+		return a.stampedLogs(ctx, req, progress)
+	}
 	lines, err := a.rt.Logs(req.Name, req.Lines)
 	if err != nil {
 		return nil, err
@@ -416,6 +429,27 @@ func (a *Agent) logs(ctx context.Context, raw json.RawMessage, progress func(str
 	}
 	// Follow until the caller goes away: its context ends ours.
 	err = a.rt.Follow(ctx, req.Name, -1, progress)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		err = nil
+	}
+	return struct{}{}, err
+}
+
+// stampedLogs is logs with each line as StampLine makes it, and an empty
+// line between the last lines and what Follow adds.
+func (a *Agent) stampedLogs(ctx context.Context, req LogsRequest, progress func(string)) (any, error) {
+	lines, err := a.rt.LogLines(req.Name, req.Lines)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lines {
+		progress(StampLine(l.At, l.Text))
+	}
+	if !req.Follow {
+		return struct{}{}, nil
+	}
+	progress("")
+	err = a.rt.FollowLines(ctx, req.Name, -1, func(l LogLine) { progress(StampLine(l.At, l.Text)) })
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		err = nil
 	}

@@ -135,6 +135,31 @@ type LogsRequest struct {
 	Name   string `json:"name"`
 	Lines  int    `json:"lines"`
 	Follow bool   `json:"follow,omitempty"`
+	// Stamped asks for each line as StampLine makes it, with its capture
+	// time, and, with Follow, an empty line after the last lines, before
+	// the new ones. (An agent that predates it sends bare lines.)
+	Stamped bool `json:"stamped,omitempty"`
+}
+
+// stampLayout is fixed-width RFC 3339 in UTC, nanoseconds included.
+const stampLayout = "2006-01-02T15:04:05.000000000Z"
+
+// StampLine is a log line with its capture time in front.
+func StampLine(at time.Time, text string) string {
+	return at.UTC().Format(stampLayout) + " " + text
+}
+
+// ParseStampedLine splits what StampLine made; ok is false for a line
+// that is not stamped.
+func ParseStampedLine(l string) (at time.Time, text string, ok bool) {
+	if len(l) <= len(stampLayout) || l[len(stampLayout)] != ' ' {
+		return time.Time{}, l, false
+	}
+	at, err := time.Parse(stampLayout, l[:len(stampLayout)])
+	if err != nil {
+		return time.Time{}, l, false
+	}
+	return at, l[len(stampLayout)+1:], true
 }
 
 // ImagesReply names the runtime images a host has built.

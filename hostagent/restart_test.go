@@ -69,6 +69,10 @@ func (f *fakeRuntime) Logs(string, int) ([]string, error) { return nil, nil }
 func (f *fakeRuntime) Follow(context.Context, string, int64, func(string)) error {
 	return nil
 }
+func (f *fakeRuntime) LogLines(string, int) ([]LogLine, error) { return nil, nil }
+func (f *fakeRuntime) FollowLines(context.Context, string, int64, func(LogLine)) error {
+	return nil
+}
 func (f *fakeRuntime) Wait(context.Context, string) (int, error) { return 0, nil }
 func (f *fakeRuntime) AppDir(string) string                      { return "" }
 

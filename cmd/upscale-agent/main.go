@@ -188,6 +188,19 @@ func (c containers) List() ([]hostagent.Container, error) {
 	return out, err
 }
 
+func (c containers) LogLines(name string, lines int) ([]hostagent.LogLine, error) {
+	got, err := c.Runtime.LogLines(name, lines)
+	out := make([]hostagent.LogLine, len(got))
+	for i, l := range got {
+		out[i] = hostagent.LogLine(l)
+	}
+	return out, err
+}
+
+func (c containers) FollowLines(ctx context.Context, name string, from int64, out func(hostagent.LogLine)) error {
+	return c.Runtime.FollowLines(ctx, name, from, func(l lxc.LogLine) { out(hostagent.LogLine(l)) })
+}
+
 func container(c lxc.Container) hostagent.Container {
 	return hostagent.Container{Name: c.Name, IP: c.IP, State: c.State, PID: c.PID, StartedAt: c.StartedAt, ExitCode: c.ExitCode}
 }

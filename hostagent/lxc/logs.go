@@ -2,6 +2,7 @@ package lxc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -24,6 +26,64 @@ import (
 // The file is in the container's writable layer, where the app can replace
 // it with a symlink or a FIFO: it is opened through an os.Root on the upper
 // dir (no path leads out), non-blocking, and must be a regular file.
+
+// Capture times: on every tick of capLoop the runtime notes how far each
+// log has grown (a mark: the logical end offset, and the time). A line's
+// capture time is that of the first mark at or after its end, so within
+// capInterval after the app wrote it; a line written since the last tick
+// is stamped now. Output the runtime did not see being written (it was
+// there when the log was opened: an agent restart) gets the file's
+// modification time then: when its last line was written, at the latest.
+// Marks are kept in memory, at most maxMarks; past that every other old
+// one is dropped, so old lines get coarser (later) times.
+
+type mark struct {
+	end int64
+	at  time.Time
+}
+
+const maxMarks = 4096
+
+// LogLine is one line of a container's output and when it was captured.
+type LogLine struct {
+	At   time.Time
+	Text string
+}
+
+// noteGrowth adds a mark when the log grew since the last one. Caller
+// holds c.logMu.
+func (c *ctr) noteGrowth(size int64, at time.Time) {
+	end := c.logBase + size
+	if n := len(c.marks); n > 0 && c.marks[n-1].end >= end {
+		return
+	}
+	// Marks of output cut away are of no use.
+	for len(c.marks) > 1 && c.marks[1].end <= c.logBase {
+		c.marks = c.marks[1:]
+	}
+	if len(c.marks) >= maxMarks {
+		thin := c.marks[:0:0]
+		for i, m := range c.marks {
+			if i%2 == 1 || i >= len(c.marks)/2 {
+				thin = append(thin, m)
+			}
+		}
+		c.marks = thin
+	}
+	c.marks = append(c.marks, mark{end: end, at: at.UTC()})
+}
+
+// capturedAt is the capture time of the output that ends at the logical
+// offset end.
+func (r *Runtime) capturedAt(c *ctr, end int64) time.Time {
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
+	i, _ := slices.BinarySearchFunc(c.marks, end, func(m mark, end int64) int { return cmp.Compare(m.end, end) })
+	if i < len(c.marks) {
+		return c.marks[i].at
+	}
+	return time.Now().UTC()
+}
 
 const (
 	capInterval    = 100 * time.Millisecond
@@ -85,7 +145,16 @@ func (r *Runtime) reopenLog(c *ctr, root *os.Root) error {
 		return err
 	}
 	c.logF = f
+	c.noteOpened(f)
 	return nil
+}
+
+// noteOpened marks what a log holds when the runtime opens it. Caller
+// holds c.logMu.
+func (c *ctr) noteOpened(f *os.File) {
+	if st, err := f.Stat(); err == nil && st.Size() > 0 {
+		c.noteGrowth(st.Size(), st.ModTime())
+	}
 }
 
 // logFile returns the open log, opening it when the runtime has not
@@ -111,6 +180,7 @@ func (r *Runtime) logFile(c *ctr) (*os.File, error) {
 		return nil, err
 	}
 	c.logF = f
+	c.noteOpened(f)
 	return f, nil
 }
 
@@ -154,6 +224,7 @@ func (r *Runtime) capLog(c *ctr) error {
 		return err
 	}
 	size := st.Size()
+	c.noteGrowth(size, time.Now())
 	if size <= r.cfg.LogLimit {
 		return nil
 	}
@@ -206,6 +277,28 @@ func (r *Runtime) Logs(name string, lines int) ([]string, error) {
 	return out, err
 }
 
+// LogLines is Logs with the time each line was captured.
+func (r *Runtime) LogLines(name string, lines int) ([]LogLine, error) {
+	c, err := r.get(name)
+	if err != nil {
+		return nil, err
+	}
+	text, end, err := r.tail(name, lines, true)
+	if err != nil || len(text) == 0 {
+		return nil, err
+	}
+	// Walk back from the end, each line ending after its newline. (When
+	// the last line has none yet, the others end a byte later than
+	// counted: the capture time of a line's last character instead of its
+	// newline, written in the same write but for odd apps.)
+	out := make([]LogLine, len(text))
+	for i := len(text) - 1; i >= 0; i-- {
+		out[i] = LogLine{At: r.capturedAt(c, end), Text: text[i]}
+		end -= int64(len(text[i])) + 1
+	}
+	return out, nil
+}
+
 // LogTail is Logs without an unfinished last line, plus the offset right
 // after the lines returned: hand it to Follow for `logs -f` without a gap or
 // a repeated line.
@@ -256,6 +349,20 @@ func (r *Runtime) tail(name string, lines int, unfinished bool) ([]string, int64
 // and ctx.Err() when ctx ends first. Output older than what is kept is
 // skipped.
 func (r *Runtime) Follow(ctx context.Context, name string, from int64, out func(line string)) error {
+	return r.follow(ctx, name, from, func(line string, _ int64) { out(line) })
+}
+
+// FollowLines is Follow with each line's capture time (see LogLines).
+func (r *Runtime) FollowLines(ctx context.Context, name string, from int64, out func(LogLine)) error {
+	c, err := r.get(name)
+	if err != nil {
+		return err
+	}
+	return r.follow(ctx, name, from, func(line string, end int64) { out(LogLine{At: r.capturedAt(c, end), Text: line}) })
+}
+
+// follow is Follow, telling out the logical offset right after each line.
+func (r *Runtime) follow(ctx context.Context, name string, from int64, out func(line string, end int64)) error {
 	c, err := r.get(name)
 	if err != nil {
 		return err
@@ -268,18 +375,19 @@ func (r *Runtime) Follow(ctx context.Context, name string, from int64, out func(
 	}
 	buf := make([]byte, 64<<10)
 	var pending []byte
+	// pending ends at pos, the logical offset after the last read.
 	emit := func(data []byte) {
 		pending = append(pending, data...)
 		for {
 			i := bytes.IndexByte(pending, '\n')
 			if i < 0 {
 				if len(pending) >= maxLine {
-					out(string(pending))
+					out(string(pending), pos)
 					pending = pending[:0]
 				}
 				return
 			}
-			out(string(pending[:i]))
+			out(string(pending[:i]), pos-int64(len(pending))+int64(i)+1)
 			pending = pending[i+1:]
 		}
 	}
@@ -309,7 +417,7 @@ func (r *Runtime) Follow(ctx context.Context, name string, from int64, out func(
 				emit(buf[:n])
 			}
 			if len(pending) > 0 {
-				out(string(pending))
+				out(string(pending), pos)
 			}
 			return nil
 		}

@@ -210,3 +210,96 @@ func TestFollowStoppedDrains(t *testing.T) {
 		t.Errorf("Follow new output = %q, %v", got, err)
 	}
 }
+
+// Each line carries the time the runtime saw it written: lines of one tick
+// share it, later ticks are later, output present when the log was opened
+// gets the file's time, and the times survive capping.
+func TestCaptureTimes(t *testing.T) {
+	r, c, path := logRuntime(t, 4096)
+	appendLines(t, path, 0, 2) // there before the runtime looked
+	old := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Logs("app", 1); err != nil { // opens the log
+		t.Fatal(err)
+	}
+	tick := func() time.Time {
+		t.Helper()
+		before := time.Now().UTC()
+		if err := r.capLog(c); err != nil {
+			t.Fatal(err)
+		}
+		return before
+	}
+	appendLines(t, path, 2, 4)
+	t1 := tick()
+	time.Sleep(20 * time.Millisecond)
+	appendLines(t, path, 4, 5)
+	t2 := tick()
+	appendLines(t, path, 5, 6) // not yet seen by a tick
+
+	lines, err := r.LogLines("app", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 6 {
+		t.Fatalf("LogLines = %+v", lines)
+	}
+	for i, l := range lines {
+		if l.Text != fmt.Sprintf("line %d", i) {
+			t.Errorf("line %d = %q", i, l.Text)
+		}
+		if l.At.Location() != time.UTC {
+			t.Errorf("line %d at %v, want UTC", i, l.At)
+		}
+	}
+	within := func(i int, from time.Time, d time.Duration) {
+		t.Helper()
+		if at := lines[i].At; at.Before(from) || at.After(from.Add(d)) {
+			t.Errorf("line %d captured at %v, want within %v after %v", i, at, d, from)
+		}
+	}
+	if !lines[0].At.Equal(old) || !lines[1].At.Equal(old) {
+		t.Errorf("lines there at open: %v, %v; want the file's time %v", lines[0].At, lines[1].At, old)
+	}
+	within(2, t1, 10*time.Millisecond)
+	if !lines[3].At.Equal(lines[2].At) {
+		t.Errorf("lines of one tick at %v and %v", lines[2].At, lines[3].At)
+	}
+	within(4, t2, 10*time.Millisecond)
+	if !lines[4].At.After(lines[3].At) || lines[5].At.Before(lines[4].At) {
+		t.Errorf("times not in order: %v", lines)
+	}
+	if l := must(r.LogLines("app", 1)); len(l) != 1 || l[0].Text != "line 5" || l[0].At.Before(lines[4].At) {
+		t.Errorf("LogLines(1) = %v, want the last line", l)
+	}
+
+	// Following from the start gives the same times.
+	var got []LogLine
+	if err := r.FollowLines(context.Background(), "app", 0, func(l LogLine) { got = append(got, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 6 || !got[2].At.Equal(lines[2].At) || !got[4].At.Equal(lines[4].At) || got[5].Text != "line 5" {
+		t.Errorf("FollowLines = %v, want %v", got, lines)
+	}
+
+	// Capping drops old output, not the times of what is kept.
+	tick()
+	appendLines(t, path, 6, 2000)
+	t3 := tick()
+	lines, err = r.LogLines("app", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 2 || lines[1].Text != "line 1999" || lines[1].At.Before(t3) {
+		t.Errorf("after capping: %v", lines)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

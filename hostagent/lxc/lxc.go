@@ -152,7 +152,8 @@ type ctr struct {
 
 	logMu   sync.Mutex
 	logF    *os.File
-	logBase int64 // bytes dropped from the front of the log so far
+	logBase int64  // bytes dropped from the front of the log so far
+	marks   []mark // capture times, ascending (logs.go)
 }
 
 // New prepares the host (bridge, NAT, subordinate ids) and adopts the

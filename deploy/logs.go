@@ -1,0 +1,150 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/store"
+)
+
+// logTimeLayout is how app logs show capture times: UTC, milliseconds.
+const logTimeLayout = "2006-01-02T15:04:05.000Z"
+
+// logLine is one line of an instance's output.
+type logLine struct {
+	at     time.Time
+	source int // index into the instances
+	text   string
+}
+
+// LogPrefix is what app logs puts before each line of an instance:
+// capture time, process (type and number, like web.1) and container.
+func LogPrefix(at time.Time, process, container string) string {
+	return at.UTC().Format(logTimeLayout) + " " + process + " " + container + "| "
+}
+
+// Logs writes the last n lines of every instance's output, from every
+// host, merged in the order they were captured, each prefixed as
+// LogPrefix says:
+//
+//	2026-11-25T02:03:04.123Z web.1 acme-web-v3-abc123| GET / 200
+//
+// With follow it then writes new lines as they come, until ctx ends.
+func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error {
+	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return err
+	}
+	if len(instances) == 0 {
+		return fmt.Errorf("app %s runs no instances", app)
+	}
+	labels := processLabels(instances)
+	prefix := func(l logLine) string {
+		return LogPrefix(l.at, labels[l.source], instances[l.source].Name) + l.text
+	}
+
+	// Each instance's last lines are kept until every instance has sent
+	// its own (or failed), then written merged; new lines that come
+	// meanwhile wait behind them.
+	var mu sync.Mutex
+	history := make([][]logLine, len(instances))
+	done := make([]bool, len(instances))
+	waiting := len(instances)
+	var early []logLine
+	historyDone := func(i int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done[i] {
+			return
+		}
+		done[i] = true
+		if waiting--; waiting > 0 {
+			return
+		}
+		var all []logLine
+		for _, h := range history {
+			all = append(all, h...)
+		}
+		// Each instance's lines are in order already: a stable sort keeps
+		// them so when their times tie.
+		slices.SortStableFunc(all, func(a, b logLine) int { return a.at.Compare(b.at) })
+		for _, l := range append(all, early...) {
+			out(prefix(l))
+		}
+		early = nil
+	}
+	errs := make([]error, len(instances))
+	var wg sync.WaitGroup
+	for i, in := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			live := false
+			req := hostagent.LogsRequest{Name: in.Name, Lines: n, Follow: follow, Stamped: true}
+			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodLogs), req, nil, func(raw string) {
+				if live && raw == "" {
+					return
+				}
+				if raw == "" {
+					live = true
+					historyDone(i)
+					return
+				}
+				at, text, ok := hostagent.ParseStampedLine(raw)
+				if !ok { // an agent from before stamps: the time it came
+					at = time.Now().UTC()
+				}
+				l := logLine{at: at, source: i, text: text}
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case !live:
+					history[i] = append(history[i], l)
+				case waiting > 0:
+					early = append(early, l)
+				default:
+					out(prefix(l))
+				}
+			})
+			if !live {
+				historyDone(i)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("%s on %s: %w", in.Name, in.Host, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if follow && ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// processLabels names each instance by its process type and its number
+// among that type's instances (sorted by name), like web.1 and worker.2.
+func processLabels(instances []store.Instance) []string {
+	order := make([]int, len(instances))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return strings.Compare(processOf(instances[a])+" "+instances[a].Name, processOf(instances[b])+" "+instances[b].Name)
+	})
+	labels := make([]string, len(instances))
+	count := map[string]int{}
+	for _, i := range order {
+		p := processOf(instances[i])
+		count[p]++
+		labels[i] = p + "." + strconv.Itoa(count[p])
+	}
+	return labels
+}
