@@ -58,8 +58,9 @@ type Deployer struct {
 	StopGrace     time.Duration
 	Log           *slog.Logger
 
-	locks sync.Map   // app -> *sync.Mutex
-	sync  sync.Mutex // one router Apply at a time, from a fresh read of the store
+	locks   sync.Map   // app -> *sync.Mutex
+	crashes sync.Map   // container -> restarts last seen (noteCrashes)
+	sync    sync.Mutex // one router Apply at a time, from a fresh read of the store
 }
 
 // Lock serializes everything that changes what an app runs; the returned

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
@@ -254,6 +255,44 @@ func (d *Deployer) prune(ctx context.Context, app names.App, out func(string)) {
 	if len(pruned) > 0 {
 		out(fmt.Sprintf("       pruned the artifacts of %s (the last %d releases keep theirs)", strings.Join(pruned, ", "), KeepArtifacts))
 	}
+}
+
+// noteCrashes records a crash event for every restart an agent reports
+// (its heartbeat lists each container's restart count) since the last
+// pass.
+func (d *Deployer) noteCrashes(ctx context.Context, hosts map[string]fleet.Host) {
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if !h.Up {
+			continue
+		}
+		for _, c := range h.List {
+			if c.App == "" || strings.HasPrefix(c.Name, "build-") {
+				continue
+			}
+			seen[c.Name] = true
+			prev, _ := d.crashes.Load(c.Name)
+			n, _ := prev.(int)
+			if c.Restarts <= n {
+				if c.Restarts < n {
+					d.crashes.Store(c.Name, c.Restarts) // reset after a long healthy run
+				}
+				continue
+			}
+			d.crashes.Store(c.Name, c.Restarts)
+			app, err := names.ParseApp(c.App)
+			if err != nil {
+				continue
+			}
+			d.event(ctx, app, "crash", "upscale", fmt.Sprintf("%s on %s exited with status %d; restarted by its agent (restart %d, with backoff)", c.Name, h.Name, c.LastExit, c.Restarts))
+		}
+	}
+	d.crashes.Range(func(k, _ any) bool {
+		if !seen[k.(string)] {
+			d.crashes.Delete(k)
+		}
+		return true
+	})
 }
 
 func truncate(s string, n int) string {

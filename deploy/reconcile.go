@@ -61,6 +61,7 @@ func (d *Deployer) Heal(ctx context.Context) error {
 		}
 	}
 	errs = append(errs, d.removeStrays(ctx, apps, hosts))
+	d.noteCrashes(ctx, hosts)
 	return errors.Join(errs...)
 }
 
