@@ -99,8 +99,14 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 					return
 				}
 				at, text, ok := hostagent.ParseStampedLine(raw)
-				if !ok { // an agent from before stamps: the time it came
+				if !ok {
+					// An agent from before stamps: the time it came, and
+					// no marker will tell its last lines from new ones.
 					at = time.Now().UTC()
+					if follow && !live {
+						live = true
+						historyDone(i)
+					}
 				}
 				l := logLine{at: at, source: i, text: text}
 				mu.Lock()

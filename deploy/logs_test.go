@@ -23,6 +23,7 @@ import (
 type logsBus struct {
 	history map[string][]hostagent.LogLine // by container
 	live    map[string][]hostagent.LogLine
+	bare    bool // an agent from before stamps: plain lines, no marker
 	mu      sync.Mutex
 	asked   []hostagent.LogsRequest
 }
@@ -40,7 +41,15 @@ func (b *logsBus) Call(ctx context.Context, subject string, req, _ any, progress
 		h = h[len(h)-r.Lines:]
 	}
 	for _, l := range h {
+		if b.bare {
+			progress(l.Text)
+			continue
+		}
 		progress(hostagent.StampLine(l.At, l.Text))
+	}
+	if b.bare && r.Follow {
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	if !r.Follow {
 		return nil
@@ -137,5 +146,41 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 	want = append(append([]string{}, want[1:]...), "2026-11-25T02:03:09.000Z web.2 acme-web-v1-bbb| b live")
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("app logs -f -n 2:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// An agent that does not stamp its lines still gets them shown at once,
+// with the time they came, also when following.
+func TestLogsFromAnOldAgent(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	st.CreateNamespace(ctx, "acme")
+	st.CreateApp(ctx, "acme", "web")
+	rel, _ := st.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"})
+	st.FinishBuild(ctx, "acme", "web", rel.Version, "a", strings.Repeat("d", 64), 1)
+	st.Activate(ctx, "acme", "web", rel.Version, []store.Instance{{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"}})
+	b := &logsBus{bare: true, history: map[string][]hostagent.LogLine{"acme-web-v1-aaa": {{Text: "old one"}}}}
+	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
+	fctx, cancel := context.WithCancel(ctx)
+	lines := make(chan string, 10)
+	done := make(chan error)
+	before := time.Now().UTC().Truncate(time.Millisecond)
+	go func() { done <- d.Logs(fctx, names.App{Namespace: "acme", Name: "web"}, 10, true, func(l string) { lines <- l }) }()
+	select {
+	case l := <-lines:
+		at, err := time.Parse(logTimeLayout, l[:len(logTimeLayout)])
+		if err != nil || at.Before(before) || !strings.HasSuffix(l, " web.1 acme-web-v1-aaa| old one") {
+			t.Errorf("line %q (%v), want the time it came and the prefix", l, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the line of an old agent was held back")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
 	}
 }

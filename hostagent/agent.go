@@ -130,6 +130,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MethodDrop:    a.drop,
 		MethodExec:    a.exec,
 	}
+	a.sweepOneOffs()
 	for method, h := range handlers {
 		stop, err := a.bus.Handle(Subject(a.cfg.Host, method), h)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -98,4 +99,25 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 		<-followed
 	}
 	return ExecReply{ExitCode: code}, nil
+}
+
+// execPrefix starts the name of every one-off container (the server names
+// them, see deploy.Exec).
+const execPrefix = "exec-"
+
+// sweepOneOffs destroys one-off containers a previous agent process left
+// behind (it died while they ran): nobody waits for their output any more,
+// and with no meta nothing else would ever remove them.
+func (a *Agent) sweepOneOffs() {
+	cs, err := a.rt.List()
+	if err != nil {
+		a.cfg.Log.Warn("listing containers for leftover one-off commands", "err", err)
+		return
+	}
+	for _, c := range cs {
+		if strings.HasPrefix(c.Name, execPrefix) && a.loadMeta(c.Name).App == "" {
+			a.cfg.Log.Info("removing a one-off container left by a previous agent", "name", c.Name)
+			a.remove(c.Name)
+		}
+	}
 }
