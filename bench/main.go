@@ -5,7 +5,7 @@
 // ratios and PASS/MISS against the goals; timing goals live here, never in
 // tests.
 //
-//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density]
+//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density,zerodowntime,rollback]
 //
 // The table goes to stdout, progress to stderr. The exit status is 0 when
 // every goal is met, 3 when one is missed, 1 when the bench itself failed.
@@ -65,6 +65,8 @@ var benchmarks = []benchmark{
 	{"start", benchStart},
 	{"router", benchRouter},
 	{"density", benchDensity},
+	{"zerodowntime", benchZeroDowntime},
+	{"rollback", benchRollback},
 }
 
 func benchmarkNames() string {

@@ -305,11 +305,20 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	// Hosts start their instances in parallel, each host one after the
+	// other: an app starting (Python importing, say) takes a core, and
+	// two at once on one host starve the instances still serving there.
+	turn := map[string]chan struct{}{}
 	for i, host := range hosts {
 		fresh[i] = store.Instance{Name: instanceName(app, typ, rel.Version), Process: typ, Namespace: app.Namespace, App: app.Name, Release: rel.Version, Host: host}
+		if turn[host] == nil {
+			turn[host] = make(chan struct{}, 1)
+		}
 		wg.Add(1)
 		go func(in *store.Instance) {
 			defer wg.Done()
+			turn[in.Host] <- struct{}{}
+			defer func() { <-turn[in.Host] }()
 			var reply hostagent.StartReply
 			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
 				Name: in.Name, App: app.String(), Release: rel.Version, Runtime: rt,
