@@ -315,10 +315,10 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 			turn[host] = make(chan struct{}, 1)
 		}
 		wg.Add(1)
-		go func(in *store.Instance) {
+		go func(in *store.Instance, turn chan struct{}) {
 			defer wg.Done()
-			turn[in.Host] <- struct{}{}
-			defer func() { <-turn[in.Host] }()
+			turn <- struct{}{}
+			defer func() { <-turn }()
 			var reply hostagent.StartReply
 			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
 				Name: in.Name, App: app.String(), Release: rel.Version, Runtime: rt,
@@ -333,7 +333,7 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 			mu.Lock()
 			timing.Start, timing.Health = max(timing.Start, reply.Start), max(timing.Health, reply.Health)
 			mu.Unlock()
-		}(&fresh[i])
+		}(&fresh[i], turn[host])
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -57,4 +58,35 @@ func TestNormalizeHostname(t *testing.T) {
 			t.Errorf("NormalizeHostname(%q) = %q, %v; want one line saying %q", tc.in, got, err, tc.why)
 		}
 	}
+}
+
+// FuzzNormalizeHostname covers hostnames from ssh command lines: what it
+// accepts is a lowercase DNS name the router takes, and normalizing it
+// again changes nothing.
+func FuzzNormalizeHostname(f *testing.F) {
+	for _, s := range []string{"www.example.com", "WWW.Example.COM.", "*.example.com", "a..b", "web.acme.upscale.localhost",
+		"xn--bcher-kva.example", "10.0.0.1", "bücher.example", "a-.b", strings.Repeat("a.", 130) + "com"} {
+		f.Add(s)
+	}
+	label := regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := NormalizeHostname(in, "upscale.localhost")
+		if err != nil {
+			if msg := err.Error(); strings.Contains(msg, "\n") || len(msg) > 400 {
+				t.Fatalf("error for %q is not one short line: %q", in, msg)
+			}
+			return
+		}
+		if len(out) > 253 || strings.Count(out, ".") < 1 || strings.HasSuffix(out, ".upscale.localhost") {
+			t.Fatalf("accepted %q as %q", in, out)
+		}
+		for _, l := range strings.Split(out, ".") {
+			if !label.MatchString(l) {
+				t.Fatalf("accepted %q as %q, label %q", in, out, l)
+			}
+		}
+		if again, err := NormalizeHostname(out, "upscale.localhost"); err != nil || again != out {
+			t.Fatalf("%q normalized to %q, then to %q, %v", in, out, again, err)
+		}
+	})
 }

@@ -169,7 +169,9 @@ func TestLogsFromAnOldAgent(t *testing.T) {
 	lines := make(chan string, 10)
 	done := make(chan error)
 	before := time.Now().UTC().Truncate(time.Millisecond)
-	go func() { done <- d.Logs(fctx, names.App{Namespace: "acme", Name: "web"}, 10, true, func(l string) { lines <- l }) }()
+	go func() {
+		done <- d.Logs(fctx, names.App{Namespace: "acme", Name: "web"}, 10, true, func(l string) { lines <- l })
+	}()
 	select {
 	case l := <-lines:
 		at, err := time.Parse(logTimeLayout, l[:len(logTimeLayout)])
