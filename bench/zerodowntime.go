@@ -162,7 +162,7 @@ func benchZeroDowntime(e *env) ([]row, []string) {
 		{name: "zerodowntime: latency p50, during redeploys vs steady state",
 			upscale: ms(percentile(duringLat, 50)), baseline: ms(percentile(bl, 50)),
 			ratio: ratio(percentile(duringLat, 50).Seconds(), percentile(bl, 50).Seconds()),
-			diff: signedMs(percentile(duringLat, 50) - percentile(bl, 50)), goal: "(report)"},
+			diff:  signedMs(percentile(duringLat, 50) - percentile(bl, 50)), goal: "(report)"},
 		{name: "zerodowntime: one redeploy (config set returns), p50",
 			upscale: ms(percentile(each, 50)), baseline: "-", ratio: "-", diff: "-", goal: "(report)"},
 	}
