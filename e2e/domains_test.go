@@ -34,7 +34,8 @@ func getHost(srv *rig.Server, host, path string) (int, string) {
 func TestDomains(t *testing.T) {
 	d := newDeployWorld(t)
 	const app, body, host = "acme/web", "domains\n", "www.example.test"
-	d.mustPush(t, rig.Repo(t, helloApp(t, "domains", "runtime: python\nhealth: /\n")), app)
+	repo := rig.Repo(t, helloApp(t, "domains", "runtime: python\nhealth: /\n"))
+	d.mustPush(t, repo, app)
 	d.mustServe(t, app, body)
 	if code, got := getHost(d.srv, host, "/"); code != 404 {
 		t.Fatalf("before domains add, %s answers %d %q, want 404", host, code, got)
@@ -117,6 +118,14 @@ func TestDomains(t *testing.T) {
 		}
 	})
 
+	t.Run("survives a deploy", func(t *testing.T) {
+		rig.Commit(t, repo, "two", helloApp(t, "domains two", "runtime: python\nhealth: /\n"))
+		d.mustPush(t, repo, app)
+		if code, got := getHost(d.srv, host, "/"); code != 200 || got != "domains two\n" {
+			t.Fatalf("after a deploy, Host %s: %d %q, want the new release", host, code, got)
+		}
+	})
+
 	t.Run("remove", func(t *testing.T) {
 		out := d.ssh(t, "domains", "remove", app, host)
 		if !strings.Contains(out, "Domain "+host+" removed from acme/web") {
@@ -126,7 +135,7 @@ func TestDomains(t *testing.T) {
 		if code != 404 || !strings.Contains(got, "No app at "+host) {
 			t.Errorf("after remove, Host %s: %d %q, want Upscale's 404 page", host, code, truncate(got, 200))
 		}
-		d.mustServe(t, app, body)
+		d.mustServe(t, app, "domains two\n")
 		_, errs, code2 := d.srv.SSH(d.key, "", "domains", "remove", app, host)
 		oneErrorLine(t, "removing it again", errs, code2, "app acme/web has no domain www.example.test")
 		// Free again: another app takes it.

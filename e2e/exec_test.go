@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -58,6 +59,19 @@ func TestExec(t *testing.T) {
 			t.Errorf("true: exit %d, stdout %q, stderr %q", code, out, errs)
 		}
 		d.waitNoExecContainers(t, "after commands ended")
+	})
+
+	t.Run("much output arrives whole and in order", func(t *testing.T) {
+		begin := time.Now()
+		out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "seq", "1", "20000")
+		var want strings.Builder
+		for i := 1; i <= 20000; i++ {
+			fmt.Fprintf(&want, "%d\n", i)
+		}
+		if code != 0 || out != want.String() {
+			t.Errorf("seq 1 20000: exit %d, %d bytes (want %d), stderr %q", code, len(out), want.Len(), errs)
+		}
+		t.Logf("20000 lines in %s", time.Since(begin).Round(time.Millisecond))
 	})
 
 	t.Run("command not found is 127", func(t *testing.T) {
