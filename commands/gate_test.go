@@ -235,6 +235,10 @@ func TestDeniedReadsLikeNotFound(t *testing.T) {
 		{"keys remove " + gus.Fingerprint, "keys remove SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
 		{"git-upload-pack acme/web.git", "git-upload-pack acme/nope.git"},
 		{"git-receive-pack acme/web.git", "git-receive-pack acme/nope.git"},
+		{"domains list acme/web", "domains list acme/nope"},
+		{"domains add acme/web www.example.com", "domains add acme/nope www.example.com"},
+		{"domains remove acme/web www.example.com", "domains remove acme/nope www.example.com"},
+		{"app exec acme/web -- ls", "app exec acme/nope -- ls"},
 	} {
 		key := "'" + newKeyLine(t, "z") + "'"
 		exists, _ := Split(strings.Replace(pair[0], "KEY", key, 1))
