@@ -5,7 +5,7 @@
 // ratios and PASS/MISS against the goals; timing goals live here, never in
 // tests.
 //
-//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density,zerodowntime,rollback]
+//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density,zerodowntime,rollback,scheduler,failover]
 //
 // The table goes to stdout, progress to stderr. The exit status is 0 when
 // every goal is met, 3 when one is missed, 1 when the bench itself failed.
@@ -67,6 +67,8 @@ var benchmarks = []benchmark{
 	{"density", benchDensity},
 	{"zerodowntime", benchZeroDowntime},
 	{"rollback", benchRollback},
+	{"scheduler", benchScheduler},
+	{"failover", benchFailover},
 }
 
 func benchmarkNames() string {

@@ -121,12 +121,21 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 		}
 	}
 	if len(lost) > 0 {
-		// Stop sending requests to the lost ones now; replacing them
-		// takes a few hundred milliseconds more.
+		// Their replacements start first and take over in the same
+		// router change that drops the lost ones: the router gives a
+		// removed server its in-flight requests for up to its drain
+		// timeout, which a dead host's never finish, and replacing them
+		// only after that would leave the app short for as long.
 		d.Log.Warn("instances lost", "app", app.String(), "instances", names2(lost))
-		if err := d.reroute(ctx, app, append(slices.Clone(keep), leaving...)); err != nil {
-			return err
+	}
+	// If no replacement can start, the lost ones still leave the router.
+	dropLost := func(err error) error {
+		if len(lost) > 0 {
+			if rerr := d.reroute(ctx, app, append(slices.Clone(keep), leaving...)); rerr != nil {
+				return errors.Join(err, rerr)
+			}
 		}
+		return err
 	}
 	sort.Slice(keep, func(i, j int) bool { return keep[i].CreatedAt.Before(keep[j].CreatedAt) })
 	// Lost instances on an up host (crashed) are removed now; those on a
@@ -154,7 +163,7 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 		case need > 0:
 			fresh, err := d.startInstances(ctx, app, rel, typ, need, have, func(string) {}, &Timing{})
 			if err != nil {
-				return fmt.Errorf("replacing %d %s instance(s): %w", need, typ, err)
+				return dropLost(fmt.Errorf("replacing %d %s instance(s): %w", need, typ, err))
 			}
 			d.Log.Info("instances started", "app", app.String(), "process", typ, "instances", names2(fresh))
 			have = append(have, fresh...)

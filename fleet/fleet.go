@@ -45,11 +45,16 @@ func New(log *slog.Logger) *Fleet {
 
 // Beat records a status. The host name comes from the subject the call
 // went to, never from the message.
-func (f *Fleet) Beat(host string, b hostagent.Beat) {
+func (f *Fleet) Beat(host string, b hostagent.Beat) { f.beat(host, b, f.now()) }
+
+// beat records a status asked for at asked: the host was alive then.
+func (f *Fleet) beat(host string, b hostagent.Beat, asked time.Time) {
 	b.Name = host
-	b.At = f.now()
+	b.At = asked
 	f.mu.Lock()
-	f.beats[host] = b
+	if old, ok := f.beats[host]; !ok || !old.At.After(asked) {
+		f.beats[host] = b
+	}
 	f.mu.Unlock()
 }
 
@@ -109,36 +114,83 @@ type Caller interface {
 // Watch reads the host records and asks every host for its status each
 // interval until ctx ends. Heartbeats are pulled rather than taken from a
 // subject: only the real agent of a host can answer a call to it.
+//
+// A host that does not answer never holds up the others, nor its own
+// verdict: each question runs on its own (one at a time per host), and a
+// host goes down exactly DownAfter after the last question it answered was
+// asked, not at the next interval.
 func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Context) ([]store.Host, error), interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	for {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var mu sync.Mutex
+	asking := map[string]bool{}
+	poll := func() {
 		if rs, err := records(ctx); err == nil {
 			f.SetRecords(rs)
 		} else if ctx.Err() == nil {
 			f.log.Warn("reading hosts", "err", err)
 		}
-		var wg sync.WaitGroup
 		for _, h := range f.Hosts() {
+			mu.Lock()
+			busy := asking[h.Name]
+			asking[h.Name] = true
+			mu.Unlock()
+			if busy {
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					delete(asking, h.Name)
+					mu.Unlock()
+				}()
+				asked := f.now()
 				cctx, cancel := context.WithTimeout(ctx, interval*2)
 				defer cancel()
 				var b hostagent.Beat
 				if err := bus.Call(cctx, hostagent.Subject(h.Name, hostagent.MethodStatus), struct{}{}, &b, nil); err == nil {
-					f.Beat(h.Name, b)
+					f.beat(h.Name, b, asked)
 				}
 			}()
 		}
-		wg.Wait()
+	}
+	poll()
+	for {
 		f.report()
+		wake := time.NewTimer(f.untilSilent(interval))
 		select {
 		case <-ctx.Done():
+			wake.Stop()
 			return
 		case <-tick.C:
+			wake.Stop()
+			poll()
+		case <-wake.C:
 		}
 	}
+}
+
+// untilSilent is how long until the next up host has been silent for
+// DownAfter, at most max.
+func (f *Fleet) untilSilent(max time.Duration) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	next := max
+	for name := range f.records {
+		b, ok := f.beats[name]
+		if !ok {
+			continue
+		}
+		if d := b.At.Add(DownAfter).Sub(now); d >= 0 && d < next {
+			next = d + time.Millisecond
+		}
+	}
+	return next
 }
 
 // report logs hosts going up or down and tells OnChange.
@@ -159,4 +211,44 @@ func (f *Fleet) report() {
 			f.OnChange(h)
 		}
 	}
+}
+
+// Tracked wraps st so that the fleet sees host records change at once:
+// a weight set or a drain started takes effect on the very next placement,
+// not a heartbeat later.
+func (f *Fleet) Tracked(st store.Store) store.Store { return trackedStore{Store: st, f: f} }
+
+type trackedStore struct {
+	store.Store
+	f *Fleet
+}
+
+func (s trackedStore) refresh(ctx context.Context) {
+	if rs, err := s.Store.ListHosts(context.WithoutCancel(ctx)); err == nil {
+		s.f.SetRecords(rs)
+	}
+}
+
+func (s trackedStore) AddHost(ctx context.Context, h store.Host) (store.Host, error) {
+	got, err := s.Store.AddHost(ctx, h)
+	s.refresh(ctx)
+	return got, err
+}
+
+func (s trackedStore) SetHostWeight(ctx context.Context, name string, weight int) error {
+	err := s.Store.SetHostWeight(ctx, name, weight)
+	s.refresh(ctx)
+	return err
+}
+
+func (s trackedStore) SetHostState(ctx context.Context, name string, state store.HostState) error {
+	err := s.Store.SetHostState(ctx, name, state)
+	s.refresh(ctx)
+	return err
+}
+
+func (s trackedStore) RemoveHost(ctx context.Context, name string) error {
+	err := s.Store.RemoveHost(ctx, name)
+	s.refresh(ctx)
+	return err
 }

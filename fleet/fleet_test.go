@@ -1,7 +1,10 @@
 package fleet
 
 import (
+	"context"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,5 +48,47 @@ func TestHostsGoDownWhenSilent(t *testing.T) {
 	}
 	if len(changes) != 3 || changes[2] != "h2=down" {
 		t.Fatalf("changes %v", changes)
+	}
+}
+
+// hangingBus answers status calls for "fast" at once and never for
+// "stuck" (until the call's context ends).
+type hangingBus struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (b *hangingBus) Call(ctx context.Context, subject string, _, resp any, _ func(string)) error {
+	b.mu.Lock()
+	b.calls[subject]++
+	b.mu.Unlock()
+	if strings.Contains(subject, "stuck") {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func TestWatchIsNotHeldUpBySilentHosts(t *testing.T) {
+	f := New(slog.New(slog.DiscardHandler))
+	bus := &hangingBus{calls: map[string]int{}}
+	records := func(context.Context) ([]store.Host, error) {
+		return []store.Host{{Name: "fast"}, {Name: "stuck"}}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	f.Watch(ctx, bus, records, 50*time.Millisecond)
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	fast := bus.calls[hostagent.Subject("fast", hostagent.MethodStatus)]
+	stuck := bus.calls[hostagent.Subject("stuck", hostagent.MethodStatus)]
+	// Every 50 ms for fast; stuck is asked again only once its question
+	// timed out (100 ms).
+	if fast < 9 || stuck > 7 {
+		t.Errorf("in 600 ms: %d questions to the answering host (want about 12), %d to the silent one (want at most 6)", fast, stuck)
+	}
+	up := f.Up()
+	if len(up) != 1 || up[0].Name != "fast" {
+		t.Errorf("up = %+v, want fast only", up)
 	}
 }

@@ -41,18 +41,53 @@ func Place(r Request, hosts []Host) ([]string, error) {
 	if len(hosts) == 0 {
 		return nil, ErrNoHosts
 	}
-	q := make(queue, 0, len(hosts))
+	// One allocation for every slot: Place runs for each container of a
+	// deploy over every host.
+	slots := make([]slot, 0, len(hosts))
 	for _, h := range hosts {
 		if h.MemFree < r.Memory {
 			continue
 		}
-		q = append(q, &slot{host: h, app: r.Existing[h.Name], load: h.Containers, free: h.MemFree})
+		w := float64(h.Weight)
+		if h.Weight <= 0 {
+			w = 1
+		}
+		app := 0
+		if len(r.Existing) > 0 {
+			app = r.Existing[h.Name]
+		}
+		slots = append(slots, slot{host: h, app: app, load: h.Containers, free: h.MemFree, w: w})
+	}
+	out := make([]string, 0, r.N)
+	if r.N <= linearMax {
+		// A few containers (the usual deploy): a scan per container
+		// beats building a heap of every host.
+		for len(out) < r.N {
+			best := -1
+			for i := range slots {
+				if slots[i].free >= r.Memory && (best < 0 || less(&slots[i], &slots[best])) {
+					best = i
+				}
+			}
+			if best < 0 {
+				return nil, noRoom(r, len(out))
+			}
+			s := &slots[best]
+			out = append(out, s.host.Name)
+			s.app++
+			s.load++
+			s.free -= r.Memory
+		}
+		return out, nil
+	}
+	q := make(queue, len(slots))
+	for i := range slots {
+		q[i] = &slots[i]
 	}
 	heap.Init(&q)
-	out := make([]string, 0, r.N)
 	for len(out) < r.N {
 		if len(q) == 0 {
-			return nil, fmt.Errorf("%w: %d more container(s) of %d MiB would not fit on any up host", ErrNoCapacity, r.N-len(out), r.Memory>>20)
+			return nil, noRoom(r, len(out))
 		}
 		s := q[0]
 		out = append(out, s.host.Name)
@@ -73,24 +108,30 @@ type slot struct {
 	app  int // this app's instances on it, placed ones included
 	load int // all containers on it, placed ones included
 	free uint64
-}
-
-func (s *slot) weight() float64 {
-	if s.host.Weight <= 0 {
-		return 1
-	}
-	return float64(s.host.Weight)
+	w    float64 // the weight, 1 when unset
 }
 
 type queue []*slot
 
 func (q queue) Len() int { return len(q) }
-func (q queue) Less(i, j int) bool {
-	a, b := q[i], q[j]
+
+// linearMax is the most containers Place places with a scan per container
+// rather than a heap.
+const linearMax = 8
+
+func noRoom(r Request, placed int) error {
+	return fmt.Errorf("%w: %d more container(s) of %d MiB would not fit on any up host", ErrNoCapacity, r.N-placed, r.Memory>>20)
+}
+
+func (q queue) Less(i, j int) bool { return less(q[i], q[j]) }
+
+// less orders hosts for the next container: fewer of this app's instances,
+// then less load for its weight, then more free memory, then by name.
+func less(a, b *slot) bool {
 	if a.app != b.app {
 		return a.app < b.app
 	}
-	la, lb := float64(a.load)/a.weight(), float64(b.load)/b.weight()
+	la, lb := float64(a.load)/a.w, float64(b.load)/b.w
 	if la != lb {
 		return la < lb
 	}

@@ -2,7 +2,10 @@ package scheduler
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
+	"sort"
 	"testing"
 )
 
@@ -66,6 +69,56 @@ func BenchmarkPlace(b *testing.B) {
 	for b.Loop() {
 		if _, err := Place(Request{N: 10000, Memory: 256 << 20}, hosts); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// naive is Place's rule the slow, obvious way: sort every host for each
+// container.
+func naive(r Request, hosts []Host) []string {
+	s := make([]slot, 0, len(hosts))
+	for _, h := range hosts {
+		w := float64(h.Weight)
+		if h.Weight <= 0 {
+			w = 1
+		}
+		s = append(s, slot{host: h, app: r.Existing[h.Name], load: h.Containers, free: h.MemFree, w: w})
+	}
+	var out []string
+	for len(out) < r.N {
+		sort.Slice(s, func(i, j int) bool { return less(&s[i], &s[j]) })
+		i := 0
+		for i < len(s) && s[i].free < r.Memory {
+			i++
+		}
+		if i == len(s) {
+			return nil
+		}
+		out = append(out, s[i].host.Name)
+		s[i].app++
+		s[i].load++
+		s[i].free -= r.Memory
+	}
+	return out
+}
+
+// Both ways Place works (a scan for a few containers, a heap for many)
+// choose what sorting every host for each container would.
+func TestPlaceMatchesNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 2))
+	for range 300 {
+		hosts := make([]Host, 1+rng.IntN(30))
+		for i := range hosts {
+			hosts[i] = Host{Name: fmt.Sprintf("h%02d", i), Weight: rng.IntN(4), MemFree: uint64(rng.IntN(8)) * gib, Containers: rng.IntN(6)}
+		}
+		r := Request{N: 1 + rng.IntN(40), Memory: uint64(rng.IntN(2)) * gib / 2, Existing: map[string]int{}}
+		for range rng.IntN(4) {
+			r.Existing[hosts[rng.IntN(len(hosts))].Name]++
+		}
+		got, err := Place(r, hosts)
+		want := naive(r, hosts)
+		if (err != nil) != (want == nil) || !slices.Equal(got, want) {
+			t.Fatalf("Place(%+v, %+v) = %v, %v; want %v", r, hosts, got, err, want)
 		}
 	}
 }

@@ -140,8 +140,10 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 
+	// Host record changes (weights, drains) reach the fleet at once.
+	tracked := hosts.Tracked(st)
 	deployer := &deploy.Deployer{
-		Store: st, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
+		Store: tracked, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 	}
@@ -152,7 +154,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	env.Lifecycle = deployer
 	env.Hosts = hosts.Hosts
 	ops := &hostops.Ops{
-		Store: st, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,
+		Store: tracked, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,
 		SSH: net.JoinHostPort(so.Advertise, port(opts.Listen)), AutoRebalance: so.AutoRebalance,
 		EC2Endpoint: so.EC2Endpoint, Log: log,
 	}
@@ -161,6 +163,15 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	}
 	env.HostOps = ops
 	hosts.OnChange = func(h fleet.Host) {
+		if !h.Up {
+			// Its instances leave the router and are replaced now, not
+			// at the next healing pass.
+			go func() {
+				if err := deployer.Heal(wctx); err != nil && wctx.Err() == nil {
+					log.Warn("healing", "err", err)
+				}
+			}()
+		}
 		if h.Up {
 			if err := hostops.Route(h.Record); err != nil {
 				log.Warn("routing a host's containers", "host", h.Name, "err", err)

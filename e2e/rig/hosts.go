@@ -114,6 +114,10 @@ func NewHostNetwork(t TB) *HostNetwork {
 		Subnets: fmt.Sprintf("10.%d.0.0/16", 160+int(b[1])%40),
 	}
 	n.Advertise = n.Base + ".253"
+	// Nothing for the hosts' containers ever leaves for the real network:
+	// a host's own /24 route is more specific.
+	mustRun(t, "ip", "route", "add", "unreachable", n.Subnets)
+	t.Cleanup(func() { exec.Command("ip", "route", "del", "unreachable", n.Subnets).Run() })
 	// On lo: local delivery works whatever happens to the hosts' links.
 	mustRun(t, "ip", "addr", "add", n.Advertise+"/32", "dev", "lo")
 	t.Cleanup(func() { exec.Command("ip", "addr", "del", n.Advertise+"/32", "dev", "lo").Run() })
@@ -323,7 +327,9 @@ func (h *HostNet) Cut() error {
 	for _, pid := range h.AgentPIDs() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	if out, err := exec.Command("ip", "link", "set", h.RootLink, "down").CombinedOutput(); err != nil {
+	// The host's end: packets to it are lost, as with a dead machine (the
+	// root namespace keeps its route, its end just has no carrier).
+	if out, err := exec.Command("ip", "-n", h.NS, "link", "set", h.nsLink(), "down").CombinedOutput(); err != nil {
 		return fmt.Errorf("link down: %v: %s", err, out)
 	}
 	running, err := h.Running()
@@ -343,13 +349,11 @@ func (h *HostNet) Cut() error {
 // started again by a fresh supervised loop (as a reboot would), with the
 // containers it had still defined (stopped).
 func (h *HostNet) Restore() error {
-	if out, err := exec.Command("ip", "link", "set", h.RootLink, "up").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "-n", h.NS, "link", "set", h.nsLink(), "up").CombinedOutput(); err != nil {
 		return fmt.Errorf("link up: %v: %s", err, out)
 	}
-	// A downed link took the route to the host's containers with it.
-	if sub := h.Subnet(); sub != "" {
-		exec.Command("ip", "route", "replace", sub, "via", h.IP).Run()
-	}
+	// Its default route went with the link.
+	exec.Command("ip", "-n", h.NS, "route", "replace", "default", "via", h.RootIP).Run()
 	os.Remove(filepath.Join(h.AgentDir, "supervisor.pid"))
 	cmd := h.Command("setsid", "sh", filepath.Join(h.AgentDir, "supervise.sh"))
 	if err := cmd.Start(); err != nil {
@@ -372,6 +376,8 @@ func (h *HostNet) Subnet() string {
 	}
 	return string(m[1])
 }
+
+func (h *HostNet) nsLink() string { return "upsh" + h.ID + "n" }
 
 func (h *HostNet) pids() []int {
 	out, err := exec.Command("ip", "netns", "pids", h.NS).Output()
