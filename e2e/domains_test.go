@@ -69,6 +69,12 @@ func TestDomains(t *testing.T) {
 		_, errs, code := d.srv.SSH(d.key, "", "domains", "add", "acme/api", host)
 		oneErrorLine(t, "admin adding a taken domain", errs, code, "domain www.example.test is already in use by acme/web")
 
+		// A member of the namespace that has it may know which app.
+		alice := rig.NewKey(t, "alice")
+		mustSSH(t, d.srv, d.key, "", "keys", "add", "--namespace", "acme", "--name", "alice", "--public", alice.Public)
+		_, errs, code = d.srv.SSH(alice, "", "domains", "add", "acme/api", host)
+		oneErrorLine(t, "a member adding the namespace's taken domain", errs, code, "domain www.example.test is already in use by acme/web")
+
 		// A member of another namespace learns it is taken, not by whom.
 		mustSSH(t, d.srv, d.key, "", "namespace", "create", "beta")
 		mustSSH(t, d.srv, d.key, "", "app", "create", "beta/site")
