@@ -24,6 +24,7 @@ var lifecycleTests = []struct {
 	{"Domains", testDomains},
 	{"ListDomains", testListDomains},
 	{"ConcurrentAddDomain", testConcurrentAddDomain},
+	{"ConcurrentSetConfig", testConcurrentSetConfig},
 	{"Events", testEvents},
 	{"DeleteAppLifecycle", testDeleteAppLifecycle},
 }
@@ -342,6 +343,32 @@ func testConcurrentAddDomain(t *testing.T, s store.Store) {
 			t.Errorf("call %d: %q does not name %s", i, err, owner)
 		}
 	}
+}
+
+// testConcurrentSetConfig: writers of different vars of one app lose none
+// of each other's, and each sees its own change in what it gets back.
+func testConcurrentSetConfig(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	seed(t, s)
+	must(s.SetConfig(ctx, "acme", "web", map[string]string{"GONE": "x"}, nil))(t)
+	const n = 10
+	got := make([]map[string]string, n)
+	errs := race(n, func(i int) (err error) {
+		got[i], err = s.SetConfig(ctx, "acme", "web", map[string]string{fmt.Sprintf("VAR_%d", i): fmt.Sprint(i)}, []string{"GONE"})
+		return err
+	})
+	want := map[string]string{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		name := fmt.Sprintf("VAR_%d", i)
+		if got[i][name] != fmt.Sprint(i) || got[i]["GONE"] != "" {
+			t.Errorf("call %d got back %v, want its own %s and no GONE", i, got[i], name)
+		}
+		want[name] = fmt.Sprint(i)
+	}
+	equal(t, "config after concurrent sets", must(s.GetConfig(ctx, "acme", "web"))(t), want)
 }
 
 func eventKinds(list []store.Event) []string {
