@@ -19,7 +19,7 @@ import (
 type EC2Config struct {
 	Region         string
 	InstanceType   string   // default DefaultInstanceType
-	AMI            string   // required (a Debian 12 AMI)
+	AMI            string   // a Debian 12 AMI; required by Create
 	Subnet         string   // optional subnet id
 	KeyName        string   // optional key pair
 	SecurityGroups []string // ids (sg-...) or, in a default VPC, names
@@ -48,11 +48,9 @@ type EC2 struct {
 }
 
 // NewEC2 builds a client from the standard AWS configuration with cfg's
-// overrides. It does not call AWS.
+// overrides. It does not call AWS. Only Create needs cfg.AMI: terminating
+// an instance (hosts destroy) does not.
 func NewEC2(ctx context.Context, cfg EC2Config) (*EC2, error) {
-	if cfg.AMI == "" {
-		return nil, errors.New("EC2: an AMI is required (a Debian 12 image id)")
-	}
 	if cfg.InstanceType == "" {
 		cfg.InstanceType = DefaultInstanceType
 	}
@@ -120,6 +118,9 @@ func apiCode(err error) string {
 // running (ctx ends, the instance dies, EC2 fails), the instance is
 // terminated and the error says so; id is still returned for the record.
 func (e *EC2) Create(ctx context.Context, host, userData string) (id, privateIP string, err error) {
+	if e.cfg.AMI == "" {
+		return "", "", errors.New("EC2: an AMI is required (a Debian 12 image id)")
+	}
 	if len(userData) > MaxUserData {
 		return "", "", fmt.Errorf("EC2 RunInstances: the user data is %d bytes; EC2 takes at most %d", len(userData), MaxUserData)
 	}

@@ -230,7 +230,7 @@ func TestEC2InstanceDiesWhilePending(t *testing.T) {
 	}
 }
 
-func TestNewEC2NeedsAMIAndRegion(t *testing.T) {
+func TestNewEC2NeedsRegionCreateNeedsAMI(t *testing.T) {
 	srv := ec2test.New(ec2test.Config{})
 	defer srv.Close()
 	dir := t.TempDir()
@@ -238,8 +238,16 @@ func TestNewEC2NeedsAMIAndRegion(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
 	t.Setenv("AWS_REGION", "")
 	t.Setenv("AWS_DEFAULT_REGION", "")
-	if _, err := cloud.NewEC2(context.Background(), cloud.EC2Config{Region: "us-east-1"}); err == nil || err.Error() != "EC2: an AMI is required (a Debian 12 image id)" {
-		t.Errorf("no AMI: %v", err)
+	// Terminating needs no AMI (hosts destroy has none); creating does.
+	e, err := cloud.NewEC2(context.Background(), cloud.EC2Config{Region: "us-east-1", Endpoint: srv.URL})
+	if err != nil {
+		t.Fatalf("no AMI: %v", err)
+	}
+	if _, _, err := e.Create(context.Background(), "h1", "#!/bin/sh\n"); err == nil || err.Error() != "EC2: an AMI is required (a Debian 12 image id)" {
+		t.Errorf("Create without an AMI: %v", err)
+	}
+	if n := len(srv.Requests()); n != 0 {
+		t.Errorf("Create without an AMI called EC2 %d times", n)
 	}
 	if _, err := cloud.NewEC2(context.Background(), cloud.EC2Config{AMI: "ami-1"}); err == nil || err.Error() != "EC2: no region: give one or set AWS_REGION" {
 		t.Errorf("no region: %v", err)

@@ -362,11 +362,13 @@ func (o *Ops) Destroy(ctx context.Context, name string, out func(string)) error 
 	if h.Provider != "ec2" {
 		return fmt.Errorf("host %s was added over SSH, not created on EC2: remove it with hosts remove %s", name, name)
 	}
-	if err := o.Remove(ctx, name, out); err != nil {
-		return err
-	}
+	// The client first: a host removed whose instance cannot then be
+	// terminated would be forgotten while it still costs money.
 	e, err := cloud.NewEC2(ctx, cloud.EC2Config{Region: h.Region, Endpoint: o.EC2Endpoint})
 	if err != nil {
+		return err
+	}
+	if err := o.Remove(ctx, name, out); err != nil {
 		return err
 	}
 	if err := e.Terminate(ctx, h.InstanceID); err != nil {

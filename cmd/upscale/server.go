@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/commands"
@@ -188,6 +189,8 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err != nil {
 		return err
 	}
+	// EC2 hosts pin it to fetch their agent (hosts create).
+	ops.HostKey = strings.TrimSpace(string(gossh.MarshalAuthorizedKey(hostKey.PublicKey())))
 	sock := filepath.Join(opts.Data, "run", "hook.sock")
 	hookLn, err := listenUnix(sock, opts.Data)
 	if err != nil {

@@ -101,7 +101,11 @@ type HostNetwork struct {
 	Advertise string // the server's address as the hosts reach it
 	// Subnets is the range host container subnets come from (--host-subnets).
 	Subnets string
-	next    int
+	// ServerSSH makes StartForHosts's server listen for SSH on every
+	// address, so that hosts reach it too (EC2 hosts fetch their agent
+	// over it), not only 127.0.0.1.
+	ServerSSH bool
+	next      int
 }
 
 // NewHostNetwork picks random ranges and sets up the advertised address.
@@ -130,16 +134,20 @@ func NewHostNetwork(t TB) *HostNetwork {
 func StartForHosts(t TB, bin string, n *HostNetwork, extra ...string) *Server {
 	t.Helper()
 	s := &Server{Bin: bin, Data: dataDir(t), t: t}
-	// The containers' root (host uid 100000) never needs the server's
-	// data, but hosts add reads the agent next to bin.
 	s.HTTPPort = FreePort(t)
-	s.Args = append([]string{
+	var listen []string
+	if n.ServerSSH {
+		s.Port = FreePort(t)
+		listen = []string{"--listen", fmt.Sprintf("0.0.0.0:%d", s.Port)}
+	}
+	s.Args = append(listen, []string{
 		"--agent", "none",
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.HTTPPort),
 		"--bus-listen", fmt.Sprintf("0.0.0.0:%d", FreePort(t)),
 		"--advertise", n.Advertise,
 		"--host-subnets", n.Subnets,
-	}, extra...)
+	}...)
+	s.Args = append(s.Args, extra...)
 	t.Cleanup(func() {
 		s.Stop()
 		haltRouter(s)

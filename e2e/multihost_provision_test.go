@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upscalehq/upscale/cloud"
+	"github.com/upscalehq/upscale/cloud/ec2test"
+	"github.com/upscalehq/upscale/e2e/rig"
+)
+
+// The README's operator section, followed against a second host that is a
+// network namespace with its own sshd: the server runs its own agent and
+// advertises its bus, an admin adds the host over ssh as a user with
+// passwordless sudo (the key on stdin), hosts list shows both, and
+// instances: 2 puts one instance on each.
+func TestMultiHostReadme(t *testing.T) {
+	net := rig.NewHostNetwork(t)
+	users := rig.NewHostUsers(t)
+	// make run ARGS="--bus-listen 0.0.0.0:4222 --advertise 10.0.0.5"
+	srv := rig.StartWithAgent(t, bin, "--bus-listen", fmt.Sprintf("0.0.0.0:%d", rig.FreePort(t)), "--advertise", net.Advertise,
+		"--host-subnets", net.Subnets)
+	d := &deployWorld{srv: srv, key: rig.NewKey(t, "admin")}
+	mustLocal(t, srv, "keys", "add", "--admin", "--name", "me", "--public", d.key.Public)
+	h := rig.NewHostNet(t, net, users)
+	identity, err := os.ReadFile(users.Key.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ssh -p 2222 upscale@10.0.0.5 hosts add --host 10.0.0.231 -u admin -i - < ~/.ssh/id_ed25519
+	out := mustSSH(t, srv, d.key, string(identity), "hosts", "add", "--host", h.IP, "-u", users.Sudo, "-i", "-", "--dir", h.AgentDir)
+	name := "h" + strings.ReplaceAll(h.IP, ".", "-")
+	mustHave(t, out, "root via sudo", "=====> Host "+name+" is up:")
+	// ssh -p 2222 upscale@10.0.0.5 hosts list
+	list := d.ssh(t, "hosts", "list")
+	lines := strings.Split(strings.TrimSpace(list), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "HOST") {
+		t.Fatalf("hosts list:\n%s\nwant a header and two hosts", list)
+	}
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) < 3 || f[2] != "up" {
+			t.Errorf("hosts list row %q: want the host up", l)
+		}
+	}
+	if !strings.Contains(list, name+" ") || !strings.Contains(list, h.IP) {
+		t.Errorf("hosts list lacks %s at %s:\n%s", name, h.IP, list)
+	}
+	// From then on instances: 2 puts the two instances on two hosts.
+	d.ssh(t, "namespace", "create", "acme")
+	d.ssh(t, "app", "create", "acme/web")
+	d.mustPush(t, rig.Repo(t, multiHostApp(t, "web", "runtime: python\ninstances: 2\nmemory: 128M\n")), "acme/web")
+	where := map[string]string{}
+	for _, p := range d.ps(t, "acme/web") {
+		where[p.Host] = p.Name
+	}
+	if len(where) != 2 || where[name] == "" {
+		t.Fatalf("acme/web runs on %v, want one instance here and one on %s", where, name)
+	}
+	seen := map[string]bool{}
+	for range 30 {
+		code, body := d.get("acme/web")
+		if code != 200 {
+			t.Fatalf("acme/web answered %d %q", code, body)
+		}
+		seen[body] = true
+	}
+	if !seen["web "+where[name]+"\n"] || len(seen) != 2 {
+		t.Errorf("acme/web answered %v; want both instances, %s's included", seen, name)
+	}
+}
+
+// hosts create --provider ec2 end to end: the EC2 stand-in plays AWS and
+// cloud-init (its OnRun runs the instance's user data inside a network
+// namespace), the user data fetches the agent over the server's real SSH
+// with its one-time key, installs and starts it, and the host comes up
+// and runs an app; destroy terminates the instance and its agent stops.
+func TestMultiHostEC2Create(t *testing.T) {
+	net := rig.NewHostNetwork(t)
+	net.ServerSSH = true
+	users := rig.NewHostUsers(t)
+	h := rig.NewHostNet(t, net, users)
+	var mu sync.Mutex
+	var bootLog string
+	ec2 := ec2test.New(ec2test.Config{
+		Images:    []string{"ami-0debian12"},
+		PrivateIP: func(string) string { return h.IP },
+		OnRun: func(id string, userData []byte) {
+			// The install goes under the test's directory, not /opt.
+			script := strings.ReplaceAll(string(userData), cloud.DefaultDir, h.AgentDir)
+			cmd := h.Command("sh", "-c", script)
+			cmd.Env = append(os.Environ(), "UPSCALE_BOOTSTRAP_TRIES=5", "UPSCALE_BOOTSTRAP_WAIT=1",
+				"UPSCALE_SYSTEMD_ROOT=/nonexistent-upscale-systemd")
+			out, err := cmd.CombinedOutput()
+			mu.Lock()
+			bootLog = fmt.Sprintf("%s\n(exit: %v)", out, err)
+			mu.Unlock()
+		},
+	})
+	t.Cleanup(ec2.Close)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIAUPSCALEE2E")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "e2e-secret")
+	srv := rig.StartForHosts(t, bin, net, "--ec2-endpoint", ec2.URL)
+	d := &deployWorld{srv: srv, key: rig.NewKey(t, "admin")}
+	mustLocal(t, srv, "keys", "add", "--admin", "--name", "admin", "--public", d.key.Public)
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("user data run:\n%s\nagent log:\n%s\nserver log:\n%s", bootLog, h.AgentLog(), tail(srv.Log(), 30))
+			mu.Unlock()
+		}
+	})
+
+	out, errs, code := srv.SSH(d.key, "", "hosts", "create", "--provider", "ec2", "--ami", "ami-0debian12", "--region", "eu-west-3", "--name", "ec2-a")
+	if code != 0 {
+		t.Fatalf("hosts create: exit %d: %s\n%s", code, errs, out)
+	}
+	mustHave(t, out, "-----> Starting an EC2 instance for ec2-a (t3.small, ami-0debian12)",
+		"running at "+h.IP+"; it installs its agent now", "-----> Waiting for ec2-a to come up", "=====> Host ec2-a is up:")
+	insts := ec2.Instances()
+	if len(insts) != 1 || insts[0].State != "running" || insts[0].Tags["upscale:host"] != "ec2-a" {
+		t.Fatalf("the stand-in has %+v, want one running instance tagged upscale:host=ec2-a", insts)
+	}
+	mu.Lock()
+	boot := bootLog
+	mu.Unlock()
+	mustHave(t, boot, "-----> Fetching the agent from "+net.Advertise, "-----> Agent started for host ec2-a")
+	if keys := d.ssh(t, "keys", "list"); strings.Contains(keys, "bootstrap-ec2-a") {
+		t.Errorf("the one-time bootstrap key outlived the boot:\n%s", keys)
+	}
+	// The instance's key no longer fetches anything.
+	if rows := hostRows(t, d); len(rows) != 1 || rows[0].Name != "ec2-a" || rows[0].State != "up" || rows[0].Address != h.IP {
+		t.Fatalf("hosts list: %+v, want ec2-a up at %s", rows, h.IP)
+	}
+
+	d.ssh(t, "namespace", "create", "acme")
+	d.ssh(t, "app", "create", "acme/web")
+	d.mustPush(t, rig.Repo(t, multiHostApp(t, "web", "runtime: python\nmemory: 128M\n")), "acme/web")
+	ps := d.ps(t, "acme/web")
+	if len(ps) != 1 || ps[0].Host != "ec2-a" {
+		t.Fatalf("acme/web runs %+v, want its instance on ec2-a", ps)
+	}
+	d.mustServe(t, "acme/web", "web "+ps[0].Name+"\n")
+
+	// destroy refuses a host that still runs instances, then, drained,
+	// terminates it.
+	_, errs, code = srv.SSH(d.key, "", "hosts", "destroy", "ec2-a")
+	if want := "error: host ec2-a still runs instances; move them first with hosts drain ec2-a\n"; code == 0 || errs != want {
+		t.Errorf("destroy of a busy host: exit %d, stderr %q, want %q", code, errs, want)
+	}
+	d.ssh(t, "hosts", "drain", "--force", "ec2-a")
+	out = d.ssh(t, "hosts", "destroy", "ec2-a")
+	mustHave(t, out, "=====> Host ec2-a removed; its agent stops", "=====> Instance "+insts[0].ID+" terminated")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		inst, _ := ec2.Instance(insts[0].ID)
+		if (inst.State == "terminated" || inst.State == "shutting-down") && len(h.AgentPIDs()) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after destroy: instance %s, agents %v", inst.State, h.AgentPIDs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustHave(t, h.AgentLog(), "upscale-agent exited 3 (credentials revoked): not restarting")
+}
+
+func hostRows(t *testing.T, d *deployWorld) []rig.HostRow {
+	t.Helper()
+	rows, err := rig.ParseHosts(d.ssh(t, "hosts", "list", "--format", "json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
