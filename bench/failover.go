@@ -25,9 +25,9 @@ import (
 // same run). Goals: detection <= 5 s, replacement <= 10 s, failures < 1%.
 func benchFailover(e *env) ([]row, []string) {
 	const rate = 100
-	baseSecs, maxWindow := 10*time.Second, 30*time.Second
+	baseFor, maxWindow := 10*time.Second, 30*time.Second
 	if e.quick {
-		baseSecs = 5 * time.Second
+		baseFor = 5 * time.Second
 	}
 	progress("failover: starting a server and three hosts (network namespaces with sshd)")
 	net := rig.NewHostNetwork(e.t)
@@ -78,9 +78,9 @@ func benchFailover(e *env) ([]row, []string) {
 		e.t.Fatalf("the app runs %+v, want 2 instances on 2 hosts", before)
 	}
 
-	progress("failover: baseline, %d req/s for %s with every host up", rate, baseSecs)
+	progress("failover: baseline, %d req/s for %s with every host up", rate, baseFor)
 	base := startFailoverLoad(srv, "fo.bench.upscale.localhost", rate)
-	time.Sleep(baseSecs)
+	time.Sleep(baseFor)
 	baseRes := base.stop()
 
 	victim := before[0]
@@ -156,7 +156,7 @@ func benchFailover(e *env) ([]row, []string) {
 	}
 	notes := []string{fmt.Sprintf("failover: 3 hosts = network namespaces with sshd, agents installed by hosts add; the cut kills %s's agent, stops its containers and downs its link; "+
 		"the window runs from the cut to 5 s after the replacement answered; the baseline is the same load for %s before, with every host up; first failures: %s",
-		victim.Host, baseSecs, foFirstFailures(window, 3))}
+		victim.Host, baseFor, foFirstFailures(window, 3))}
 	return rows, notes
 }
 

@@ -261,15 +261,6 @@ func (w *hostsWorld) dumpOnFailure(t *testing.T) {
 	})
 }
 
-func hostOf(placement map[string][]string, instance string) string {
-	for h, list := range placement {
-		if slices.Contains(list, instance) {
-			return h
-		}
-	}
-	return ""
-}
-
 func keysOf(m map[string][]string) []string {
 	var out []string
 	for k := range m {
