@@ -204,3 +204,46 @@ func TestRollbackSkipsFailed(t *testing.T) {
 		t.Fatalf("events %v", kinds)
 	}
 }
+
+// Healing replaces a lost worker with a worker, and keeps each type's
+// count.
+func TestHealPerProcessType(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	hs := &hostSet{}
+	hs.set("h1", true, store.HostActive)
+	r.d.Hosts = hs
+	spec := &appspec.Spec{Runtime: "python", Instances: 1, Processes: map[string]string{"web": "", "worker": "python3 worker.py"}}
+	if _, _, err := r.d.Push(ctx, r.app, r.src, spec, "alice", discard); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	var web store.Instance
+	for _, in := range ins {
+		if IsWeb(in) {
+			web = in
+		}
+	}
+	// The host's status, a minute on, lists the web instance only.
+	hs.set("h1", true, store.HostActive, hostagent.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
+	hs.hosts[0].At = time.Now().Add(time.Minute)
+	if err := r.d.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	var types []string
+	for _, in := range now {
+		types = append(types, processOf(in))
+	}
+	slices.Sort(types)
+	if strings.Join(types, " ") != "web worker" || !slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == web.Name }) {
+		t.Fatalf("after healing a lost worker: %+v", now)
+	}
+	last := r.bus.starts[len(r.bus.starts)-1]
+	if !last.Worker || last.Command != "python3 worker.py" {
+		t.Fatalf("the replacement was started as %+v", last)
+	}
+	if n := len(r.router.servers("acme/web")); n != 1 {
+		t.Fatalf("router routes %d servers, want the web one", n)
+	}
+}

@@ -65,5 +65,20 @@ func TestLifecycleEvents(t *testing.T) {
 		t.Errorf("app events -n 2:\n%s", out)
 	}
 	d.fails(t, "error: app acme/nope not found", "app", "events", "acme/nope")
+
+	// A deploy key pushes; it does not see or change config, releases
+	// or scale: to it those read like an app that does not exist.
+	ci := rig.NewKey(t, "ci")
+	d.ssh(t, "keys", "add", "--app", app, "--name", "ci", "--public", "'"+ci.Public+"'")
+	for _, args := range [][]string{{"config", "list", app}, {"config", "set", app, "A=1"}, {"releases", app}, {"rollback", app}, {"app", "scale", app, "3"}, {"app", "events", app}} {
+		out, errs, code := d.srv.SSH(ci, "", args...)
+		if code != 1 || out != "" || errs != "error: app acme/web not found\n" {
+			t.Errorf("deploy key runs %v: exit %d, %q %q", args, code, out, errs)
+		}
+	}
+	// (The rollback to v1 took TOKEN away: v1 had no config vars.)
+	if got := d.ssh(t, "config", "list", app); got != "" {
+		t.Errorf("config after the deploy key's attempts: %q", got)
+	}
 	d.fails(t, "error: -n must be 0 or more, not -1", "app", "events", app, "-n", "-1")
 }
