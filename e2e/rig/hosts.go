@@ -415,7 +415,9 @@ func (h *HostNet) teardown() {
 		}
 		if _, errs, code := h.Exec(filepath.Join(h.AgentDir, "upscale-agent"), "--teardown", "--state", filepath.Join(h.AgentDir, "state"),
 			"--bridge", "upsbr0", "--subnet", sub); code != 0 {
-			h.t.Fatalf("teardown of %s: %s", h.NS, errs)
+			// Said once everything else is gone: a cleanup that stops
+			// halfway leaves more behind.
+			defer h.t.Fatalf("teardown of %s: %s", h.NS, errs)
 		}
 	}
 	if h.sshd != nil && h.sshd.Process != nil {
