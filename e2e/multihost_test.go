@@ -250,6 +250,40 @@ func TestMultiHost(t *testing.T) {
 		t.Logf("containers per host after %s returned: %v", cut, got)
 	})
 
+	t.Run("rebalance evens out the returned host under a steady stream", func(t *testing.T) {
+		if cut == "" {
+			t.Skip("no host was cut")
+		}
+		// The returned host runs nothing: the plan moves an instance to it.
+		plan := w.ssh(t, "hosts", "rebalance", "--dry-run")
+		if !strings.Contains(plan, " to "+cut+"\n") || !strings.Contains(plan, "move(s) planned; run without --dry-run to make them") {
+			t.Fatalf("hosts rebalance --dry-run:\n%s\nwant a move to %s", plan, cut)
+		}
+		if got := w.lxcContainers(t)[cut]; len(got) != 0 {
+			t.Fatalf("a dry run changed %s: %v", cut, got)
+		}
+		l := startPrefixLoop(t, w.srv, "acme/web", "web ")
+		time.Sleep(300 * time.Millisecond)
+		out := w.ssh(t, "hosts", "rebalance")
+		time.Sleep(500 * time.Millisecond)
+		// The moved instance may be acme/api's: acme/web must not notice.
+		l.check(t, "while rebalancing", 0)
+		mustHave(t, out, "-----> Moved ", " to "+cut+" as ", "instance(s) moved")
+		got := w.waitConverged(t, 15*time.Second, "acme/web", "acme/api")
+		if len(got[cut]) == 0 {
+			t.Errorf("after hosts rebalance %s runs nothing: %v", cut, got)
+		}
+		for _, app := range []string{"acme/web", "acme/api"} {
+			where := w.placement(t, app)
+			if len(where) != 2 {
+				t.Errorf("after hosts rebalance %s runs on %v, want two distinct hosts", app, where)
+			}
+		}
+		if again := w.ssh(t, "hosts", "rebalance", "--dry-run"); !strings.Contains(again, "=====> Nothing to move: the hosts are even") {
+			t.Errorf("a second rebalance would still move:\n%s", again)
+		}
+	})
+
 	var drained string
 	t.Run("drain under a steady stream drops no request", func(t *testing.T) {
 		where := w.placement(t, "acme/web")

@@ -108,24 +108,40 @@ type HostNetwork struct {
 	next      int
 }
 
-// NewHostNetwork picks random ranges and sets up the advertised address.
+// NewHostNetwork picks random ranges that no other run on this machine
+// uses (another test or bench may be running) and sets up the advertised
+// address.
 func NewHostNetwork(t TB) *HostNetwork {
 	t.Helper()
-	b := make([]byte, 3)
-	rand.Read(b)
-	n := &HostNetwork{
-		Base:    fmt.Sprintf("10.252.%d", b[0]),
-		Subnets: fmt.Sprintf("10.%d.0.0/16", 160+int(b[1])%40),
+	for try := 0; ; try++ {
+		b := make([]byte, 2)
+		rand.Read(b)
+		n := &HostNetwork{
+			Base:    fmt.Sprintf("10.252.%d", b[0]),
+			Subnets: fmt.Sprintf("10.%d.0.0/16", 160+int(b[1])%40),
+		}
+		n.Advertise = n.Base + ".253"
+		// Nothing for the hosts' containers ever leaves for the real
+		// network: a host's own /24 route is more specific.
+		if err := exec.Command("ip", "route", "add", "unreachable", n.Subnets).Run(); err != nil {
+			if try < 20 {
+				continue // taken
+			}
+			mustRun(t, "ip", "route", "add", "unreachable", n.Subnets)
+		}
+		// On lo: local delivery works whatever happens to the hosts'
+		// links.
+		if err := exec.Command("ip", "addr", "add", n.Advertise+"/32", "dev", "lo").Run(); err != nil {
+			if try < 20 {
+				exec.Command("ip", "route", "del", "unreachable", n.Subnets).Run()
+				continue
+			}
+			mustRun(t, "ip", "addr", "add", n.Advertise+"/32", "dev", "lo")
+		}
+		t.Cleanup(func() { exec.Command("ip", "route", "del", "unreachable", n.Subnets).Run() })
+		t.Cleanup(func() { exec.Command("ip", "addr", "del", n.Advertise+"/32", "dev", "lo").Run() })
+		return n
 	}
-	n.Advertise = n.Base + ".253"
-	// Nothing for the hosts' containers ever leaves for the real network:
-	// a host's own /24 route is more specific.
-	mustRun(t, "ip", "route", "add", "unreachable", n.Subnets)
-	t.Cleanup(func() { exec.Command("ip", "route", "del", "unreachable", n.Subnets).Run() })
-	// On lo: local delivery works whatever happens to the hosts' links.
-	mustRun(t, "ip", "addr", "add", n.Advertise+"/32", "dev", "lo")
-	t.Cleanup(func() { exec.Command("ip", "addr", "del", n.Advertise+"/32", "dev", "lo").Run() })
-	return n
 }
 
 // StartForHosts runs a server without a local agent whose bus listens on
