@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -118,7 +119,13 @@ func (s *session) appCommands() *cobra.Command {
 
 	del := &cobra.Command{Use: "delete NS/APP", Short: "Delete an application and its repository", Args: argsN(1, "NS/APP")}
 	s.leaf(g, del, keys.AppDelete, appScope, func(cmd *cobra.Command, _ []string) error {
-		if err := s.env.Store.DeleteApp(cmd.Context(), app.Namespace, app.Name); err != nil {
+		remove := s.env.Store.DeleteApp
+		if s.env.Apps != nil {
+			remove = func(ctx context.Context, namespace, name string) error {
+				return s.env.Apps.Delete(ctx, names.App{Namespace: namespace, Name: name})
+			}
+		}
+		if err := remove(cmd.Context(), app.Namespace, app.Name); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return errors.New(appNotFound(app))
 			}

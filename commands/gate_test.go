@@ -36,6 +36,8 @@ func (fakeApps) Stop(_ context.Context, app names.App, out func(string)) error {
 	out("stopped " + app.String())
 	return nil
 }
+func (fakeApps) Delete(context.Context, names.App) error { return nil }
+
 func (fakeApps) Restart(_ context.Context, app names.App, out func(string)) error {
 	out("restarted " + app.String())
 	return nil

@@ -53,6 +53,9 @@ type Env struct {
 type Apps interface {
 	Run(ctx context.Context, app names.App, by string, out func(string)) error
 	Stop(ctx context.Context, app names.App, out func(string)) error
+	// Delete deletes the app from the store and takes down its
+	// containers, routes and artifacts.
+	Delete(ctx context.Context, app names.App) error
 	Restart(ctx context.Context, app names.App, out func(string)) error
 	PS(ctx context.Context, app names.App) ([]deploy.Process, error)
 	Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error

@@ -162,3 +162,38 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 	}
 	return out, nil
 }
+
+// Delete forgets the app and takes down what it ran: once the store no
+// longer has it, the router stops answering for its hostnames (the Upscale
+// 404 page), its containers go, and so do its release artifacts, which
+// nothing can roll back to any more.
+func (d *Deployer) Delete(ctx context.Context, app names.App) error {
+	defer d.Lock(app)()
+	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return err
+	}
+	releases, err := d.Store.ListReleases(ctx, app.Namespace, app.Name, 0)
+	if err != nil {
+		return err
+	}
+	if err := d.Store.DeleteApp(ctx, app.Namespace, app.Name); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := d.Sync(ctx); err != nil {
+		d.Log.Error("router sync after deleting an app", "app", app.String(), "err", err)
+	}
+	d.remove(ctx, instances, nil)
+	seen := map[string]bool{}
+	for _, r := range releases {
+		if r.Artifact == "" || r.Pruned || seen[r.Artifact] {
+			continue
+		}
+		seen[r.Artifact] = true
+		if err := d.Bus.DeleteArtifact(ctx, r.Artifact); err != nil {
+			d.Log.Warn("deleting a deleted app's artifact", "app", app.String(), "artifact", r.Artifact, "err", err)
+		}
+	}
+	return nil
+}

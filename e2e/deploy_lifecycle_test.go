@@ -249,4 +249,24 @@ func TestDeployLifecycle(t *testing.T) {
 			t.Errorf("app ps: %+v, want one instance of v2", ps)
 		}
 	})
+
+	t.Run("delete", func(t *testing.T) {
+		// A deleted app stops answering at once, everywhere: its name and
+		// its custom domain get the 404 page, and nothing of it runs.
+		d.ssh(t, "domains", "add", app, "lifecycle.example.test")
+		if code, got := getHost(d.srv, "lifecycle.example.test", "/"); code != 200 || got != body {
+			t.Fatalf("custom domain before app delete: %d %q", code, got)
+		}
+		if out := d.ssh(t, "app", "delete", app); !strings.Contains(out, "Application acme/web deleted.") {
+			t.Errorf("app delete said:\n%s", out)
+		}
+		for _, host := range []string{"web.acme.upscale.localhost", "lifecycle.example.test"} {
+			if code, page := getHost(d.srv, host, "/"); code != 404 || !strings.Contains(page, "No app at "+host) {
+				t.Errorf("Host %s after app delete: %d %q, want Upscale's 404 page", host, code, truncate(page, 200))
+			}
+		}
+		if got := d.containers(t); len(got) != 0 {
+			t.Errorf("containers after app delete: %v", got)
+		}
+	})
 }
