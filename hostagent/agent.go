@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -205,32 +206,18 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	if err != nil {
 		return nil, err
 	}
-	if err := checkName(req.Name); err != nil {
-		return nil, err
-	}
 	begin := time.Now()
-	img, err := a.images.Ensure(ctx, req.Runtime, progress)
+	spec, err := a.prepare(ctx, req.Name, req.Runtime, req.Artifact, req.Digest, req.Env, progress)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := a.release(ctx, req.Artifact, req.Digest)
-	if err != nil {
-		return nil, err
-	}
-	env := map[string]string{}
-	for k, v := range req.Env {
-		env[k] = v
-	}
-	env[portEnv(req.Runtime)] = strconv.Itoa(Port)
+	spec.Command, spec.Memory, spec.CPU = req.Command, req.Memory, req.CPU
 	// Held until healthy: a crash before then fails the start instead of
 	// being restarted.
 	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Held: true}); err != nil {
 		return nil, fmt.Errorf("container %s: %w", req.Name, err)
 	}
-	c, err := a.rt.Create(ctx, ContainerSpec{
-		Name: req.Name, Image: img.Shifted, AppDir: dir, Command: req.Command,
-		Env: env, Memory: req.Memory, CPU: req.CPU, PidsMax: a.cfg.PidsMax,
-	})
+	c, err := a.rt.Create(ctx, spec)
 	if err != nil {
 		a.forget(req.Name)
 		return nil, err
@@ -467,6 +454,27 @@ func (a *Agent) imageList(context.Context, json.RawMessage, func(string)) (any, 
 		reply.Images = append(reply.Images, ImageInfo{Runtime: im.Runtime, Key: im.Key, Built: im.Built})
 	}
 	return reply, nil
+}
+
+// prepare readies what any container of a release needs on this host:
+// the runtime's image, the unpacked artifact, and the env with the port.
+func (a *Agent) prepare(ctx context.Context, name string, rt runtimes.Runtime, artifact, digest string,
+	env map[string]string, progress func(string)) (ContainerSpec, error) {
+	if err := checkName(name); err != nil {
+		return ContainerSpec{}, err
+	}
+	img, err := a.images.Ensure(ctx, rt, progress)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	dir, err := a.release(ctx, artifact, digest)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	all := map[string]string{}
+	maps.Copy(all, env)
+	all[portEnv(rt)] = strconv.Itoa(Port)
+	return ContainerSpec{Name: name, Image: img.Shifted, AppDir: dir, Env: all, PidsMax: a.cfg.PidsMax}, nil
 }
 
 func portEnv(r runtimes.Runtime) string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,30 +26,15 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 	if err != nil {
 		return nil, err
 	}
-	if err := checkName(req.Name); err != nil {
-		return nil, err
-	}
 	if req.Command == "" {
 		return nil, errors.New("no command to run")
 	}
-	note := func(l string) { progress(ExecNote + l) }
-	img, err := a.images.Ensure(ctx, req.Runtime, note)
+	spec, err := a.prepare(ctx, req.Name, req.Runtime, req.Artifact, req.Digest, req.Env, func(l string) { progress(ExecNote + l) })
 	if err != nil {
 		return nil, err
 	}
-	dir, err := a.release(ctx, req.Artifact, req.Digest)
-	if err != nil {
-		return nil, err
-	}
-	env := map[string]string{}
-	for k, v := range req.Env {
-		env[k] = v
-	}
-	env[portEnv(req.Runtime)] = strconv.Itoa(Port)
-	if _, err := a.rt.Create(ctx, ContainerSpec{
-		Name: req.Name, Image: img.Shifted, AppDir: dir, Command: req.Command,
-		Env: env, Memory: req.Memory, CPU: req.CPU, PidsMax: a.cfg.PidsMax,
-	}); err != nil {
+	spec.Command, spec.Memory, spec.CPU = req.Command, req.Memory, req.CPU
+	if _, err := a.rt.Create(ctx, spec); err != nil {
 		return nil, err
 	}
 	defer a.remove(req.Name)
