@@ -71,16 +71,9 @@ func (s *Store) ListDomains(ctx context.Context, namespace, app string) ([]store
 	}
 	var list []store.Domain
 	err := s.read(ctx, func(tx *sql.Tx) (err error) {
-		list, err = queryAll(ctx, tx, scanDomain, `SELECT hostname, namespace, app, created_at FROM domains
-			WHERE (? = '' OR namespace = ?) AND (? = '' OR app = ?) ORDER BY namespace, app, hostname`,
-			namespace, namespace, app, app)
-		switch {
-		case err != nil || len(list) > 0 || namespace == "":
-			return err
-		case app == "":
-			return namespaceMustExist(ctx, tx, namespace)
-		}
-		return appMustExist(ctx, tx, namespace, app)
+		list, err = listScoped(ctx, tx, scanDomain, `SELECT hostname, namespace, app, created_at FROM domains
+			WHERE (? = '' OR namespace = ?) AND (? = '' OR app = ?) ORDER BY namespace, app, hostname`, namespace, app)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list domains: %w", err)

@@ -85,16 +85,9 @@ func (s *Store) ListInstances(ctx context.Context, namespace, app string) ([]sto
 	}
 	var list []store.Instance
 	err := s.read(ctx, func(tx *sql.Tx) (err error) {
-		list, err = queryAll(ctx, tx, scanInstance, `SELECT name, process, namespace, app, release_version, host, addr, created_at
-			FROM instances WHERE (? = '' OR namespace = ?) AND (? = '' OR app = ?) ORDER BY namespace, app, name`,
-			namespace, namespace, app, app)
-		switch {
-		case err != nil || len(list) > 0 || namespace == "":
-			return err
-		case app == "":
-			return namespaceMustExist(ctx, tx, namespace)
-		}
-		return appMustExist(ctx, tx, namespace, app)
+		list, err = listScoped(ctx, tx, scanInstance, `SELECT name, process, namespace, app, release_version, host, addr, created_at
+			FROM instances WHERE (? = '' OR namespace = ?) AND (? = '' OR app = ?) ORDER BY namespace, app, name`, namespace, app)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
@@ -108,4 +101,18 @@ func scanInstance(r scanner) (store.Instance, error) {
 	err := r.Scan(&in.Name, &in.Process, &in.Namespace, &in.App, &in.Release, &in.Host, &in.Addr, &at)
 	in.CreatedAt = fromNanos(at)
 	return in, err
+}
+
+// listScoped runs query, which filters on namespace and app as the list
+// methods do: everything when both are "", one namespace's, or one app's.
+// Nothing found is ErrNotFound when the namespace or app does not exist.
+func listScoped[T any](ctx context.Context, tx *sql.Tx, scan func(scanner) (T, error), query, namespace, app string) ([]T, error) {
+	list, err := queryAll(ctx, tx, scan, query, namespace, namespace, app, app)
+	switch {
+	case err != nil || len(list) > 0 || namespace == "":
+		return list, err
+	case app == "":
+		return nil, namespaceMustExist(ctx, tx, namespace)
+	}
+	return nil, appMustExist(ctx, tx, namespace, app)
 }
