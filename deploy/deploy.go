@@ -321,9 +321,8 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 			defer func() { <-turn }()
 			var reply hostagent.StartReply
 			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
-				Name: in.Name, App: app.String(), Release: rel.Version, Runtime: rt,
-				Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env,
-				Memory: memory, CPU: rel.Config.CPU, Health: health, HealthTimeout: d.HealthTimeout, Worker: typ != Web,
+				ReleaseContainer: container(in.Name, app, rel, rt, command, env, memory),
+				Health:           health, HealthTimeout: d.HealthTimeout, Worker: typ != Web,
 			}, &reply, out)
 			if err != nil {
 				errs[i] = fmt.Errorf("instance %d of %d (%s on %s): %w", i+1, n, in.Name, in.Host, err)
@@ -508,3 +507,9 @@ func short(commit string) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// container is what the agent makes a container of rel from.
+func container(name string, app names.App, rel store.Release, rt runtimes.Runtime, command string, env map[string]string, memory int64) hostagent.ReleaseContainer {
+	return hostagent.ReleaseContainer{Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
+		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: rel.Config.CPU}
+}

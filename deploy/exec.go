@@ -79,9 +79,7 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 
 	var reply hostagent.ExecReply
 	err = d.Bus.Call(ctx, hostagent.Subject(host, hostagent.MethodExec), hostagent.ExecRequest{
-		Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
-		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: Env(rel.Config),
-		Memory: memory, CPU: rel.Config.CPU, Timeout: timeout,
+		ReleaseContainer: container(name, app, rel, rt, command, Env(rel.Config), memory), Timeout: timeout,
 	}, &reply, func(l string) {
 		switch {
 		case strings.HasPrefix(l, hostagent.ExecOutput):

@@ -207,11 +207,10 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 		return nil, err
 	}
 	begin := time.Now()
-	spec, err := a.prepare(ctx, req.Name, req.Runtime, req.Artifact, req.Digest, req.Env, progress)
+	spec, err := a.prepare(ctx, req.ReleaseContainer, progress)
 	if err != nil {
 		return nil, err
 	}
-	spec.Command, spec.Memory, spec.CPU = req.Command, req.Memory, req.CPU
 	// Held until healthy: a crash before then fails the start instead of
 	// being restarted.
 	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Held: true}); err != nil {
@@ -458,23 +457,23 @@ func (a *Agent) imageList(context.Context, json.RawMessage, func(string)) (any, 
 
 // prepare readies what any container of a release needs on this host:
 // the runtime's image, the unpacked artifact, and the env with the port.
-func (a *Agent) prepare(ctx context.Context, name string, rt runtimes.Runtime, artifact, digest string,
-	env map[string]string, progress func(string)) (ContainerSpec, error) {
-	if err := checkName(name); err != nil {
+func (a *Agent) prepare(ctx context.Context, c ReleaseContainer, progress func(string)) (ContainerSpec, error) {
+	if err := checkName(c.Name); err != nil {
 		return ContainerSpec{}, err
 	}
-	img, err := a.images.Ensure(ctx, rt, progress)
+	img, err := a.images.Ensure(ctx, c.Runtime, progress)
 	if err != nil {
 		return ContainerSpec{}, err
 	}
-	dir, err := a.release(ctx, artifact, digest)
+	dir, err := a.release(ctx, c.Artifact, c.Digest)
 	if err != nil {
 		return ContainerSpec{}, err
 	}
-	all := map[string]string{}
-	maps.Copy(all, env)
-	all[portEnv(rt)] = strconv.Itoa(Port)
-	return ContainerSpec{Name: name, Image: img.Shifted, AppDir: dir, Env: all, PidsMax: a.cfg.PidsMax}, nil
+	env := map[string]string{}
+	maps.Copy(env, c.Env)
+	env[portEnv(c.Runtime)] = strconv.Itoa(Port)
+	return ContainerSpec{Name: c.Name, Image: img.Shifted, AppDir: dir, Command: c.Command,
+		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax}, nil
 }
 
 func portEnv(r runtimes.Runtime) string {

@@ -29,11 +29,10 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 	if req.Command == "" {
 		return nil, errors.New("no command to run")
 	}
-	spec, err := a.prepare(ctx, req.Name, req.Runtime, req.Artifact, req.Digest, req.Env, func(l string) { progress(ExecNote + l) })
+	spec, err := a.prepare(ctx, req.ReleaseContainer, func(l string) { progress(ExecNote + l) })
 	if err != nil {
 		return nil, err
 	}
-	spec.Command, spec.Memory, spec.CPU = req.Command, req.Memory, req.CPU
 	if _, err := a.rt.Create(ctx, spec); err != nil {
 		return nil, err
 	}

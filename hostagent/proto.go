@@ -71,20 +71,26 @@ type DropRequest struct {
 	Outbox string `json:"outbox"`
 }
 
+// ReleaseContainer is what any container of a release is made of; its
+// fields are inline on the wire.
+type ReleaseContainer struct {
+	Name     string            `json:"name"`
+	App      string            `json:"app"`
+	Release  int               `json:"release"`
+	Runtime  runtimes.Runtime  `json:"runtime"`
+	Artifact string            `json:"artifact"`
+	Digest   string            `json:"digest"`
+	Command  string            `json:"command"`
+	Env      map[string]string `json:"env,omitempty"`
+	Memory   int64             `json:"memory,omitempty"`
+	CPU      float64           `json:"cpu,omitempty"`
+}
+
 // StartRequest asks for one running, healthy instance of a release.
 type StartRequest struct {
-	Name          string            `json:"name"`
-	App           string            `json:"app"`
-	Release       int               `json:"release"`
-	Runtime       runtimes.Runtime  `json:"runtime"`
-	Artifact      string            `json:"artifact"`
-	Digest        string            `json:"digest"`
-	Command       string            `json:"command"`
-	Env           map[string]string `json:"env,omitempty"`
-	Memory        int64             `json:"memory,omitempty"`
-	CPU           float64           `json:"cpu,omitempty"`
-	Health        string            `json:"health,omitempty"` // HTTP path; TCP connect when ""
-	HealthTimeout time.Duration     `json:"health_timeout"`
+	ReleaseContainer
+	Health        string        `json:"health,omitempty"` // HTTP path; TCP connect when ""
+	HealthTimeout time.Duration `json:"health_timeout"`
 	// Worker: a process that listens on nothing; it is healthy when it
 	// is still running a moment after it started.
 	Worker bool `json:"worker,omitempty"`
@@ -193,17 +199,8 @@ type Beat struct {
 // container is destroyed when the command ends, runs over Timeout, or the
 // caller goes away.
 type ExecRequest struct {
-	Name     string            `json:"name"`
-	App      string            `json:"app"`
-	Release  int               `json:"release"`
-	Runtime  runtimes.Runtime  `json:"runtime"`
-	Artifact string            `json:"artifact"`
-	Digest   string            `json:"digest"`
-	Command  string            `json:"command"`
-	Env      map[string]string `json:"env,omitempty"`
-	Memory   int64             `json:"memory,omitempty"`
-	CPU      float64           `json:"cpu,omitempty"`
-	Timeout  time.Duration     `json:"timeout"`
+	ReleaseContainer
+	Timeout time.Duration `json:"timeout"`
 }
 
 // ExecReply is how the command ended.
