@@ -298,13 +298,12 @@ type prefixLoop struct {
 	ok         int
 	failures   []string
 	slow       time.Duration
-	first      map[string]time.Time // when each body was first answered
 }
 
 func startPrefixLoop(t *testing.T, srv *rig.Server, app, prefix string) *prefixLoop {
 	t.Helper()
 	ns, name, _ := strings.Cut(app, "/")
-	l := &prefixLoop{stop: make(chan struct{}), done: make(chan struct{}), first: map[string]time.Time{}}
+	l := &prefixLoop{stop: make(chan struct{}), done: make(chan struct{})}
 	clients := []*http.Client{
 		{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
 		{Timeout: 10 * time.Second, Transport: &http.Transport{}},
@@ -319,7 +318,7 @@ func startPrefixLoop(t *testing.T, srv *rig.Server, app, prefix string) *prefixL
 			}
 			req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", srv.HTTPPort), nil)
 			req.Host = name + "." + ns + ".upscale.localhost"
-			failure, body := "", ""
+			failure := ""
 			start := time.Now()
 			resp, err := clients[i%2].Do(req)
 			if err != nil {
@@ -327,18 +326,12 @@ func startPrefixLoop(t *testing.T, srv *rig.Server, app, prefix string) *prefixL
 			} else {
 				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				body = string(b)
 				if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(string(b), prefix) {
 					failure = fmt.Sprintf("%s %q %v", resp.Status, truncate(string(b), 80), err)
 				}
 			}
 			took := time.Since(start)
 			l.mu.Lock()
-			if failure == "" {
-				if _, ok := l.first[body]; !ok {
-					l.first[body] = time.Now()
-				}
-			}
 			l.slow = max(l.slow, took)
 			if failure == "" {
 				l.ok++
@@ -350,13 +343,6 @@ func startPrefixLoop(t *testing.T, srv *rig.Server, app, prefix string) *prefixL
 	}()
 	t.Cleanup(l.halt)
 	return l
-}
-
-// firstSeen is when body was first answered (zero: never).
-func (l *prefixLoop) firstSeen(body string) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.first[body]
 }
 
 func (l *prefixLoop) halt() {
@@ -385,4 +371,62 @@ func (l *prefixLoop) check(t *testing.T, what string, maxRate float64) {
 	} else {
 		t.Logf("%s: %d requests, %d failed, slowest %s", what, total, len(l.failures), l.slow.Round(time.Millisecond))
 	}
+}
+
+// newBodyProbe sends a fresh request to an app every 100 ms, each in its
+// own goroutine, and notes when one is first answered by an instance not
+// in old (placement: host -> instance names).
+type newBodyProbe struct {
+	mu    sync.Mutex
+	first time.Duration
+	quit  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func startNewBodyProbe(w *hostsWorld, app string, old map[string][]string, since time.Time) *newBodyProbe {
+	known := map[string]bool{}
+	for _, list := range old {
+		for _, name := range list {
+			known[name] = true
+		}
+	}
+	p := &newBodyProbe{quit: make(chan struct{})}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.quit:
+				return
+			case <-tick.C:
+			}
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				code, body := w.get(app)
+				name, ok := strings.CutPrefix(strings.TrimSpace(body), "web ")
+				if code != 200 || !ok || known[name] {
+					return
+				}
+				p.mu.Lock()
+				if p.first == 0 {
+					p.first = time.Since(since)
+				}
+				p.mu.Unlock()
+			}()
+		}
+	}()
+	return p
+}
+
+// stop ends the probe and returns how long after since a new instance
+// first answered, 0 if none did.
+func (p *newBodyProbe) stop() time.Duration {
+	close(p.quit)
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.first
 }

@@ -183,7 +183,18 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		}
 	}
 	go hosts.Watch(wctx, conn, st.ListHosts, time.Second)
-	go deployer.RunHealer(wctx, 2*time.Second)
+	go func() {
+		// Right after a (re)start no host has had the time to answer yet:
+		// healing now would take every instance on a host not heard from
+		// for lost, and replace instances that are fine. A host is down
+		// only once silent for fleet.DownAfter.
+		select {
+		case <-wctx.Done():
+			return
+		case <-time.After(fleet.DownAfter):
+		}
+		deployer.RunHealer(wctx, 2*time.Second)
+	}()
 
 	hostKey, err := gitd.LoadHostKey(filepath.Join(opts.Data, "ssh_host_ed25519_key"))
 	if err != nil {
