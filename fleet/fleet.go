@@ -126,7 +126,8 @@ func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Cont
 	defer wg.Wait()
 	var mu sync.Mutex
 	asking := map[string]bool{}
-	poll := func() {
+	poll := func() *sync.WaitGroup {
+		var round sync.WaitGroup
 		if rs, err := records(ctx); err == nil {
 			f.SetRecords(rs)
 		} else if ctx.Err() == nil {
@@ -141,8 +142,10 @@ func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Cont
 				continue
 			}
 			wg.Add(1)
+			round.Add(1)
 			go func() {
 				defer wg.Done()
+				defer round.Done()
 				defer func() {
 					mu.Lock()
 					delete(asking, h.Name)
@@ -157,8 +160,11 @@ func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Cont
 				}
 			}()
 		}
+		return &round
 	}
-	poll()
+	// The first answers before the first verdict: a host is not down
+	// just because the server has only now started asking.
+	poll().Wait()
 	for {
 		f.report()
 		wake := time.NewTimer(f.untilSilent(interval))
