@@ -176,3 +176,42 @@ func hostRows(t *testing.T, d *deployWorld) []rig.HostRow {
 	}
 	return rows
 }
+
+// With --auto-rebalance, a host that joins gets its share at once: an app
+// whose two instances had to share the only host is spread when the
+// second one is added, without a request dropped.
+func TestMultiHostAutoRebalance(t *testing.T) {
+	net := rig.NewHostNetwork(t)
+	users := rig.NewHostUsers(t)
+	srv := rig.StartForHosts(t, bin, net, "--auto-rebalance")
+	d := &deployWorld{srv: srv, key: rig.NewKey(t, "admin")}
+	mustLocal(t, srv, "keys", "add", "--admin", "--name", "admin", "--public", d.key.Public)
+	identity, err := os.ReadFile(users.Key.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(name string) string {
+		h := rig.NewHostNet(t, net, users)
+		return mustSSH(t, srv, d.key, string(identity), "hosts", "add", "--host", h.IP, "-u", "root", "-i", "-", "--name", name, "--dir", h.AgentDir)
+	}
+	add("h1")
+	d.ssh(t, "namespace", "create", "acme")
+	d.ssh(t, "app", "create", "acme/web")
+	d.mustPush(t, rig.Repo(t, multiHostApp(t, "web", "runtime: python\ninstances: 2\nmemory: 128M\n")), "acme/web")
+	if ps := d.ps(t, "acme/web"); len(ps) != 2 || ps[0].Host != "h1" || ps[1].Host != "h1" {
+		t.Fatalf("acme/web runs %+v, want both instances on h1, the only host", ps)
+	}
+	l := startPrefixLoop(t, srv, "acme/web", "web ")
+	time.Sleep(300 * time.Millisecond)
+	out := add("h2")
+	time.Sleep(500 * time.Millisecond)
+	l.check(t, "while h2 joined and took an instance", 0)
+	mustHave(t, out, "=====> Host h2 is up:", "-----> Moved ", " from h1 to h2 as ", "=====> 1 instance(s) moved")
+	hosts := map[string]int{}
+	for _, p := range d.ps(t, "acme/web") {
+		hosts[p.Host]++
+	}
+	if hosts["h1"] != 1 || hosts["h2"] != 1 {
+		t.Errorf("after h2 joined acme/web runs %v instances per host, want one on each", hosts)
+	}
+}
