@@ -107,6 +107,7 @@ func Start(t TB, bin string, extra ...string) *Server {
 	s.Args = append([]string{"--agent", "none", "--http", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--bus-listen", "127.0.0.1:0"}, s.Args...)
 	s.Run()
 	t.Cleanup(func() {
+		s.logIfFailed()
 		s.Stop()
 		router.Halt(filepath.Join(s.Data, "router"))
 	})
@@ -165,6 +166,7 @@ func StartWithAgent(t TB, bin string, extra ...string) *Server {
 		"--agent-args", fmt.Sprintf("--state %s --bridge %s --subnet %s", a.State, a.Bridge, a.Subnet),
 	}, extra...)
 	t.Cleanup(func() {
+		s.logIfFailed()
 		s.Stop()
 		a.Teardown()
 		router.Halt(filepath.Join(s.Data, "router"))
@@ -266,6 +268,20 @@ func (s *Server) Stop() error {
 	}
 	s.cmd = nil
 	return err
+}
+
+// logIfFailed prints the end of the server's log when the test failed:
+// what the server saw is most of what explains a failed end-to-end run.
+func (s *Server) logIfFailed() {
+	t, ok := s.t.(interface {
+		Failed() bool
+		Logf(format string, args ...any)
+	})
+	if !ok || !t.Failed() || s.log == nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(s.log.String(), "\n"), "\n")
+	t.Logf("server log, last %d of %d lines:\n%s", min(len(lines), 150), len(lines), strings.Join(lines[max(len(lines)-150, 0):], "\n"))
 }
 
 // Log is what the server has printed.
