@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,18 @@ func TestLifecycleCrashLoop(t *testing.T) {
 
 	l := startLoop(t, d.srv, other, "other\n")
 	begin := time.Now()
-	go d.srv.Get(app, "/crash") // the connection drops: no answer to check
+	// The connection drops: no answer to check. A connection of its own,
+	// since Go's client sends a GET again when a reused connection closes
+	// without an answer, and a second /crash could reach the release
+	// that is meant to cure the app.
+	go func() {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/crash", d.srv.HTTPPort), nil)
+		req.Host = "web.acme.upscale.localhost"
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
 	var seen []int
 	var ps []psRow
 	for time.Since(begin) < 12*time.Second {
