@@ -421,6 +421,22 @@ func startNewBodyProbe(w *hostsWorld, app string, old map[string][]string, since
 	return p
 }
 
+// await lets the probe run until a new instance answered or deadline,
+// then stops it: app ps may show the replacement a moment before the
+// probe's requests reach it.
+func (p *newBodyProbe) await(deadline time.Time) time.Duration {
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		first := p.first
+		p.mu.Unlock()
+		if first != 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p.stop()
+}
+
 // stop ends the probe and returns how long after since a new instance
 // first answered, 0 if none did.
 func (p *newBodyProbe) stop() time.Duration {

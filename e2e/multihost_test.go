@@ -257,7 +257,7 @@ func TestMultiHost(t *testing.T) {
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		replaced := probe.stop()
+		replaced := probe.await(start.Add(15 * time.Second))
 		if replaced == 0 || replaced > 10*time.Second {
 			t.Errorf("the replacement answered %s after the cut; want it within 10 s", replaced)
 		}
