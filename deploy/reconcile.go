@@ -122,16 +122,14 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 	}
 	if len(lost) > 0 {
 		// Their replacements start first and take over in the same
-		// router change that drops the lost ones: the router gives a
-		// removed server its in-flight requests for up to its drain
-		// timeout, which a dead host's never finish, and replacing them
-		// only after that would leave the app short for as long.
+		// router change that drops the lost ones, which the router cuts
+		// rather than drains: what they had in flight never finishes.
 		d.Log.Warn("instances lost", "app", app.String(), "instances", names2(lost))
 	}
 	// If no replacement can start, the lost ones still leave the router.
 	dropLost := func(err error) error {
 		if len(lost) > 0 {
-			if rerr := d.reroute(ctx, app, append(slices.Clone(keep), leaving...)); rerr != nil {
+			if rerr := d.reroute(ctx, app, append(slices.Clone(keep), leaving...), lost); rerr != nil {
 				return errors.Join(err, rerr)
 			}
 		}
@@ -179,7 +177,7 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 	if !changed && len(leaving) == 0 && len(lost) == 0 {
 		return nil
 	}
-	if err := d.reroute(ctx, app, keep); err != nil {
+	if err := d.reroute(ctx, app, keep, lost); err != nil {
 		return err
 	}
 	d.remove(ctx, gone, nil)
@@ -187,13 +185,21 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 }
 
 // reroute makes instances the app's instances, in the router and the
-// store.
-func (d *Deployer) reroute(ctx context.Context, app names.App, instances []store.Instance) error {
+// store; the router cuts the servers of lost instances rather than
+// draining them.
+func (d *Deployer) reroute(ctx context.Context, app names.App, instances, lost []store.Instance) error {
 	d.sync.Lock()
 	defer d.sync.Unlock()
 	backends, err := d.backends(ctx, app, instances)
 	if err != nil {
 		return err
+	}
+	for i := range backends {
+		if backends[i].Name == app.String() {
+			for _, in := range lost {
+				backends[i].Lost = append(backends[i].Lost, in.Name)
+			}
+		}
 	}
 	if err := d.Router.Apply(ctx, backends); err != nil {
 		return fmt.Errorf("switching the router: %w", err)
@@ -305,7 +311,7 @@ func (d *Deployer) Drain(ctx context.Context, host string, force bool, out func(
 			unlock := d.Lock(app)
 			rest, _ := d.Store.ListInstances(ctx, in.Namespace, in.App)
 			rest = slices.DeleteFunc(rest, func(x store.Instance) bool { return x.Host == host })
-			err := d.reroute(ctx, app, rest)
+			err := d.reroute(ctx, app, rest, nil)
 			unlock()
 			if err != nil {
 				return err
@@ -410,7 +416,7 @@ func (d *Deployer) move(ctx context.Context, m scheduler.Move, out func(string))
 	}
 	old := cur[i]
 	cur = append(append(cur[:i:i], cur[i+1:]...), fresh...)
-	if err := d.reroute(ctx, app, cur); err != nil {
+	if err := d.reroute(ctx, app, cur, nil); err != nil {
 		d.remove(ctx, fresh, nil)
 		return err
 	}

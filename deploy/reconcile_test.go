@@ -98,6 +98,13 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 	if len(routed) != 2 || slices.Contains(routed, dead.Addr) {
 		t.Fatalf("router routes %v, dead instance was %s", routed, dead.Addr)
 	}
+	// And cuts the dead one rather than draining what it can never finish.
+	last := r.router.applied[len(r.router.applied)-1]
+	for _, b := range last {
+		if b.Name == "acme/web" && !slices.Equal(b.Lost, []string{dead.Name}) {
+			t.Fatalf("router told %v lost, want %s", b.Lost, dead.Name)
+		}
+	}
 	if len(r.bus.destroyed) != 0 {
 		t.Fatalf("asked a down host to destroy %v", r.bus.destroyed)
 	}

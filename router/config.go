@@ -106,6 +106,7 @@ func bindAddr(s string) (string, error) {
 type state struct {
 	backends map[string]*backendState
 	hosts    map[string]string // host -> backend ID
+	lost     map[string]bool   // "ID/server" to cut rather than drain (Backend.Lost)
 }
 
 type backendState struct {
@@ -119,7 +120,7 @@ type serverState struct {
 }
 
 func newState() *state {
-	return &state{backends: map[string]*backendState{}, hosts: map[string]string{}}
+	return &state{backends: map[string]*backendState{}, hosts: map[string]string{}, lost: map[string]bool{}}
 }
 
 // desired validates the caller's backends: nothing reaches HAProxy unless
@@ -158,6 +159,9 @@ func desired(backends []Backend) (*state, error) {
 				return nil, fmt.Errorf("backend %s: server %s: %w", b.Name, s.Name, err)
 			}
 			bs.servers[s.Name] = serverState{addr: addr}
+		}
+		for _, name := range b.Lost {
+			st.lost[id+"/"+name] = true
 		}
 	}
 	return st, nil

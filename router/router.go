@@ -46,6 +46,12 @@ type Backend struct {
 	Name    string   // the app, "acme/web"
 	Hosts   []string // lowercase hostnames routed to it
 	Servers []Server // the live containers; empty = the app exists but nothing serves: Upscale 503 page
+	// Lost names servers to take away at once, their sessions cut, instead
+	// of draining them: their containers are gone with their host, so what
+	// they have in flight never finishes, and waiting for it only holds up
+	// the change. A name among Servers, or that the router lacks, is
+	// ignored.
+	Lost []string
 }
 
 // Router controls the HAProxy of one state directory.
@@ -421,6 +427,12 @@ func (r *Router) removeServers(ctx context.Context, pid int, cur, want *state) e
 	if len(gone) == 0 {
 		return nil
 	}
+	var drain []string
+	for _, key := range gone {
+		if !want.lost[key] {
+			drain = append(drain, key)
+		}
+	}
 	for _, key := range gone {
 		if err := r.do(ctx, pid, "set server "+key+" state drain", ""); err != nil {
 			return err
@@ -435,15 +447,23 @@ func (r *Router) removeServers(ctx context.Context, pid int, cur, want *state) e
 	}
 	r.cfg.Log.Info("draining servers", "servers", gone)
 
-	left, err := r.waitDrained(ctx, pid, gone)
-	if err != nil {
-		return err
+	left := map[string]int{}
+	if len(drain) > 0 {
+		var err error
+		if left, err = r.waitDrained(ctx, pid, drain); err != nil {
+			return err
+		}
 	}
 	for _, key := range gone {
 		if err := r.do(ctx, pid, "set server "+key+" state maint", ""); err != nil {
 			return err
 		}
-		if left[key] > 0 {
+		if want.lost[key] {
+			r.cfg.Log.Warn("lost server: cutting its sessions", "server", key)
+			if err := r.do(ctx, pid, "shutdown sessions server "+key, ""); err != nil {
+				return err
+			}
+		} else if left[key] > 0 {
 			r.cfg.Log.Warn("drain timeout: cutting sessions", "server", key, "sessions", left[key])
 			if err := r.do(ctx, pid, "shutdown sessions server "+key, ""); err != nil {
 				return err

@@ -489,6 +489,40 @@ func TestSwitchUnderLoad(t *testing.T) {
 	}
 }
 
+// A lost server (its host is gone) leaves at once: Apply does not wait
+// for what it has in flight, which would never finish, and cuts it.
+func TestLostServerIsCutAtOnce(t *testing.T) {
+	g := newRig(t, 10*time.Second)
+	old, next := newApp(t, "old"), newApp(t, "new")
+	web := Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(old)}
+	g.apply(web)
+	slow := make(chan string, 1)
+	go func() {
+		code, body, err := g.get("web.acme.test", "/slower")
+		slow <- fmt.Sprint(code, " ", body, " ", err)
+	}()
+	waitFor(t, "the slow request on old", func() bool { return old.slower.Load() > 0 })
+	web.Servers, web.Lost = servers(next), []string{"old", "never-there"}
+	g.apply(web)
+	if old.slower.Load() == 0 {
+		t.Error("Apply waited for the lost server's request to finish")
+	}
+	if got := <-slow; got == "200 old <nil>" {
+		t.Errorf("the lost server's request was not cut: %s", got)
+	}
+	if got := g.seen("web.acme.test", 4); got["new"] != 4 {
+		t.Errorf("after the switch: %v", got)
+	}
+	web.Lost = nil
+	routes, err := g.r.Routes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Backend{web}; fmt.Sprint(routes) != fmt.Sprint(want) {
+		t.Errorf("Routes = %v, want %v", routes, want)
+	}
+}
+
 func TestNewBackendUnderLoad(t *testing.T) {
 	g := newRig(t, 10*time.Second)
 	web, api, blog := newApp(t, "web"), newApp(t, "api"), newApp(t, "blog")
