@@ -193,7 +193,7 @@ func (d *Deployer) scaleTo(ctx context.Context, app names.App, live store.Releas
 	if len(fresh) == 0 && len(gone) == 0 {
 		return nil
 	}
-	if err := d.reroute(ctx, app, append(keep, fresh...)); err != nil {
+	if err := d.reroute(ctx, app, append(keep, fresh...), nil); err != nil {
 		d.remove(ctx, fresh, nil)
 		return err
 	}
