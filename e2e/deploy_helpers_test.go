@@ -272,16 +272,23 @@ func exampleFiles(t *testing.T, name string) map[string]string {
 }
 
 // loop requests an app through HAProxy every 5 ms until stopped and counts
-// answers other than 200 with one of the expected bodies. Every other
-// request uses a fresh connection, the rest a kept-alive one.
+// the answers that are not 200 with a good body. Every other request uses a
+// fresh connection, the rest a kept-alive one.
 type loop struct {
 	stop, done chan struct{}
 	mu         sync.Mutex
 	ok         int
 	failures   []string
+	slow       time.Duration
 }
 
+// startLoop expects one of bodies.
 func startLoop(t *testing.T, srv *rig.Server, app string, bodies ...string) *loop {
+	t.Helper()
+	return startLoopFunc(t, srv, app, func(body string) bool { return slices.Contains(bodies, body) })
+}
+
+func startLoopFunc(t *testing.T, srv *rig.Server, app string, good func(body string) bool) *loop {
 	t.Helper()
 	ns, name, _ := strings.Cut(app, "/")
 	l := &loop{stop: make(chan struct{}), done: make(chan struct{})}
@@ -300,26 +307,29 @@ func startLoop(t *testing.T, srv *rig.Server, app string, bodies ...string) *loo
 			req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", srv.HTTPPort), nil)
 			req.Host = name + "." + ns + ".upscale.localhost"
 			failure := ""
+			start := time.Now()
 			resp, err := clients[i%2].Do(req)
 			if err != nil {
 				failure = err.Error()
 			} else {
 				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if err != nil || resp.StatusCode != 200 || !slices.Contains(bodies, string(b)) {
+				if err != nil || resp.StatusCode != 200 || !good(string(b)) {
 					failure = fmt.Sprintf("%s %q %v", resp.Status, truncate(string(b), 80), err)
 				}
 			}
+			took := time.Since(start)
 			l.mu.Lock()
+			l.slow = max(l.slow, took)
 			if failure == "" {
 				l.ok++
 			} else {
-				l.failures = append(l.failures, time.Now().Format("15:04:05.000")+" "+failure)
+				l.failures = append(l.failures, start.Format("15:04:05.000")+" "+failure)
 			}
 			l.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() { l.halt() })
+	t.Cleanup(l.halt)
 	return l
 }
 
@@ -335,17 +345,25 @@ func (l *loop) halt() {
 // check stops the loop and asserts every request was answered right.
 func (l *loop) check(t *testing.T, what string) {
 	t.Helper()
+	l.checkRate(t, what, 0)
+}
+
+// checkRate stops the loop and asserts that at most maxRate of the
+// requests failed.
+func (l *loop) checkRate(t *testing.T, what string, maxRate float64) {
+	t.Helper()
 	l.halt()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	total := l.ok + len(l.failures)
 	if l.ok < 20 {
 		t.Errorf("%s: only %d requests answered right; the loop did not run long enough", what, l.ok)
 	}
-	if len(l.failures) > 0 {
-		t.Errorf("%s: %d of %d requests failed; first ones:\n%s", what, len(l.failures), l.ok+len(l.failures),
+	if float64(len(l.failures)) > maxRate*float64(total) {
+		t.Errorf("%s: %d of %d requests failed (at most %.0f%% may); first ones:\n%s", what, len(l.failures), total, maxRate*100,
 			strings.Join(l.failures[:min(10, len(l.failures))], "\n"))
 	} else {
-		t.Logf("%s: %d requests, all answered", what, l.ok)
+		t.Logf("%s: %d requests, %d failed, slowest %s", what, total, len(l.failures), l.slow.Round(time.Millisecond))
 	}
 }
 

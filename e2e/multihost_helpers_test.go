@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -288,89 +286,12 @@ func fmtMap(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// prefixLoop requests an app through HAProxy every 5 ms until stopped,
-// alternating fresh and kept-alive connections, and counts the answers
-// that are not 200 with a body starting with prefix (instances come and
-// go, so their exact bodies are not known in advance).
-type prefixLoop struct {
-	stop, done chan struct{}
-	mu         sync.Mutex
-	ok         int
-	failures   []string
-	slow       time.Duration
-}
-
-func startPrefixLoop(t *testing.T, srv *rig.Server, app, prefix string) *prefixLoop {
+// startPrefixLoop is a loop for an app whose instances come and go: a
+// good body starts with prefix, since the exact ones are not known in
+// advance.
+func startPrefixLoop(t *testing.T, srv *rig.Server, app, prefix string) *loop {
 	t.Helper()
-	ns, name, _ := strings.Cut(app, "/")
-	l := &prefixLoop{stop: make(chan struct{}), done: make(chan struct{})}
-	clients := []*http.Client{
-		{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
-		{Timeout: 10 * time.Second, Transport: &http.Transport{}},
-	}
-	go func() {
-		defer close(l.done)
-		for i := 0; ; i++ {
-			select {
-			case <-l.stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/", srv.HTTPPort), nil)
-			req.Host = name + "." + ns + ".upscale.localhost"
-			failure := ""
-			start := time.Now()
-			resp, err := clients[i%2].Do(req)
-			if err != nil {
-				failure = err.Error()
-			} else {
-				b, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(string(b), prefix) {
-					failure = fmt.Sprintf("%s %q %v", resp.Status, truncate(string(b), 80), err)
-				}
-			}
-			took := time.Since(start)
-			l.mu.Lock()
-			l.slow = max(l.slow, took)
-			if failure == "" {
-				l.ok++
-			} else {
-				l.failures = append(l.failures, start.Format("15:04:05.000")+" "+failure)
-			}
-			l.mu.Unlock()
-		}
-	}()
-	t.Cleanup(l.halt)
-	return l
-}
-
-func (l *prefixLoop) halt() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	<-l.done
-}
-
-// check stops the loop and asserts that at most maxRate of the requests
-// failed.
-func (l *prefixLoop) check(t *testing.T, what string, maxRate float64) {
-	t.Helper()
-	l.halt()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	total := l.ok + len(l.failures)
-	if l.ok < 20 {
-		t.Errorf("%s: only %d requests answered right; the loop did not run long enough", what, l.ok)
-	}
-	if float64(len(l.failures)) > maxRate*float64(total) {
-		t.Errorf("%s: %d of %d requests failed (at most %.0f%% may); first ones:\n%s", what, len(l.failures), total, maxRate*100,
-			strings.Join(l.failures[:min(10, len(l.failures))], "\n"))
-	} else {
-		t.Logf("%s: %d requests, %d failed, slowest %s", what, total, len(l.failures), l.slow.Round(time.Millisecond))
-	}
+	return startLoopFunc(t, srv, app, func(body string) bool { return strings.HasPrefix(body, prefix) })
 }
 
 // newBodyProbe sends a fresh request to an app every 100 ms, each in its

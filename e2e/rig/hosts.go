@@ -437,15 +437,7 @@ func (h *HostNet) teardown() {
 		}
 	}
 	if h.sshd != nil && h.sshd.Process != nil {
-		h.sshd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { h.sshd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			h.sshd.Process.Kill()
-			<-done
-		}
+		terminate(h.sshd, 5*time.Second)
 	}
 	// Whatever else still runs in there (sessions, monitors).
 	for _, pid := range h.pids() {

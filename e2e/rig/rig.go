@@ -255,19 +255,27 @@ func (s *Server) Stop() error {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return nil
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(40 * time.Second):
-		s.cmd.Process.Kill()
-		err = <-done
+	killed, err := terminate(s.cmd, 40*time.Second)
+	if killed {
 		err = errors.Join(err, errors.New("server did not stop on SIGTERM"))
 	}
 	s.cmd = nil
 	return err
+}
+
+// terminate sends cmd SIGTERM and waits for it, for at most grace before
+// it sends SIGKILL; it returns whether it was killed and cmd's exit error.
+func terminate(cmd *exec.Cmd, grace time.Duration) (killed bool, err error) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+		return false, err
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		return true, <-done
+	}
 }
 
 // logIfFailed prints the end of the server's log when the test failed:
