@@ -30,12 +30,14 @@ run: deps build
 	$(BIN)/upscale server --data $(DATA) $(ARGS)
 
 # Every test, end-to-end ones included: real git, OpenSSH, MariaDB.
-# MariaDB is stopped afterwards when the run started it.
+# MariaDB is stopped afterwards when the run started it, and the id ranges
+# the tests' agents reserved in /etc/subuid and /etc/subgid are given back.
 test: test-deps
-	@dsn=$$(scripts/test-mariadb.sh) || exit 1; \
+	@scripts/test-subids.sh save; \
+	dsn=$$(scripts/test-mariadb.sh) || { scripts/test-subids.sh restore; exit 1; }; \
 	UPSCALE_TEST_MYSQL_DSN="$$dsn" UPSCALE_REQUIRE_MYSQL=1 UPSCALE_E2E=1 \
 		$(GO) test -race -count=1 -timeout 25m ./...; status=$$?; \
-	scripts/test-mariadb.sh stop; exit $$status
+	scripts/test-mariadb.sh stop; scripts/test-subids.sh restore; exit $$status
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

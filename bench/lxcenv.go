@@ -76,11 +76,7 @@ func newLXCEnv(t *tb) *lxcEnv {
 	if !ok {
 		t.Fatalf("no python runtime in the catalog")
 	}
-	img, err := (&images.Builder{}).Ensure(context.Background(), py, func(l string) { progress("lxc: image: %s", l) })
-	if err != nil {
-		t.Fatalf("python image: %v", err)
-	}
-	l := &lxcEnv{t: t, image: img.Shifted, start: py.Start, port: py.PortEnv, procs: map[*exec.Cmd]bool{}}
+	l := &lxcEnv{t: t, start: py.Start, port: py.PortEnv, procs: map[*exec.Cmd]bool{}}
 	if l.port == "" {
 		l.port = "PORT"
 	}
@@ -93,7 +89,7 @@ func newLXCEnv(t *tb) *lxcEnv {
 		t.Fatalf("%v", err)
 	}
 
-	// The containers' root (host uid 100000) must traverse to the lxcpath:
+	// The containers' root (a host uid from 100000) must traverse to the lxcpath:
 	// the bench's directory becomes 0711 (its t* subdirectories stay 0700)
 	// and agent-* is where make clean-test looks for teardown.args.
 	if err := os.Chmod(t.root, 0o711); err != nil {
@@ -130,6 +126,12 @@ func newLXCEnv(t *tb) *lxcEnv {
 	l.mu.Lock()
 	l.rt = rt
 	l.mu.Unlock()
+	// Shifted to the ids the runtime reserved, as the agent does.
+	img, err := (&images.Builder{Shift: rt.IDMapBase()}).Ensure(context.Background(), py, func(l string) { progress("lxc: image: %s", l) })
+	if err != nil {
+		t.Fatalf("python image: %v", err)
+	}
+	l.image = img.Shifted
 	return l
 }
 

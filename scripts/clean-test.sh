@@ -53,6 +53,8 @@ for t in $(nft list tables 2>/dev/null | awk '$2 == "ip" && $3 ~ /^upscale_(upse
 	nft delete table ip "$t" 2>/dev/null
 done
 rm -rf /tmp/upscale-e2e-* /tmp/upscale-bench-* /tmp/upst-*
+# Last, once no agent runs: the id ranges the tests reserved.
+"$(dirname "$0")/test-subids.sh" restore
 mariadb -N -e "select schema_name from information_schema.schemata where schema_name like 'upscale\\_test\\_%'" 2>/dev/null |
 	while read -r db; do mariadb -e "drop database \`$db\`"; done
 exit 0

@@ -90,6 +90,7 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	defer rt.Close()
+	log.Info("id range reserved", "containers_root", rt.IDMapBase())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	conn, err := bus.Connect(ctx, creds, "upscale-agent-"+host, bus.WithLogger(log))
@@ -105,8 +106,8 @@ func run(log *slog.Logger) error {
 		cancel()
 	}()
 	a := hostagent.New(hostagent.Config{
-		Host: host, Address: *address, StateDir: *state, IDBase: images.DefaultShift, PidsMax: 512, Log: log,
-	}, containers{rt}, imageCache{&images.Builder{CacheDir: *imageDir, Mirror: *mirror}}, conn)
+		Host: host, Address: *address, StateDir: *state, IDBase: rt.IDMapBase(), PidsMax: 512, Log: log,
+	}, containers{rt}, imageCache{&images.Builder{CacheDir: *imageDir, Mirror: *mirror, Shift: rt.IDMapBase()}}, conn)
 	if err := a.Run(ctx); err != nil {
 		return err
 	}

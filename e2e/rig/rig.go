@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -75,9 +76,12 @@ type Server struct {
 	// agent made, for teardown.
 	HTTPPort int
 	Agent    *Agent
-	cmd      *exec.Cmd
-	log      *syncBuffer
-	t        TB
+	// Wrap, when set, is the command the server runs under (its argv
+	// follows), e.g. unshare into a mount namespace of its own.
+	Wrap []string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	t    TB
 }
 
 // syncBuffer is the server's output, read while the server writes it.
@@ -133,6 +137,7 @@ type Agent struct {
 	State  string
 	Bridge string
 	Subnet string
+	Wrap   []string // as Server.Wrap, for teardown
 }
 
 // StartWithAgent runs a server that runs apps: HAProxy on a free port, the
@@ -141,23 +146,31 @@ type Agent struct {
 // removes the bridge and NAT rule, and stops HAProxy, even on failure.
 func StartWithAgent(t TB, bin string, extra ...string) *Server {
 	t.Helper()
+	return StartWrapped(t, nil, bin, extra...)
+}
+
+// StartWrapped is StartWithAgent with the server, its agent and their
+// teardown run under wrap (see Server.Wrap).
+func StartWrapped(t TB, wrap []string, bin string, extra ...string) *Server {
+	t.Helper()
 	b := make([]byte, 3)
 	rand.Read(b)
 	state, err := os.MkdirTemp("", "upscale-e2e-agent-")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	// The containers' root (host uid 100000) must traverse to its files.
+	// The containers' root (a host uid from 100000) must traverse to its files.
 	os.Chmod(state, 0o711)
 	a := &Agent{
 		Bin:    filepath.Join(filepath.Dir(bin), "upscale-agent"),
 		State:  state,
 		Bridge: "upse" + hex.EncodeToString(b),
 		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+int(b[0])%50, b[1]),
+		Wrap:   wrap,
 	}
 	// What teardown needs, for make clean-test after a crashed run.
 	os.WriteFile(filepath.Join(state, "teardown.args"), []byte(strings.Join(a.teardownArgs(), " ")+"\n"), 0o600)
-	s := &Server{Bin: bin, Data: dataDir(t), t: t, Agent: a}
+	s := &Server{Bin: bin, Data: dataDir(t), t: t, Agent: a, Wrap: wrap}
 	s.HTTPPort = FreePort(t)
 	s.Args = append([]string{
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.HTTPPort),
@@ -191,7 +204,8 @@ func (s *Server) WaitHostUp() {
 
 // Teardown destroys the agent's containers, bridge and NAT rule.
 func (a *Agent) Teardown() error {
-	out, err := exec.Command(a.Bin, a.teardownArgs()...).CombinedOutput()
+	argv := append(append(slices.Clone(a.Wrap), a.Bin), a.teardownArgs()...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("agent teardown: %v: %s", err, out)
 	}
@@ -230,7 +244,8 @@ func (s *Server) Run() {
 	args := append([]string{"server", "--config", filepath.Join(filepath.Dir(s.Data), "none.yaml"),
 		"--data", s.Data, "--listen", fmt.Sprintf("127.0.0.1:%d", s.Port)}, s.Args...)
 	os.WriteFile(filepath.Join(filepath.Dir(s.Data), "none.yaml"), nil, 0o600)
-	s.cmd = exec.Command(s.Bin, args...)
+	argv := append(append(slices.Clone(s.Wrap), s.Bin), args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting server: %v", err)

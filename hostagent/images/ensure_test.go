@@ -497,6 +497,53 @@ func TestEnsureRemovesLeftovers(t *testing.T) {
 	}
 }
 
+// An agent whose containers use another id range (a user held the first
+// one) gets its own shifted copy of the same tree, without a second
+// debootstrap.
+func TestEnsureOtherShiftReusesTheTree(t *testing.T) {
+	needRoot(t)
+	fake, runs := writeFake(t, fakeOK)
+	b := fakeBuilder(t, fake)
+	r := rt("python", "python3")
+	first, err := b.Ensure(context.Background(), r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := *b
+	other.Shift = 165536
+	rec := newRecorder()
+	img, err := other.Ensure(context.Background(), r, rec.progress)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := runs(); n != 1 {
+		t.Errorf("debootstrap ran %d times, want once", n)
+	}
+	if img.Key == first.Key || !strings.Contains(rec.text(), "Reusing the Debian tree of image "+first.Key) {
+		t.Errorf("key %s (first %s), progress:\n%s", img.Key, first.Key, rec.text())
+	}
+	for _, c := range []struct {
+		path     string
+		uid, gid uint32
+	}{
+		{filepath.Join(img.Shifted, "usr/bin/hello"), 165536, 165536},
+		{filepath.Join(first.Shifted, "usr/bin/hello"), 100000, 100000},
+		{filepath.Join(img.Rootfs, "usr/bin/hello"), 0, 0},
+	} {
+		var st unix.Stat_t
+		if err := unix.Lstat(c.path, &st); err != nil || st.Uid != c.uid || st.Gid != c.gid || st.Mode&0o7777 != 0o4755 {
+			t.Errorf("%s: %d:%d mode %o, %v; want %d:%d 4755", c.path, st.Uid, st.Gid, st.Mode&0o7777, err, c.uid, c.gid)
+		}
+	}
+	// The first image stays whole, and a third Ensure builds nothing.
+	if again, ok := b.Lookup(r); !ok || again != first {
+		t.Errorf("first image after the second build: %+v, %v", again, ok)
+	}
+	if again, err := other.Ensure(context.Background(), r, nil); err != nil || again != img || runs() != 1 {
+		t.Errorf("Ensure again: %+v, %v, %d debootstrap runs", again, err, runs())
+	}
+}
+
 func TestLineWriter(t *testing.T) {
 	var got []string
 	w := &lineWriter{emit: func(l string) { got = append(got, l) }, keep: 2}

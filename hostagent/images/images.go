@@ -19,6 +19,7 @@
 package images
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -243,6 +244,37 @@ func (b *Builder) load(key string) (Image, error) {
 	return img, nil
 }
 
+// twinImage is a cached image built from the same spec but for another
+// shift.
+type twinImage struct {
+	key, rootfs, debootstrap string
+	shift                    uint32
+}
+
+func (b *Builder) twin(s spec) (twinImage, bool) {
+	entries, _ := os.ReadDir(b.cacheDir())
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), s.runtime+"-") || e.Name() == s.key {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(b.cacheDir(), e.Name(), manifestName))
+		if err != nil {
+			continue
+		}
+		var m manifest
+		if json.Unmarshal(data, &m) != nil || m.Format != formatVersion || m.Runtime != s.runtime || m.Suite != s.suite ||
+			m.Mirror != s.mirror || m.Arch != s.arch || !slices.Equal(m.Packages, s.packages) {
+			continue
+		}
+		img, err := b.load(e.Name())
+		if err != nil {
+			continue
+		}
+		return twinImage{key: img.Key, rootfs: img.Rootfs, debootstrap: m.Debootstrap, shift: m.Shift}, true
+	}
+	return twinImage{}, false
+}
+
 // Ensure returns the image for r, building it if no image with the same
 // content key exists.
 //
@@ -358,16 +390,28 @@ func (b *Builder) build(ctx context.Context, s spec, progress func(string)) (img
 		pkgs = strings.Join(s.packages, ", ")
 	}
 	progress(fmt.Sprintf("Building image %s: Debian %s minbase with %s from %s", s.key, s.suite, pkgs, s.mirror))
-	version := b.debootstrapVersion(ctx)
-	if err := b.runDebootstrap(ctx, s, rootfs, progress); err != nil {
-		return fail(err)
+	version := ""
+	if twin, ok := b.twin(s); ok {
+		// Only the shift differs (another id range on this machine): the
+		// built tree is the same, so share its files instead of running
+		// debootstrap again. Nothing writes to an image's rootfs.
+		progress(fmt.Sprintf("Reusing the Debian tree of image %s (the same packages for ids from %d)", twin.key, twin.shift))
+		if out, err := exec.CommandContext(ctx, "cp", "-al", twin.rootfs, rootfs).CombinedOutput(); err != nil {
+			return fail(fmt.Errorf("linking %s: %w: %s", twin.rootfs, err, bytes.TrimSpace(out)))
+		}
+		version = twin.debootstrap
+	} else {
+		version = b.debootstrapVersion(ctx)
+		if err := b.runDebootstrap(ctx, s, rootfs, progress); err != nil {
+			return fail(err)
+		}
+		progress("Making the image container-ready: dropping apt lists and caches, docs, man pages and logs; adding /app")
+		if err := prepareRootfs(rootfs); err != nil {
+			return fail(err)
+		}
 	}
 	debootstrapTime := time.Since(start)
 
-	progress("Making the image container-ready: dropping apt lists and caches, docs, man pages and logs; adding /app")
-	if err := prepareRootfs(rootfs); err != nil {
-		return fail(err)
-	}
 	progress(fmt.Sprintf("Copying the image with uids and gids shifted by %d for unprivileged containers", s.shift))
 	shiftStart := time.Now()
 	if err := Shift(rootfs, shifted, s.shift); err != nil {

@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // App output: the launcher appends the app's stdout and stderr to
@@ -208,10 +211,16 @@ func (r *Runtime) capLoop() {
 	}
 }
 
-// capLog keeps the newest half of LogLimit when the log is over it. The
-// app keeps appending (O_APPEND) while the kept tail is moved to the front;
-// bytes appended meanwhile are moved too, and only what lands between the
-// last check and the truncate is lost.
+// capLog keeps about the newest half of LogLimit when the log is over it,
+// while the app keeps appending (O_APPEND).
+//
+// Where the file system can (ext4, xfs), the head is cut in place with
+// FALLOC_FL_COLLAPSE_RANGE, which the kernel does under the inode lock, so
+// nothing appended meanwhile is lost; it cuts whole blocks, so the kept
+// part may start inside a line, which readers then skip (logMidLine).
+// Elsewhere (tmpfs) the kept tail is copied to the front and the file
+// truncated: bytes appended meanwhile are copied too, and only what lands
+// between the last check and the truncate is lost.
 func (r *Runtime) capLog(c *ctr) error {
 	c.logMu.Lock()
 	defer c.logMu.Unlock()
@@ -234,6 +243,11 @@ func (r *Runtime) capLog(c *ctr) error {
 	if n, _ := f.ReadAt(buf[:min(int64(len(buf)), size-from)], from); n > 0 {
 		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 && i+1 < n {
 			from += int64(i) + 1
+		}
+	}
+	if blk := blockSize(st); blk > 0 {
+		if cut := from - from%blk; cut > 0 && unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_COLLAPSE_RANGE, 0, cut) == nil {
+			return c.cutLog(cut, cut < from)
 		}
 	}
 	src, dst := from, int64(0)
@@ -266,8 +280,42 @@ func (r *Runtime) capLog(c *ctr) error {
 	if err := f.Truncate(dst); err != nil {
 		return err
 	}
-	c.logBase += src - dst
-	return writeFileAtomic(filepath.Join(c.dir, logBaseFile), []byte(strconv.FormatInt(c.logBase, 10)+"\n"), 0o600)
+	return c.cutLog(src-dst, false)
+}
+
+// cutLog records that n more bytes are gone from the front of the log, and
+// whether what is kept starts inside a line.
+func (c *ctr) cutLog(n int64, midLine bool) error {
+	c.logBase += n
+	c.logMidLine = midLine
+	rec := strconv.FormatInt(c.logBase, 10)
+	if midLine {
+		rec += " " + midLineMark
+	}
+	return writeFileAtomic(filepath.Join(c.dir, logBaseFile), []byte(rec+"\n"), 0o600)
+}
+
+// midLineMark follows logBase in its file when the kept log starts inside
+// a line.
+const midLineMark = "mid-line"
+
+func parseLogBase(b []byte) (base int64, midLine bool) {
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0, false
+	}
+	base, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil || base < 0 {
+		return 0, false
+	}
+	return base, len(f) == 2 && f[1] == midLineMark
+}
+
+func blockSize(st os.FileInfo) int64 {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return int64(sys.Blksize)
+	}
+	return 0
 }
 
 // Logs returns the last lines of the app's output (lines <= 0: all that is
@@ -331,7 +379,7 @@ func (r *Runtime) tail(name string, lines int, unfinished bool) ([]string, int64
 		return nil, 0, fmt.Errorf("lxc: logs %s: %w", name, err)
 	}
 	buf = buf[:n]
-	partialStart := false
+	partialStart := from == 0 && c.logMidLine
 	if from > 0 && len(buf) > 0 {
 		partialStart = buf[0] != '\n'
 		buf = buf[1:]
@@ -443,7 +491,15 @@ func (r *Runtime) readLogAt(c *ctr, pos *int64, buf []byte) (int, error) {
 	}
 	phys := *pos - c.logBase
 	if phys < 0 {
-		phys = 0 // cut away meanwhile: continue with the oldest kept
+		// Cut away meanwhile: continue with the oldest line kept.
+		phys = 0
+		if c.logMidLine {
+			head := make([]byte, min(len(buf), maxLine))
+			n, _ := f.ReadAt(head, 0)
+			if i := bytes.IndexByte(head[:n], '\n'); i >= 0 {
+				phys = int64(i) + 1
+			}
+		}
 	}
 	if phys > st.Size() {
 		phys = st.Size() // the app truncated its own log

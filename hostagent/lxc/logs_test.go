@@ -16,7 +16,11 @@ import (
 // file: the capping and reading logic without LXC or root.
 func logRuntime(t *testing.T, limit int64) (*Runtime, *ctr, string) {
 	t.Helper()
-	dir := t.TempDir()
+	return logRuntimeIn(t, t.TempDir(), limit)
+}
+
+func logRuntimeIn(t *testing.T, dir string, limit int64) (*Runtime, *ctr, string) {
+	t.Helper()
 	upper := filepath.Join(dir, "app", "upper")
 	if err := os.MkdirAll(filepath.Join(upper, stateDirIn), 0o755); err != nil {
 		t.Fatal(err)
@@ -76,8 +80,12 @@ func TestCapKeepsWholeNewestLines(t *testing.T) {
 	if lines[len(lines)-1] != "line 1999" || !strings.HasPrefix(lines[0], "line ") {
 		t.Errorf("kept %q ... %q", lines[0], lines[len(lines)-1])
 	}
-	if b, _ := os.ReadFile(filepath.Join(c.dir, logBaseFile)); strings.TrimSpace(string(b)) != strconv.FormatInt(written-st.Size(), 10) {
-		t.Errorf("logbase = %q, want %d", b, written-st.Size())
+	// What a restarted agent reads back: the bytes cut so far, and whether
+	// the kept part starts inside a line (a cut on a block boundary).
+	b, _ := os.ReadFile(filepath.Join(c.dir, logBaseFile))
+	head, _ := os.ReadFile(path)
+	if base, mid := parseLogBase(b); base != written-st.Size() || mid != !strings.HasPrefix(string(head), "line ") {
+		t.Errorf("logbase = %q, want %d (file starts %q)", b, written-st.Size(), head[:10])
 	}
 
 	// Follow from an offset older than what is kept starts at the oldest
@@ -101,6 +109,45 @@ func TestCapKeepsWholeNewestLines(t *testing.T) {
 	}
 	if _, end, _ := r.LogTail("app", 1); end != written+more {
 		t.Errorf("end %d, want %d", end, written+more)
+	}
+}
+
+// On a file system without FALLOC_FL_COLLAPSE_RANGE (tmpfs) the kept tail
+// is copied to the front: whole lines, in order, the newest kept.
+func TestCapByCopying(t *testing.T) {
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skip("no /dev/shm")
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "upst-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	r, c, path := logRuntimeIn(t, dir, 4096)
+	written := appendLines(t, path, 0, 2000)
+	if _, err := r.Logs("app", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.capLog(c); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := os.ReadFile(path)
+	if len(head) > 4096 || !strings.HasPrefix(string(head), "line ") || !strings.HasSuffix(string(head), "line 1999\n") {
+		t.Errorf("capped log %d bytes: %q...", len(head), head[:min(len(head), 20)])
+	}
+	if b, _ := os.ReadFile(filepath.Join(c.dir, logBaseFile)); string(b) != strconv.FormatInt(written-int64(len(head)), 10)+"\n" {
+		t.Errorf("logbase = %q, want %d", b, written-int64(len(head)))
+	}
+}
+
+func TestParseLogBase(t *testing.T) {
+	for in, want := range map[string]struct {
+		base int64
+		mid  bool
+	}{"16384\n": {16384, false}, "16384 mid-line\n": {16384, true}, "": {0, false}, "-5": {0, false}, "x mid-line": {0, false}, "7 other": {7, false}} {
+		if base, mid := parseLogBase([]byte(in)); base != want.base || mid != want.mid {
+			t.Errorf("parseLogBase(%q) = %d, %v; want %+v", in, base, mid, want)
+		}
 	}
 }
 

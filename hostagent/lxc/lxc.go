@@ -55,7 +55,7 @@ type Config struct {
 	LXCPath   string       // e.g. /var/lib/upscale-agent/containers
 	Bridge    string       // created if missing, with Gateway address; <= 15 chars
 	Subnet    netip.Prefix // IPv4; Gateway = first address; containers get static addresses from it
-	IDMapBase uint32       // host uid/gid of the containers' root; default 100000
+	IDMapBase uint32       // host uid/gid of the containers' root; 0 = the one recorded in LXCPath, else a free range (see reserveIDs)
 	IDMapSize uint32       // default 65536
 	DNS       []string     // default: the host's non-loopback nameservers, else 1.1.1.1
 	NAT       bool         // masquerade Subnet (nft, else iptables) so apps reach the internet
@@ -150,10 +150,11 @@ type ctr struct {
 	gone  bool // destroyed or runtime closed: no new liblxc handle
 	lx    *golxc.Container
 
-	logMu   sync.Mutex
-	logF    *os.File
-	logBase int64  // bytes dropped from the front of the log so far
-	marks   []mark // capture times, ascending (logs.go)
+	logMu      sync.Mutex
+	logF       *os.File
+	logBase    int64  // bytes dropped from the front of the log so far
+	logMidLine bool   // the kept log starts inside a line (see capLog)
+	marks      []mark // capture times, ascending (logs.go)
 }
 
 // New prepares the host (bridge, NAT, subordinate ids) and adopts the
@@ -176,9 +177,6 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.LXCPath, 0o711); err != nil {
 		return nil, fmt.Errorf("lxc: %w", err)
 	}
-	if err := checkTraversable(cfg.LXCPath, cfg.IDMapBase); err != nil {
-		return nil, fmt.Errorf("lxc: lxcpath: %w", err)
-	}
 	if r.lock, err = lockDir(cfg.LXCPath); err != nil {
 		return nil, err
 	}
@@ -188,8 +186,11 @@ func New(cfg Config) (*Runtime, error) {
 			r.lock.Close()
 		}
 	}()
-	if err := ensureSubIDs(uint64(cfg.IDMapBase), uint64(cfg.IDMapSize)); err != nil {
-		return nil, fmt.Errorf("lxc: %w", err)
+	if err := r.reserveIDs(); err != nil {
+		return nil, err
+	}
+	if err := checkTraversable(cfg.LXCPath, r.cfg.IDMapBase); err != nil {
+		return nil, fmt.Errorf("lxc: lxcpath: %w", err)
 	}
 	r.detectCgroups()
 	if _, err := os.Stat("/usr/share/lxc/config/common.seccomp"); err == nil {
@@ -226,9 +227,6 @@ func (cfg *Config) normalize() error {
 		return fmt.Errorf("lxc: subnet %v must be IPv4 between /8 and /29", cfg.Subnet)
 	}
 	cfg.Subnet = cfg.Subnet.Masked()
-	if cfg.IDMapBase == 0 {
-		cfg.IDMapBase = 100000
-	}
 	if cfg.IDMapSize == 0 {
 		cfg.IDMapSize = 65536
 	}
@@ -345,7 +343,7 @@ func (r *Runtime) load() error {
 		}
 		c := &ctr{name: m.Name, dir: dir, meta: m, ready: true}
 		if b, err := os.ReadFile(filepath.Join(dir, logBaseFile)); err == nil {
-			c.logBase, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+			c.logBase, c.logMidLine = parseLogBase(b)
 		}
 		// Open the log now so the capper covers containers that kept
 		// running while no agent was there.

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/hostagent/subids"
 )
 
 // These tests run real unprivileged LXC containers from a tiny busybox
@@ -36,6 +38,7 @@ var (
 	testBase     string // /tmp/upst-*: image and per-test lxcpaths
 	testImage    string
 	testImageErr error
+	testIDBase   uint32 // root's id range on this machine, as an agent would reserve it
 	imageOnce    sync.Once
 )
 
@@ -138,6 +141,9 @@ func buildTestImage() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if testIDBase, err = subids.System.Reserve(context.Background(), 0, 65536); err != nil {
+		return "", err
+	}
 	if testBase == "" {
 		if testBase, err = os.MkdirTemp("", "upst-"); err != nil {
 			return "", err
@@ -189,7 +195,7 @@ func buildTestImage() (string, error) {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(path, 100000, 100000)
+		return os.Lchown(path, int(testIDBase), int(testIDBase))
 	})
 	return img, err
 }
@@ -237,10 +243,11 @@ func newEnv(t *testing.T, mod func(*Config)) *testEnv {
 	requireLXC(t)
 	lxcpath := filepath.Join(testBase, "lxc-"+randHex(4))
 	cfg := Config{
-		LXCPath: lxcpath,
-		Bridge:  "upst" + randHex(3),
-		Subnet:  freeSubnet(t, 24),
-		NAT:     true,
+		LXCPath:   lxcpath,
+		Bridge:    "upst" + randHex(3),
+		Subnet:    freeSubnet(t, 24),
+		NAT:       true,
+		IDMapBase: testIDBase,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -455,7 +462,7 @@ func TestServeUnprivilegedWithEnvAndLogs(t *testing.T) {
 	}
 	for _, pid := range pids {
 		for _, uid := range procUIDs(t, pid) {
-			if uid < 100000 {
+			if uid < int(testIDBase) {
 				t.Errorf("pid %d runs as host uid %d", pid, uid)
 			}
 		}
@@ -477,7 +484,7 @@ func TestServeUnprivilegedWithEnvAndLogs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sys := st.Sys().(*syscall.Stat_t); sys.Uid != 100000 || sys.Gid != 100000 {
+		if sys := st.Sys().(*syscall.Stat_t); sys.Uid != testIDBase || sys.Gid != testIDBase {
 			t.Errorf("upper/%s owned by %d:%d, want the container's root", rel, sys.Uid, sys.Gid)
 		}
 	}

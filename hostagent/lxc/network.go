@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -128,51 +127,4 @@ func run(name string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return string(out), nil
-}
-
-// ensureSubIDs reserves the containers' id range for root in /etc/subuid
-// and /etc/subgid. When shadow's newuidmap is installed LXC maps ids
-// through it even for root, and it refuses ranges root does not own. The
-// range must not overlap another user's either: that user could then
-// enter the containers' files as their root.
-func ensureSubIDs(base, size uint64) error {
-	_, errU := exec.LookPath("newuidmap")
-	_, errG := exec.LookPath("newgidmap")
-	shadow := errU == nil || errG == nil
-	for _, path := range []string{"/etc/subuid", "/etc/subgid"} {
-		data, err := os.ReadFile(path)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		covered := false
-		for _, rg := range parseSubIDs(data) {
-			if rg.Owner == "root" || rg.Owner == "0" {
-				covered = covered || rg.covers(base, size)
-				continue
-			}
-			if rg.overlaps(base, size) {
-				return fmt.Errorf("%s: ids %d-%d of the containers overlap %s's range %d-%d: choose another IDMapBase",
-					path, base, base+size-1, rg.Owner, rg.Start, rg.Start+rg.Count-1)
-			}
-		}
-		if covered || !shadow {
-			continue
-		}
-		line := fmt.Sprintf("root:%d:%d\n", base, size)
-		if len(data) > 0 && data[len(data)-1] != '\n' {
-			line = "\n" + line
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return err
-		}
-		_, err = f.WriteString(line)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

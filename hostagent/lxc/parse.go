@@ -38,45 +38,6 @@ func parseResolvConf(data []byte) []string {
 	return out
 }
 
-// idRange is one line of /etc/subuid or /etc/subgid.
-type idRange struct {
-	Owner        string
-	Start, Count uint64
-}
-
-func (r idRange) overlaps(start, count uint64) bool {
-	return r.Start < start+count && start < r.Start+r.Count
-}
-
-func (r idRange) covers(start, count uint64) bool {
-	return r.Start <= start && start+count <= r.Start+r.Count
-}
-
-// parseSubIDs reads /etc/subuid or /etc/subgid ("owner:start:count" lines),
-// skipping what it cannot read the way shadow's tools do.
-func parseSubIDs(data []byte) []idRange {
-	var out []idRange
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 64*1024)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Split(line, ":")
-		if len(f) != 3 || f[0] == "" {
-			continue
-		}
-		start, err1 := strconv.ParseUint(f[1], 10, 32)
-		count, err2 := strconv.ParseUint(f[2], 10, 32)
-		if err1 != nil || err2 != nil || count == 0 {
-			continue
-		}
-		out = append(out, idRange{Owner: f[0], Start: start, Count: count})
-	}
-	return out
-}
-
 // parseExitCode reads the status the launcher wrote. The file lives in the
 // container's writable layer, so anything but a plain 0..255 is "unknown".
 func parseExitCode(data []byte) (int, bool) {

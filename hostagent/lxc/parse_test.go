@@ -29,21 +29,6 @@ func TestParseResolvConf(t *testing.T) {
 	}
 }
 
-func TestParseSubIDs(t *testing.T) {
-	got := parseSubIDs([]byte("alice:100000:65536\n# comment\n\nroot:165536:65536\nbad\nbob:x:1\ncarol:1:0\ndave:5:5:5\n:1:1\n"))
-	want := []idRange{{"alice", 100000, 65536}, {"root", 165536, 65536}}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("parseSubIDs = %+v, want %+v", got, want)
-	}
-	r := idRange{"x", 100000, 65536}
-	if !r.covers(100000, 65536) || r.covers(100000, 65537) || r.covers(99999, 10) {
-		t.Error("covers wrong")
-	}
-	if !r.overlaps(165535, 10) || r.overlaps(165536, 10) || r.overlaps(0, 100000) || !r.overlaps(0, 100001) {
-		t.Error("overlaps wrong")
-	}
-}
-
 func TestParseExitCode(t *testing.T) {
 	for in, want := range map[string]int{
 		"0\n": 0, "3\n": 3, "255": 255, " 143 \n": 143,
@@ -147,17 +132,6 @@ func FuzzParseResolvConf(f *testing.F) {
 			a, err := netip.ParseAddr(s)
 			if err != nil || a.IsLoopback() || strings.ContainsAny(s, "\n \t") {
 				t.Fatalf("returned %q", s)
-			}
-		}
-	})
-}
-
-func FuzzParseSubIDs(f *testing.F) {
-	f.Add([]byte("root:100000:65536\nalice:165536:65536\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, r := range parseSubIDs(data) {
-			if r.Owner == "" || r.Count == 0 || r.Start > 1<<32-1 || r.Count > 1<<32-1 {
-				t.Fatalf("returned %+v", r)
 			}
 		}
 	})
