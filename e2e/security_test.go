@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/upscalehq/upscale/e2e/rig"
 )
@@ -158,6 +163,35 @@ func TestRepoPathsAreConfined(t *testing.T) {
 	for _, app := range []string{"acme/web", "globex/web"} {
 		if out := mustSSH(t, w.srv, w.admin.key, "", "app", "info", app, "--format", "json"); strings.Contains(out, "last_push") {
 			t.Errorf("%s received a push: %s", app, out)
+		}
+	}
+}
+
+// 300 silent connections to the SSH port were all held for the 10-minute
+// idle timeout: they are closed once the login grace time is over, and the
+// real OpenSSH client gets in meanwhile.
+func TestSilentSSHConnectionsRegression(t *testing.T) {
+	srv := rig.Start(t, bin, "--ssh-login-grace", "2s")
+	admin := rig.NewKey(t, "admin")
+	mustLocal(t, srv, "keys", "add", "--admin", "--name", "admin", "--public", admin.Public)
+	var silent []net.Conn
+	for range 300 {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", srv.Port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		silent = append(silent, c)
+	}
+	if out, errs, code := srv.SSH(admin, "", "namespace", "list"); code != 0 {
+		t.Fatalf("ssh next to 300 silent connections: exit %d %q %s", code, out, errs)
+	}
+	for i, c := range silent {
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("silent connection %d still open after 30 s (grace 2 s)", i)
 		}
 	}
 }

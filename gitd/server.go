@@ -44,6 +44,8 @@ type Config struct {
 	Deploys Deploys
 	// HookTimeout bounds one hook's work, a build and deploy included.
 	HookTimeout time.Duration
+	// Limits bound what one client can make the server hold.
+	Limits Limits
 }
 
 // Deploys is what a push to the deploy branch sets in motion.
@@ -60,6 +62,7 @@ type Server struct {
 	ssh    *ssh.Server
 	git    *GitService
 	pushes *pushRegistry
+	gate   *gate
 
 	mu        sync.Mutex
 	hookLn    net.Listener
@@ -77,14 +80,15 @@ func New(cfg Config) *Server {
 	if cfg.HookTimeout == 0 {
 		cfg.HookTimeout = time.Minute
 	}
-	s := &Server{cfg: cfg, pushes: newPushRegistry()}
+	s := &Server{cfg: cfg, pushes: newPushRegistry(), gate: newGate(cfg.Limits)}
 	s.git = &GitService{Repos: cfg.Repos, SocketPath: cfg.SocketPath, Log: cfg.Log, pushes: s.pushes}
 	s.ssh = &ssh.Server{
 		Handler:              s.session,
 		HostSigners:          []ssh.Signer{cfg.HostKey},
 		IdleTimeout:          cfg.IdleTimeout,
 		ServerConfigCallback: s.sshConfig,
-		ConnCallback:         func(_ ssh.Context, c net.Conn) net.Conn { return quickAck(c) },
+		ConnCallback:         func(ctx ssh.Context, c net.Conn) net.Conn { return s.gate.accept(ctx, quickAck(c)) },
+		ChannelHandlers:      map[string]ssh.ChannelHandler{"session": s.gate.sessionHandler},
 		Version:              "Upscale",
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
 			cfg.Log.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
@@ -99,6 +103,9 @@ func (s *Server) Git() *GitService { return s.git }
 func (s *Server) sshConfig(ctx ssh.Context) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		PublicKeyCallback: func(conn gossh.ConnMetadata, key gossh.PublicKey) (*gossh.Permissions, error) {
+			if err := s.gate.waitLookup(ctx, conn.RemoteAddr()); err != nil {
+				return nil, errors.New("unknown key")
+			}
 			fp := gossh.FingerprintSHA256(key)
 			k, err := s.cfg.Store.KeyByFingerprint(ctx, fp)
 			if err != nil {
@@ -113,6 +120,12 @@ func (s *Server) sshConfig(ctx ssh.Context) *gossh.ServerConfig {
 		// set; this keeps the "none" method refused.
 		NoClientAuthCallback: func(gossh.ConnMetadata) (*gossh.Permissions, error) {
 			return nil, errors.New("public key required")
+		},
+		// Called with a nil error only once a key's signature checked out.
+		AuthLogCallback: func(_ gossh.ConnMetadata, _ string, err error) {
+			if err == nil {
+				s.gate.authenticated(ctx)
+			}
 		},
 	}
 }

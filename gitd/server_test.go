@@ -34,7 +34,9 @@ type rig struct {
 	args  [][]string
 }
 
-func newRig(t *testing.T) *rig {
+// newRig's Run answers "sleep D" by sleeping D silently and "env" with
+// the git protocol the session carried; opts change the server's Config.
+func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlstore.Open(context.Background(), "", dir)
@@ -46,7 +48,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{store: st}
-	srv := New(Config{
+	cfg := Config{
 		HostKey: hostKey,
 		Store:   st,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -55,13 +57,26 @@ func newRig(t *testing.T) *rig {
 			r.seen = append(r.seen, inv)
 			r.args = append(r.args, args)
 			r.mu.Unlock()
+			if len(args) == 2 && args[0] == "sleep" {
+				d, _ := time.ParseDuration(args[1])
+				time.Sleep(d)
+			}
+			if len(args) == 1 && args[0] == "env" {
+				v, _ := ctx.Value(gitProtocolKey).(string)
+				fmt.Fprintf(inv.Stdout, "GIT_PROTOCOL=%s\n", v)
+				return 0
+			}
 			fmt.Fprintf(inv.Stdout, "%s ran %s\n", inv.Principal.Name, strings.Join(args, " "))
 			if len(args) > 0 && args[0] == "fail" {
 				return 3
 			}
 			return 0
 		},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := New(cfg)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

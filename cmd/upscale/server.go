@@ -47,6 +47,7 @@ type serverOptions struct {
 	HostSubnets   netip.Prefix
 	AutoRebalance bool
 	EC2Endpoint   string
+	SSH           gitd.Limits
 }
 
 // prefixValue is a netip.Prefix flag.
@@ -98,6 +99,10 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.Var(prefixValue{&so.HostSubnets}, "host-subnets", "range from which each host gets a /24 for its containers")
 	f.BoolVar(&so.AutoRebalance, "auto-rebalance", false, "even out instances whenever a host joins")
 	f.StringVar(&so.EC2Endpoint, "ec2-endpoint", "", "EC2 endpoint URL (default: AWS)")
+	f.DurationVar(&so.SSH.LoginGrace, "ssh-login-grace", 20*time.Second, "an SSH connection that has not authenticated by then is closed")
+	f.IntVar(&so.SSH.MaxStartups, "ssh-max-startups", 100, "SSH connections not yet authenticated, in all (over it the oldest is closed)")
+	f.IntVar(&so.SSH.MaxStartupsPerSource, "ssh-max-startups-per-source", 10, "SSH connections not yet authenticated from one address (an IPv6 /64)")
+	f.IntVar(&so.SSH.MaxSessions, "ssh-max-sessions", 10, "sessions open at once on one SSH connection")
 	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
 	return c
 }
@@ -220,6 +225,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		SocketPath:  sock,
 		Log:         log,
 		IdleTimeout: 10 * time.Minute,
+		Limits:      so.SSH,
 		Deploys:     deployer,
 		HookTimeout: so.BuildTimeout + so.HealthTimeout + 5*time.Minute,
 		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
