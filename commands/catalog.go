@@ -74,6 +74,9 @@ func (s *session) hostsCommands() *cobra.Command {
 				row(w, h.Name, dash(h.Address), h.State, strconv.Itoa(h.Weight), strconv.Itoa(h.Containers),
 					gib(h.MemTotal-min(h.MemFree, h.MemTotal))+"/"+gib(h.MemFree), h.LastHeartbeat)
 			}
+			if s.env.Router != nil {
+				fmt.Fprintf(w, "\nrouter: %s\n", s.env.Router(cmd.Context()))
+			}
 		})
 	})
 	return g

@@ -41,6 +41,9 @@ type Env struct {
 	// Hosts lists the hosts for `hosts list` and which runtime images
 	// they have built.
 	Hosts func() []fleet.Host
+	// Router says in one line how the router (HAProxy) is, for `hosts
+	// list`; nil where no server runs.
+	Router func(ctx context.Context) string
 	// HostOps manages hosts; nil where no server runs.
 	HostOps HostOps
 	// Lifecycle changes running apps (config vars, scale, rollback); nil

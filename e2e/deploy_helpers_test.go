@@ -398,6 +398,17 @@ func tail(s string, n int) string {
 // agentPIDs are the processes of the server's local agent (found by its
 // --state flag, which only this test's agent has).
 func agentPIDs(a *rig.Agent) []int {
+	return pidsMatching(func(args []string) bool {
+		if filepath.Base(args[0]) != "upscale-agent" || slices.Contains(args, "--teardown") {
+			return false
+		}
+		i := slices.Index(args, "--state")
+		return i >= 0 && i+1 < len(args) && args[i+1] == a.State
+	})
+}
+
+// pidsMatching are the processes whose command line match accepts.
+func pidsMatching(match func(args []string) bool) []int {
 	var pids []int
 	dirs, _ := os.ReadDir("/proc")
 	for _, e := range dirs {
@@ -406,14 +417,10 @@ func agentPIDs(a *rig.Agent) []int {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
+		if err != nil || len(b) == 0 {
 			continue
 		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-		if filepath.Base(args[0]) != "upscale-agent" || slices.Contains(args, "--teardown") {
-			continue
-		}
-		if i := slices.Index(args, "--state"); i >= 0 && i+1 < len(args) && args[i+1] == a.State {
+		if match(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")) {
 			pids = append(pids, pid)
 		}
 	}

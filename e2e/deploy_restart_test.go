@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -129,4 +130,38 @@ func TestDeployServerRestart(t *testing.T) {
 	if got := d.containers(t); len(got) != 1 || got[0] == before[0].Name {
 		t.Errorf("containers after the push: %v, want one new one", got)
 	}
+}
+
+// HAProxy dies (its worker killed, and the master that exits with it):
+// apps stayed down until the next deploy. The server starts it again with
+// the routes it had, and hosts list says so.
+func TestRouterRestartsWhenHAProxyDiesRegression(t *testing.T) {
+	d := newDeployWorld(t)
+	d.mustPush(t, rig.Repo(t, helloApp(t, "routed", "runtime: python\n")), "acme/web")
+	d.mustServe(t, "acme/web", "routed\n")
+	if out := d.ssh(t, "hosts", "list"); !strings.Contains(out, "\nrouter: haproxy up (master pid ") || strings.Contains(out, "restarted") {
+		t.Fatalf("hosts list before the kill:\n%s", out)
+	}
+	pids := haproxyPIDs(d.srv.Data)
+	if len(pids) == 0 {
+		t.Fatalf("no haproxy runs for %s", d.srv.Data)
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	d.mustServe(t, "acme/web", "routed\n")
+	if out := d.ssh(t, "hosts", "list"); !regexp.MustCompile(`\nrouter: haproxy up \(master pid [0-9]+, worker pid [0-9]+\); found dead and restarted 1 time\(s\), last at 20`).MatchString(out) {
+		t.Errorf("hosts list after the kill:\n%s", out)
+	}
+	if after := haproxyPIDs(d.srv.Data); len(after) == 0 || slices.Contains(after, pids[0]) {
+		t.Errorf("haproxy processes %v after killing %v", after, pids)
+	}
+}
+
+// haproxyPIDs are the HAProxy processes serving the server with data dir
+// data.
+func haproxyPIDs(data string) []int {
+	return pidsMatching(func(args []string) bool {
+		return filepath.Base(args[0]) == "haproxy" && slices.Contains(args, filepath.Join(data, "router", "haproxy.cfg"))
+	})
 }

@@ -64,6 +64,13 @@ type Router struct {
 	masterSock string
 
 	mu sync.Mutex // serializes changes within this process; router.lock across processes
+	// last is what the latest Apply made HAProxy route (or what Start
+	// adopted): a HAProxy found dead is started again with it. Under mu.
+	last *state
+
+	statusMu    sync.Mutex
+	restarts    int
+	lastRestart time.Time
 }
 
 // Start adopts the HAProxy already running for cfg.Dir (its master socket
@@ -96,6 +103,70 @@ func Start(ctx context.Context, cfg Config) (*Router, error) {
 		}
 	}
 	return r, nil
+}
+
+// Watch starts HAProxy again, with the routes of the latest Apply, when it
+// is found dead (its worker crashed or was killed, taking the master with
+// it) on a check every interval, until ctx ends.
+func (r *Router) Watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if p, err := r.showProc(ctx); err == nil && p.worker != 0 {
+			continue
+		}
+		// It may be re-executing for a reload: ensure, under the lock that
+		// reloads take, tells that from dead.
+		unlock, err := r.lock(ctx)
+		if err != nil {
+			continue
+		}
+		_, launched, err := r.ensure(ctx)
+		unlock()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.cfg.Log.Error("haproxy is down and did not start again", "dir", r.cfg.Dir, "err", err)
+		case launched:
+			r.statusMu.Lock()
+			r.restarts++
+			r.lastRestart = time.Now()
+			r.statusMu.Unlock()
+			r.cfg.Log.Warn("haproxy was down; started again with the last routes", "dir", r.cfg.Dir)
+		}
+	}
+}
+
+// Status is the router's health as an operator reads it.
+type Status struct {
+	Running     bool
+	Master      int // pids
+	Worker      int
+	Restarts    int       // times Watch found HAProxy dead and started it
+	LastRestart time.Time // zero if never
+}
+
+// Status asks HAProxy's master how it is.
+func (r *Router) Status(ctx context.Context) Status {
+	r.statusMu.Lock()
+	st := Status{Restarts: r.restarts, LastRestart: r.lastRestart}
+	r.statusMu.Unlock()
+	if p, err := r.showProc(ctx); err == nil {
+		st.Running, st.Master, st.Worker = p.worker != 0, p.masterPID, p.worker
+	}
+	return st
+}
+
+// restore is the state to start a fresh HAProxy with; the caller holds mu.
+func (r *Router) restore() *state {
+	if r.last == nil {
+		return newState()
+	}
+	return r.last
 }
 
 func newRouter(cfg Config) (*Router, error) {
@@ -185,13 +256,13 @@ func (r *Router) ensure(ctx context.Context) (p procs, launched bool, err error)
 	}
 	switch {
 	case errors.Is(err, errNotRunning):
-		p, err = r.launch(ctx, newState())
+		p, err = r.launch(ctx, r.restore())
 		return p, true, err
 	case err != nil:
 		return procs{}, false, err
 	case p.worker == 0:
 		// The master survived a worker that did not: start a fresh one.
-		p, err = r.reload(ctx, newState())
+		p, err = r.reload(ctx, r.restore())
 		return p, true, err
 	}
 	return p, false, nil
@@ -204,6 +275,7 @@ func (r *Router) adopt(ctx context.Context, p procs) error {
 	if err != nil {
 		return err
 	}
+	r.last = cur
 	old, _ := os.ReadFile(r.cfgPath)
 	if string(old) == string(r.renderConfig(cur)) {
 		r.cfg.Log.Info("haproxy adopted", "dir", r.cfg.Dir, "master", p.masterPID, "worker", p.worker)
@@ -288,6 +360,7 @@ func (r *Router) apply(ctx context.Context, want *state) error {
 	if g, w := fmt.Sprint(got.list()), fmt.Sprint(want.list()); g != w {
 		return fmt.Errorf("haproxy routes %s after the change, want %s", truncate(g), truncate(w))
 	}
+	r.last = want
 	return nil
 }
 

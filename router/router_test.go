@@ -12,10 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -715,5 +717,53 @@ func TestDirPermissions(t *testing.T) {
 	}
 	if fi, _ := os.Stat(g.cfg.Dir); fi.Mode().Perm() != 0o700 {
 		t.Errorf("state dir mode %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+// HAProxy's worker dies (a crash, the OOM killer, a stray kill): every app
+// stayed down until the next deploy. Watch starts it again with the routes
+// of the last Apply, without one.
+func TestWatchRestartsADeadHAProxy(t *testing.T) {
+	g := newRig(t, time.Second)
+	s1, s2 := newApp(t, "s1"), newApp(t, "s2")
+	g.apply(Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(s1)},
+		Backend{Name: "acme/api", Hosts: []string{"api.acme.test"}, Servers: servers(s2)})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { g.r.Watch(ctx, 100*time.Millisecond); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for round, victim := range []string{"worker", "master and worker"} {
+		p := g.procs()
+		if victim == "worker" {
+			syscall.Kill(p.worker, syscall.SIGKILL)
+		} else {
+			syscall.Kill(p.masterPID, syscall.SIGKILL)
+			syscall.Kill(p.worker, syscall.SIGKILL)
+		}
+		waitFor(t, "the "+victim+" to die", func() bool { return !slices.Contains(haproxyPIDs(g.cfg.Dir), p.worker) })
+		waitFor(t, "the apps answering again after the "+victim+" was killed", func() bool {
+			c1, b1, err1 := g.get("web.acme.test", "/")
+			c2, b2, err2 := g.get("api.acme.test", "/")
+			return err1 == nil && err2 == nil && c1 == 200 && b1 == "s1" && c2 == 200 && b2 == "s2"
+		})
+		// The listener answers a moment before Watch has seen the master
+		// up and counted the restart.
+		var st Status
+		waitFor(t, "the status to show the restart", func() bool {
+			st = g.r.Status(t.Context())
+			return st.Running && st.Restarts == round+1
+		})
+		if st.Worker == p.worker || st.LastRestart.IsZero() {
+			t.Errorf("after killing the %s (worker %d): status %+v, want running on a new worker, %d restarts", victim, p.worker, st, round+1)
+		}
+	}
+	// The routes are still the router's own: the next change applies on top.
+	g.apply(Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(s2)})
+	if code, body := g.mustGet("web.acme.test", "/"); code != 200 || body != "s2" {
+		t.Errorf("after a change: %d %q", code, body)
+	}
+	if code, _ := g.mustGet("api.acme.test", "/"); code != 404 {
+		t.Errorf("removed app answers %d, want 404", code)
 	}
 }

@@ -137,6 +137,8 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err != nil {
 		return err
 	}
+	go rt.Watch(ctx, 500*time.Millisecond)
+	env.Router = func(ctx context.Context) string { return routerLine(rt.Status(ctx)) }
 
 	hosts := fleet.New(log)
 	agents := newAgentSupervisor(so, embedded, log, logOut)
@@ -379,4 +381,16 @@ func agentBinary(so *serverOptions) string {
 		return "upscale-agent"
 	}
 	return filepath.Join(filepath.Dir(exe), "upscale-agent")
+}
+
+// routerLine is the router's state as hosts list shows it.
+func routerLine(st router.Status) string {
+	line := "haproxy down"
+	if st.Running {
+		line = fmt.Sprintf("haproxy up (master pid %d, worker pid %d)", st.Master, st.Worker)
+	}
+	if st.Restarts > 0 {
+		line += fmt.Sprintf("; found dead and restarted %d time(s), last at %s", st.Restarts, st.LastRestart.UTC().Format("2006-01-02 15:04:05Z"))
+	}
+	return line
 }
