@@ -37,8 +37,9 @@ func TestMultiHostReadme(t *testing.T) {
 	mustHave(t, out, "root via sudo", "=====> Host "+name+" is up:")
 	// ssh -p 2222 upscale@10.0.0.5 hosts list
 	list := d.ssh(t, "hosts", "list")
-	lines := strings.Split(strings.TrimSpace(list), "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[0], "HOST") {
+	table, router, _ := strings.Cut(list, "\n\nrouter: ")
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "HOST") || !strings.HasPrefix(router, "haproxy up") {
 		t.Fatalf("hosts list:\n%s\nwant a header and two hosts", list)
 	}
 	for _, l := range lines[1:] {

@@ -62,7 +62,7 @@ func TestSeedCommands(t *testing.T) {
 	if out := mustSSH(t, srv, me, "", "runtimes", "list"); !strings.Contains(out, "php") || !strings.Contains(out, "python") || !strings.Contains(out, "ruby") {
 		t.Fatalf("runtimes list: %q", out)
 	}
-	if out := mustSSH(t, srv, me, "", "hosts", "list"); strings.Count(out, "\n") != 2 || !strings.Contains(out, " up ") {
+	if out := mustSSH(t, srv, me, "", "hosts", "list"); strings.Count(out, "\n") != 4 || !strings.Contains(out, " up ") || !strings.Contains(out, "\n\nrouter: haproxy up (") {
 		t.Fatalf("hosts list: %q", out)
 	}
 	if out := mustSSH(t, srv, me, "", "help"); !strings.Contains(out, "namespace") || !strings.Contains(out, "ssh -p") {

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Removes what a crashed test or bench run left behind: agents' containers,
-# bridges and NAT rules, HAProxy and server processes, temp dirs, test
+# bridges and nftables rules, HAProxy and server processes, temp dirs, test
 # databases, the multi-host tests' namespaces, links (upsh*), users and
 # routes. Everything the tests make is named upscale-e2e-*, upscale-bench-*,
 # upse2e-*, upsh* or upst* (the lxc package's own tests), so nothing else is
@@ -49,9 +49,8 @@ done
 for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^(upse|upst|upsb|upsh)' | cut -d@ -f1); do
 	ip link del "$link" 2>/dev/null
 done
-for t in $(nft list tables 2>/dev/null | awk '$2 == "ip" && $3 ~ /^upscale_(upse|upst|upsb)/ {print $3}'); do
-	nft delete table ip "$t" 2>/dev/null
-done
+nft list tables 2>/dev/null | awk '$3 ~ /^upscale_(upse|upst|upsb)/ {print $2, $3}' |
+	while read -r family t; do nft delete table "$family" "$t" 2>/dev/null; done
 rm -rf /tmp/upscale-e2e-* /tmp/upscale-bench-* /tmp/upst-*
 # Last, once no agent runs: the id ranges the tests reserved.
 "$(dirname "$0")/test-subids.sh" restore

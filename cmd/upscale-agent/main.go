@@ -50,7 +50,13 @@ func run(log *slog.Logger) error {
 		nat         = flag.Bool("nat", true, "masquerade the container subnet so apps reach the internet")
 		address     = flag.String("address", "", "this host's address as other hosts reach it (default: its first non-loopback IPv4)")
 		teardown    = flag.Bool("teardown", false, "destroy every container of this agent and its bridge and NAT rule, then exit (uninstall, tests)")
+		egress      []lxc.Egress
 	)
+	flag.Func("egress-allow", "a private destination containers may reach, CIDR[:PORT] (e.g. a database at 10.0.5.7:5432); repeat for more", func(s string) error {
+		e, err := lxc.ParseEgress(s)
+		egress = append(egress, e)
+		return err
+	})
 	flag.Parse()
 	if *lxcpath == "" {
 		*lxcpath = filepath.Join(*state, "containers")
@@ -59,7 +65,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--subnet: %w", err)
 	}
-	lxcCfg := lxc.Config{LXCPath: *lxcpath, Bridge: *bridge, Subnet: prefix, NAT: *nat}
+	lxcCfg := lxc.Config{LXCPath: *lxcpath, Bridge: *bridge, Subnet: prefix, NAT: *nat, EgressAllow: egress}
 	if *teardown {
 		return teardownAll(lxcCfg, log)
 	}

@@ -58,8 +58,11 @@ type Config struct {
 	IDMapBase uint32       // host uid/gid of the containers' root; 0 = the one recorded in LXCPath, else a free range (see reserveIDs)
 	IDMapSize uint32       // default 65536
 	DNS       []string     // default: the host's non-loopback nameservers, else 1.1.1.1
-	NAT       bool         // masquerade Subnet (nft, else iptables) so apps reach the internet
-	LogLimit  int64        // bytes of app output kept per container; default 1 MiB
+	NAT       bool         // masquerade Subnet so apps reach the internet
+	// EgressAllow opens private destinations to the containers (they
+	// reach only the public internet and their DNS servers otherwise).
+	EgressAllow []Egress
+	LogLimit    int64 // bytes of app output kept per container; default 1 MiB
 }
 
 // Spec describes one container.
@@ -199,10 +202,8 @@ func New(cfg Config) (*Runtime, error) {
 	if err := ensureBridge(cfg.Bridge, r.gateway, cfg.Subnet.Bits()); err != nil {
 		return nil, fmt.Errorf("lxc: bridge %s: %w", cfg.Bridge, err)
 	}
-	if cfg.NAT {
-		if err := ensureNAT(cfg.Bridge, cfg.Subnet); err != nil {
-			return nil, fmt.Errorf("lxc: nat: %w", err)
-		}
+	if err := ensureFirewall(r.cfg); err != nil {
+		return nil, fmt.Errorf("lxc: firewall: %w", err)
 	}
 	if err := r.load(); err != nil {
 		return nil, err
@@ -730,13 +731,17 @@ func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 		{"lxc.console.path", "none"},
 		{"lxc.tty.max", "0"},
 		{"lxc.pty.max", "64"},
-		{"lxc.cap.drop", "mac_admin mac_override sys_time sys_module sys_rawio"},
+		// What an app needs (Docker's default set) without NET_RAW and
+		// MKNOD: no raw or packet sockets (spoofed frames, ARP), no
+		// NET_ADMIN (addresses, routes), nothing else.
+		{"lxc.cap.keep", "chown dac_override fowner fsetid kill setgid setuid setfcap setpcap net_bind_service sys_chroot audit_write"},
 		// The launcher traps TERM and forwards it to the app; LXC's default
 		// halt signal (SIGPWR) would be ignored by the shell.
 		{"lxc.signal.halt", "SIGTERM"},
 		{"lxc.signal.stop", "SIGKILL"},
 		{"lxc.net.0.type", "veth"},
 		{"lxc.net.0.link", r.cfg.Bridge},
+		{"lxc.net.0.veth.pair", vethName(r.cfg.LXCPath, c.name)},
 		{"lxc.net.0.flags", "up"},
 		{"lxc.net.0.name", "eth0"},
 		// Derived from the address: stable across restarts, so neighbours'

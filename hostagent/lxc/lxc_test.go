@@ -875,24 +875,148 @@ func TestAgentKilled(t *testing.T) {
 	}
 }
 
-func TestTwoContainersOnOneBridge(t *testing.T) {
+// probeTargets has a container try each target (host:port, fetched with
+// wget) and publish what it found at /app/results, one "TARGET reached" or
+// "TARGET blocked" line each, then "done"; it also publishes its effective
+// capabilities. The host reads the results through the container's own
+// port, the way the router reaches it.
+const probeScript = `echo probe > /app/who; httpd -p "$PORT" -h /app
+grep CapEff /proc/self/status > /app/caps
+for t in $TARGETS; do
+	if timeout 3 wget -q -O /tmp/got "http://$t/who" 2>>/app/errors; then echo "$t reached"; else echo "$t blocked"; fi >> /app/results
+done
+echo done >> /app/results
+sleep 1000`
+
+func (e *testEnv) probe(name string, targets ...string) map[string]string {
+	e.t.Helper()
+	s := e.spec(name, probeScript)
+	s.Env["TARGETS"] = strings.Join(targets, " ")
+	c := e.create(s)
+	e.start(name)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := httpGet(e.t, fmt.Sprintf("http://%s:8080/results", c.IP), 10*time.Second)
+		if strings.HasSuffix(out, "done\n") {
+			got := map[string]string{}
+			for _, line := range strings.Split(strings.TrimSuffix(out, "done\n"), "\n") {
+				if target, verdict, ok := strings.Cut(line, " "); ok {
+					got[target] = verdict
+				}
+			}
+			caps, _ := httpGet(e.t, fmt.Sprintf("http://%s:8080/caps", c.IP), 10*time.Second)
+			got["caps"] = strings.TrimSpace(strings.TrimPrefix(caps, "CapEff:"))
+			errs, _ := httpGet(e.t, fmt.Sprintf("http://%s:8080/errors", c.IP), 2*time.Second)
+			e.t.Logf("%s: wget said: %s", name, errs)
+			return got
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s did not finish probing: %q", name, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// A container reaches neither another container (same bridge, or another
+// bridge through this host), nor this host, nor private networks; the
+// host (the router) still reaches every container. It had NET_ADMIN and
+// NET_RAW, and reached everything.
+func TestContainersAreIsolatedRegression(t *testing.T) {
 	e := newEnv(t, nil)
+	other := newEnv(t, nil) // another bridge and subnet: the forwarding path, as to another host
 	a := e.create(e.spec("a", `echo a > /app/who; exec httpd -f -p "$PORT" -h /app`))
-	sb := e.spec("b", `echo b > /app/who; httpd -p "$PORT" -h /app; while ! wget -q -O /tmp/from-a "http://$PEER:8080/who"; do sleep 0.1; done; mv /tmp/from-a /app/; sleep 1000`)
-	sb.Env["PEER"] = a.IP.String()
-	b := e.create(sb)
 	e.start("a")
-	e.start("b")
-	if got, _ := httpGet(t, fmt.Sprintf("http://%s:8080/who", a.IP), 10*time.Second); got != "a\n" {
-		t.Errorf("a says %q", got)
+	b := other.create(other.spec("b", `echo b > /app/who; exec httpd -f -p "$PORT" -h /app`))
+	other.start("b")
+	// A service of the host's, on the containers' gateway.
+	gw := e.cfg.Subnet.Addr().Next()
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(gw, 0).String())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got, _ := httpGet(t, fmt.Sprintf("http://%s:8080/who", b.IP), 10*time.Second); got != "b\n" {
-		t.Errorf("b says %q", got)
+	defer ln.Close()
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host\n") }))
+	for _, c := range []Container{a, b} {
+		if got, _ := httpGet(t, fmt.Sprintf("http://%s:8080/who", c.IP), 10*time.Second); got == "" {
+			t.Fatalf("the host does not reach %s", c.Name)
+		}
 	}
-	// Container to container over the bridge.
-	if got, _ := httpGet(t, fmt.Sprintf("http://%s:8080/from-a", b.IP), 10*time.Second); got != "a\n" {
-		t.Errorf("b fetched %q from a", got)
+
+	toA, toB, toHost := a.IP.String()+":8080", b.IP.String()+":8080", ln.Addr().String()
+	got := e.probe("probe", toA, toB, toHost)
+	for _, target := range []string{toA, toB, toHost} {
+		if got[target] != "blocked" {
+			t.Errorf("a container reached %s (%q)", target, got[target])
+		}
 	}
+	caps, err := strconv.ParseUint(got["caps"], 16, 64)
+	if err != nil {
+		t.Fatalf("CapEff %q", got["caps"])
+	}
+	const netAdmin, netRaw, mknod, sysAdmin = 12, 13, 27, 21
+	for name, bit := range map[string]int{"NET_ADMIN": netAdmin, "NET_RAW": netRaw, "MKNOD": mknod, "SYS_ADMIN": sysAdmin} {
+		if caps&(1<<bit) != 0 {
+			t.Errorf("the app has %s (CapEff %s)", name, got["caps"])
+		}
+	}
+}
+
+// --egress-allow opens one private destination, and only that one.
+func TestEgressAllow(t *testing.T) {
+	other := newEnv(t, nil)
+	b := other.create(other.spec("b", `echo b > /app/who; exec httpd -f -p "$PORT" -h /app`))
+	other.start("b")
+	c := other.create(other.spec("c", `echo c > /app/who; exec httpd -f -p "$PORT" -h /app`))
+	other.start("c")
+	allow, err := ParseEgress(b.IP.String() + ":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(cfg *Config) { cfg.EgressAllow = []Egress{allow} })
+	for _, x := range []Container{b, c} {
+		httpGet(t, fmt.Sprintf("http://%s:8080/who", x.IP), 10*time.Second)
+	}
+	got := e.probe("probe", b.IP.String()+":8080", c.IP.String()+":8080")
+	if got[b.IP.String()+":8080"] != "reached" || got[c.IP.String()+":8080"] != "blocked" {
+		t.Errorf("with %s allowed: %v", allow, got)
+	}
+}
+
+func TestParseEgress(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.5.0/24": "10.0.5.0/24", "10.0.5.7": "10.0.5.7/32", "10.0.5.7:5432": "10.0.5.7/32:5432",
+		"10.0.5.9/24:443": "10.0.5.0/24:443", "": "error", "10.0.5.7:0": "error", "10.0.5.7:65536": "error",
+		"10.0.5.7:05432": "error", "::1": "error", "fe80::/10": "error", "10.0.5.7:x": "error", "host:80": "error",
+	} {
+		e, err := ParseEgress(in)
+		got := e.String()
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("ParseEgress(%q) = %s (%v), want %s", in, got, err, want)
+		}
+	}
+}
+
+func FuzzParseEgress(f *testing.F) {
+	f.Add("10.0.5.7:5432")
+	f.Add("192.168.0.0/16")
+	f.Fuzz(func(t *testing.T, s string) {
+		e, err := ParseEgress(s)
+		if err != nil {
+			return
+		}
+		// What reaches the nft script is an address, a prefix length and
+		// a number: nothing else can be smuggled in.
+		if !e.Net.Addr().Is4() || strings.ContainsAny(e.String(), " ;{}\n\"") {
+			t.Fatalf("ParseEgress(%q) = %s", s, e)
+		}
+		again, err := ParseEgress(e.String())
+		if err != nil || again != e {
+			t.Fatalf("%s does not parse back: %v %v", e, again, err)
+		}
+	})
 }
 
 func TestNetworkSetupAndRemoval(t *testing.T) {
@@ -910,10 +1034,13 @@ func TestNetworkSetupAndRemoval(t *testing.T) {
 	if !found {
 		t.Errorf("bridge addresses %v, want %s", addrs, gw)
 	}
-	if _, err := exec.LookPath("nft"); err == nil {
-		out, err := exec.Command("nft", "list", "table", "ip", natTable(e.cfg.Bridge)).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "masquerade") {
-			t.Errorf("nat table: %v: %s", err, out)
+	out, err := exec.Command("nft", "list", "table", "ip", natTable(e.cfg.Bridge)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "masquerade") {
+		t.Errorf("nat table: %v: %s", err, out)
+	}
+	for _, family := range []string{"inet", "bridge"} {
+		if out, err := exec.Command("nft", "list", "table", family, natTable(e.cfg.Bridge)).CombinedOutput(); err != nil || !strings.Contains(string(out), "drop") {
+			t.Errorf("%s filter table: %v: %s", family, err, out)
 		}
 	}
 	// New is idempotent on an existing bridge and table.
@@ -929,8 +1056,10 @@ func TestNetworkSetupAndRemoval(t *testing.T) {
 	if _, err := net.InterfaceByName(e.cfg.Bridge); err == nil {
 		t.Error("bridge still there")
 	}
-	if err := exec.Command("nft", "list", "table", "ip", natTable(e.cfg.Bridge)).Run(); err == nil {
-		t.Error("nat table still there")
+	for _, family := range []string{"ip", "inet", "bridge"} {
+		if err := exec.Command("nft", "list", "table", family, natTable(e.cfg.Bridge)).Run(); err == nil {
+			t.Errorf("%s table still there", family)
+		}
 	}
 }
 

@@ -3,12 +3,14 @@ package lxc
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 )
 
@@ -44,9 +46,10 @@ func bridgeMAC(name string) string {
 	return net.HardwareAddr(h[:6]).String()
 }
 
-// natTable is the nftables table holding one bridge's masquerade rule: its
-// own table, so adding is idempotent and removal cannot touch anything
-// else. Table names cannot contain '-'.
+// natTable is the nftables table name of one bridge's rules, in the ip
+// (masquerade), inet (filter) and bridge families: tables of their own, so
+// setting them up is idempotent and removal cannot touch anything else.
+// Table names cannot contain '-'.
 func natTable(bridge string) string {
 	return "upscale_" + strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
@@ -56,60 +59,162 @@ func natTable(bridge string) string {
 	}, bridge)
 }
 
-func ensureNAT(bridge string, subnet netip.Prefix) error {
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
-		return fmt.Errorf("enable forwarding: %w", err)
+// privateRanges are what a container may not reach: the hosts' own and
+// private networks (other hosts, their containers, the server), loopback,
+// link-local (cloud metadata at 169.254.169.254), shared and reserved
+// space, multicast.
+var privateRanges = []string{"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+	"172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4"}
+
+// Egress is a destination containers may reach although it is in a
+// private range (an external database): a network, and one TCP/UDP port
+// or all of them (Port 0).
+type Egress struct {
+	Net  netip.Prefix
+	Port uint16
+}
+
+func (e Egress) String() string {
+	if e.Port == 0 {
+		return e.Net.String()
 	}
-	if path, err := exec.LookPath("nft"); err == nil {
-		t := natTable(bridge)
-		// Declare, delete, recreate: one atomic transaction whether or not
-		// the table existed.
-		script := fmt.Sprintf(`table ip %[1]s
-delete table ip %[1]s
-table ip %[1]s {
+	return e.Net.String() + ":" + strconv.Itoa(int(e.Port))
+}
+
+// ParseEgress reads CIDR[:PORT] (a bare address is a /32), as the agent's
+// --egress-allow takes it.
+func ParseEgress(s string) (Egress, error) {
+	addr, port, hasPort := strings.Cut(s, ":")
+	var e Egress
+	if hasPort {
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 || strconv.FormatUint(n, 10) != port {
+			return Egress{}, fmt.Errorf("egress %q: the port must be 1-65535", s)
+		}
+		e.Port = uint16(n)
+	}
+	if !strings.Contains(addr, "/") {
+		addr += "/32"
+	}
+	p, err := netip.ParsePrefix(addr)
+	if err != nil || !p.Addr().Is4() {
+		return Egress{}, fmt.Errorf("egress %q: want an IPv4 network such as 10.0.5.0/24 or 10.0.5.7:5432", s)
+	}
+	e.Net = p.Masked()
+	return e, nil
+}
+
+// firewall is the nft script that confines a bridge's containers: they
+// reach the outside world (masqueraded when nat), their DNS servers and
+// the allowed destinations, and nothing else: no other container (frames
+// between containers' ports are dropped, same namespace or not), no address of
+// this host, no private or link-local network, no IPv6. Connections to
+// them (the router's, health checks) and their answers pass. Declare,
+// delete, recreate: one atomic transaction whether or not the tables
+// existed, so an agent restart puts exactly these rules back.
+func firewall(cfg Config) string {
+	t := natTable(cfg.Bridge)
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip %[1]s\ndelete table ip %[1]s\ntable inet %[1]s\ndelete table inet %[1]s\ntable bridge %[1]s\ndelete table bridge %[1]s\n", t)
+	if cfg.NAT {
+		fmt.Fprintf(&b, `table ip %[1]s {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr %[2]s ip daddr != %[2]s masquerade
 	}
 }
-`, t, subnet)
-		cmd := exec.Command(path, "-f", "-")
-		cmd.Stdin = strings.NewReader(script)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("nft: %w: %s", err, bytes.TrimSpace(out))
+`, t, cfg.Subnet)
+	}
+	var v4 []string
+	for _, d := range cfg.DNS {
+		if a, err := netip.ParseAddr(d); err == nil && a.Is4() {
+			v4 = append(v4, a.String())
 		}
-		return nil
 	}
-	if _, err := exec.LookPath("iptables"); err != nil {
-		return errors.New("neither nft nor iptables is installed")
+	dns := ""
+	if len(v4) > 0 {
+		set := "{ " + strings.Join(v4, ", ") + " }"
+		dns = fmt.Sprintf("\t\tip daddr %[1]s udp dport 53 accept\n\t\tip daddr %[1]s tcp dport 53 accept\n", set)
 	}
-	rule := iptablesRule(subnet)
-	if _, err := run("iptables", append([]string{"-t", "nat", "-C"}, rule...)...); err == nil {
-		return nil
+	allow := ""
+	for _, e := range cfg.EgressAllow {
+		if e.Port == 0 {
+			allow += fmt.Sprintf("\t\tip daddr %s accept\n", e.Net)
+		} else {
+			allow += fmt.Sprintf("\t\tip daddr %[1]s tcp dport %[2]d accept\n\t\tip daddr %[1]s udp dport %[2]d accept\n", e.Net, e.Port)
+		}
 	}
-	_, err := run("iptables", append([]string{"-t", "nat", "-A"}, rule...)...)
-	return err
+	fmt.Fprintf(&b, `table inet %[1]s {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname %[2]q jump to_host
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname %[2]q jump outbound
+	}
+	chain to_host {
+		ct state established,related accept
+%[3]s		drop
+	}
+	chain outbound {
+		ct state established,related accept
+		meta nfproto ipv6 drop
+%[3]s%[4]s		ip daddr { %[5]s } drop
+		accept
+	}
+}
+table bridge %[1]s {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "%[6]s*" drop
+	}
+}
+`, t, cfg.Bridge, dns, allow, strings.Join(privateRanges, ", "), vethPrefix)
+	return b.String()
 }
 
-func iptablesRule(subnet netip.Prefix) []string {
-	return []string{"POSTROUTING", "-s", subnet.String(), "!", "-d", subnet.String(), "-j", "MASQUERADE"}
+// vethPrefix starts the host side of every container's veth. A frame that
+// the bridge forwards from such a port can only be going to another
+// container (the host's own traffic enters the bridge, it is not
+// forwarded), so one rule drops them all, on whichever bridge; the
+// kernel here has no bridge-name match (nft_meta_bridge) to scope it.
+const vethPrefix = "upsv"
+
+// vethName is a container's host-side veth: unique per lxcpath and name,
+// within the 15 bytes an interface name has.
+func vethName(lxcpath, name string) string {
+	h := sha256.Sum256([]byte(lxcpath + "\x00" + name))
+	return vethPrefix + hex.EncodeToString(h[:])[:15-len(vethPrefix)]
 }
 
-// RemoveNetwork deletes the bridge and the NAT rule New set up, for
+func ensureFirewall(cfg Config) error {
+	if cfg.NAT {
+		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
+			return fmt.Errorf("enable forwarding: %w", err)
+		}
+	}
+	path, err := exec.LookPath("nft")
+	if err != nil {
+		return errors.New("nft is required to isolate containers (apt-get install nftables)")
+	}
+	cmd := exec.Command(path, "-f", "-")
+	cmd.Stdin = strings.NewReader(firewall(cfg))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// RemoveNetwork deletes the bridge and the nftables rules New set up, for
 // uninstalling and for tests. Containers still attached lose their
 // network.
 func (r *Runtime) RemoveNetwork() error {
 	var errs []error
-	if r.cfg.NAT {
-		if _, err := exec.LookPath("nft"); err == nil {
-			if out, err := run("nft", "delete", "table", "ip", natTable(r.cfg.Bridge)); err != nil && !strings.Contains(out, "No such file") {
+	if _, err := exec.LookPath("nft"); err == nil {
+		for _, family := range []string{"ip", "inet", "bridge"} {
+			if out, err := run("nft", "delete", "table", family, natTable(r.cfg.Bridge)); err != nil && !strings.Contains(out, "No such file") {
 				errs = append(errs, err)
-			}
-		} else if _, err := exec.LookPath("iptables"); err == nil {
-			for {
-				if _, err := run("iptables", append([]string{"-t", "nat", "-D"}, iptablesRule(r.cfg.Subnet)...)...); err != nil {
-					break
-				}
 			}
 		}
 	}
