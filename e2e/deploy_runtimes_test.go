@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/upscalehq/upscale/e2e/rig"
 )
@@ -73,12 +74,19 @@ func TestDeployRuntimes(t *testing.T) {
 			Name    string   `json:"name"`
 			BuiltOn []string `json:"built_on"`
 		}
-		if err := json.Unmarshal([]byte(d.ssh(t, "runtimes", "list", "--format", "json")), &rts); err != nil {
-			t.Fatal(err)
-		}
+		// Hosts report their images with their heartbeats: the last one
+		// built may take a beat to show.
 		built := map[string][]string{}
-		for _, r := range rts {
-			built[r.Name] = r.BuiltOn
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if err := json.Unmarshal([]byte(d.ssh(t, "runtimes", "list", "--format", "json")), &rts); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rts {
+				built[r.Name] = r.BuiltOn
+			}
+			if len(built["python"])+len(built["php"])+len(built["ruby"]) == 3 || time.Now().After(deadline) {
+				break
+			}
 		}
 		for _, rt := range []string{"python", "php", "ruby"} {
 			if b := built[rt]; len(b) != 1 || b[0] != hosts[0].Name {
