@@ -424,6 +424,11 @@ func (h *HostNet) teardown() {
 	for _, pid := range h.AgentPIDs() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
+	// A killed agent holds its lxcpath's lock until it has exited: the
+	// teardown below would find the directory in use.
+	for deadline := time.Now().Add(10 * time.Second); len(h.AgentPIDs()) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if _, err := os.Stat(filepath.Join(h.AgentDir, "upscale-agent")); err == nil {
 		sub := h.Subnet()
 		if sub == "" {
