@@ -390,7 +390,7 @@ func (b *Builder) build(ctx context.Context, s spec, progress func(string)) (img
 		pkgs = strings.Join(s.packages, ", ")
 	}
 	progress(fmt.Sprintf("Building image %s: Debian %s minbase with %s from %s", s.key, s.suite, pkgs, s.mirror))
-	version := ""
+	var version string
 	if twin, ok := b.twin(s); ok {
 		// Only the shift differs (another id range on this machine): the
 		// built tree is the same, so share its files instead of running

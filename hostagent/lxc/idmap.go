@@ -22,19 +22,22 @@ const idmapFile = ".idmap"
 // recorded one, else a free range. It is held for root in /etc/subuid and
 // /etc/subgid (newuidmap maps nothing else) and recorded.
 func (r *Runtime) reserveIDs() error {
+	recorded, err := readIDMap(r.cfg.LXCPath)
+	if err != nil {
+		return err
+	}
 	want := r.cfg.IDMapBase
 	if want == 0 {
-		rec, err := readIDMap(r.cfg.LXCPath)
-		if err != nil {
-			return err
-		}
-		want = rec
+		want = recorded
 	}
 	base, err := subids.System.Reserve(context.Background(), want, r.cfg.IDMapSize)
 	if err != nil {
 		return fmt.Errorf("lxc: %w", err)
 	}
 	r.cfg.IDMapBase = base
+	if base == recorded {
+		return nil
+	}
 	rec := strconv.FormatUint(uint64(base), 10) + "\n"
 	if err := writeFileAtomic(filepath.Join(r.cfg.LXCPath, idmapFile), []byte(rec), 0o644); err != nil {
 		return fmt.Errorf("lxc: recording the id range: %w", err)

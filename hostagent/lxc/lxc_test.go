@@ -1124,3 +1124,24 @@ func TestPythonStartTiming(t *testing.T) {
 		}
 	}
 }
+
+// With no range configured, a runtime takes root's and records it; the
+// next one on the same lxcpath reads it back.
+func TestIDMapRecorded(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.IDMapBase = 0 })
+	if got := e.rt.IDMapBase(); got != testIDBase {
+		t.Fatalf("IDMapBase = %d, want root's range %d", got, testIDBase)
+	}
+	if rec, err := readIDMap(e.cfg.LXCPath); err != nil || rec != testIDBase {
+		t.Fatalf("recorded %d, %v; want %d", rec, err, testIDBase)
+	}
+	e.rt.Close()
+	rt2, err := New(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rt = rt2
+	if got := rt2.IDMapBase(); got != testIDBase {
+		t.Errorf("after a restart IDMapBase = %d, want %d", got, testIDBase)
+	}
+}
