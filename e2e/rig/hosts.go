@@ -434,8 +434,19 @@ func (h *HostNet) teardown() {
 		if sub == "" {
 			sub = "10.0.0.0/24"
 		}
-		if _, errs, code := h.Exec(filepath.Join(h.AgentDir, "upscale-agent"), "--teardown", "--state", filepath.Join(h.AgentDir, "state"),
-			"--bridge", "upsbr0", "--subnet", sub); code != 0 {
+		teardown := func() (string, int) {
+			_, errs, code := h.Exec(filepath.Join(h.AgentDir, "upscale-agent"), "--teardown", "--state", filepath.Join(h.AgentDir, "state"),
+				"--bridge", "upsbr0", "--subnet", sub)
+			return errs, code
+		}
+		errs, code := teardown()
+		// The lock can outlive the agent's pid for a moment (a child
+		// between fork and exec still holds the descriptor).
+		for deadline := time.Now().Add(15 * time.Second); code != 0 && strings.Contains(errs, "in use by another runtime") && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			errs, code = teardown()
+		}
+		if code != 0 {
 			// Said once everything else is gone: a cleanup that stops
 			// halfway leaves more behind.
 			defer h.t.Fatalf("teardown of %s: %s", h.NS, errs)
