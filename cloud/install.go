@@ -49,6 +49,7 @@ type Install struct {
 	Host        string   // the host's name on the bus, ^[a-z][a-z0-9-]{0,39}$
 	Address     string   // the host's address as the server reaches it (agent --address); "" = the agent's first IPv4
 	Subnet      string   // its container subnet, e.g. "10.77.3.0/24" (agent --subnet)
+	Router      string   // the router's address as the host sees it (agent --ingress-allow); "" = only the bus server's
 	Bridge      string   // default DefaultBridge
 	Credentials []byte   // the agent's bus credentials file (JSON, secret: never logged)
 	Agent       string   // local path of the upscale-agent binary to copy
@@ -92,6 +93,9 @@ func (in Install) Check() error {
 	}
 	if in.Address != "" && !safeAddress.MatchString(in.Address) {
 		return fmt.Errorf("invalid host address %s", names.Quote(in.Address))
+	}
+	if a, err := netip.ParseAddr(in.Router); in.Router != "" && (err != nil || !a.Is4()) {
+		return fmt.Errorf("invalid router address %s: want an IPv4 address", names.Quote(in.Router))
 	}
 	p, err := netip.ParsePrefix(in.Subnet)
 	if err != nil || p != p.Masked() {
@@ -143,6 +147,9 @@ func agentArgs(in Install) []string {
 	}
 	if in.Address != "" {
 		args = append(args, "--address", in.Address)
+	}
+	if in.Router != "" {
+		args = append(args, "--ingress-allow", in.Router)
 	}
 	return args
 }

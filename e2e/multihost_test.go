@@ -118,7 +118,9 @@ func TestMultiHost(t *testing.T) {
 		}
 	})
 
-	webDir := rig.Repo(t, multiHostApp(t, "web", "runtime: python\ninstances: 2\nmemory: 128M\n"))
+	webFiles := multiHostApp(t, "web", "runtime: python\ninstances: 2\nmemory: 128M\n")
+	webFiles["probe.py"] = probePy
+	webDir := rig.Repo(t, webFiles)
 	t.Run("instances 2 land on two hosts and both answer", func(t *testing.T) {
 		w.mustPush(t, webDir, "acme/web")
 		where := w.placement(t, "acme/web")
@@ -133,6 +135,48 @@ func TestMultiHost(t *testing.T) {
 			if seen["web "+list[0]+"\n"] == 0 {
 				t.Errorf("instance %s never answered; bodies: %s", list[0], fmtMap(seen))
 			}
+		}
+	})
+
+	// From a container: the app's instances on other hosts, every host's
+	// sshd, the server's bus; from a host: another host's container. All
+	// out of reach, while the router reaches every instance.
+	t.Run("containers reach no other host, container or the server", func(t *testing.T) {
+		var targets []string
+		for _, p := range w.ps(t, "acme/web") {
+			targets = append(targets, p.Addr)
+		}
+		bus := ""
+		for i, a := range w.srv.Args {
+			if a == "--bus-listen" {
+				_, bus, _ = strings.Cut(w.srv.Args[i+1], ":")
+			}
+		}
+		targets = append(targets, w.net.Advertise+":"+bus)
+		for _, name := range w.names {
+			targets = append(targets, w.hosts[name].IP+":22", w.hosts[name].RootIP+":"+bus)
+		}
+		out, errs, code := w.srv.SSH(w.key, "", append([]string{"app", "exec", "acme/web", "--", "python3", "probe.py"}, targets...)...)
+		if code != 0 {
+			t.Fatalf("probe: exit %d\n%s%s", code, out, errs)
+		}
+		for _, target := range targets {
+			if !strings.Contains(out, target+" blocked\n") {
+				t.Errorf("from acme/web's exec container: %s not blocked:\n%s", target, out)
+			}
+		}
+		// Another machine than the router: h1's own address.
+		for _, p := range w.ps(t, "acme/web") {
+			if p.Host == "h1" {
+				continue
+			}
+			wget := exec.Command("ip", "netns", "exec", w.hosts["h1"].NS, "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+p.Addr+"/")
+			if got, err := wget.CombinedOutput(); err == nil {
+				t.Errorf("host h1 reached %s's instance %s: %q", p.Host, p.Addr, got)
+			}
+		}
+		if seen := w.bodies(t, "acme/web", 20); len(seen) != 2 {
+			t.Errorf("acme/web through the router: %s, want both instances", fmtMap(seen))
 		}
 	})
 

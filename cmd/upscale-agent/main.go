@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/upscalehq/upscale/bus"
@@ -51,10 +53,16 @@ func run(log *slog.Logger) error {
 		address     = flag.String("address", "", "this host's address as other hosts reach it (default: its first non-loopback IPv4)")
 		teardown    = flag.Bool("teardown", false, "destroy every container of this agent and its bridge and NAT rule, then exit (uninstall, tests)")
 		egress      []lxc.Egress
+		ingress     []netip.Prefix
 	)
 	flag.Func("egress-allow", "a private destination containers may reach, CIDR[:PORT] (e.g. a database at 10.0.5.7:5432); repeat for more", func(s string) error {
 		e, err := lxc.ParseEgress(s)
 		egress = append(egress, e)
+		return err
+	})
+	flag.Func("ingress-allow", "a router on another machine that may open connections to the containers, CIDR or address (the server's addresses from the credentials are always allowed); repeat for more", func(s string) error {
+		p, err := parsePrefix(s)
+		ingress = append(ingress, p)
 		return err
 	})
 	flag.Parse()
@@ -76,6 +84,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	lxcCfg.IngressAllow = append(ingress, serverAddrs(creds.URL)...)
 	host := *name
 	if host == "" {
 		host = creds.Agent
@@ -148,6 +157,36 @@ func teardownAll(cfg lxc.Config, log *slog.Logger) error {
 	errs = append(errs, rt.RemoveNetwork())
 	log.Info("teardown", "containers", len(all), "bridge", cfg.Bridge)
 	return errors.Join(errs...)
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		s += "/32"
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, fmt.Errorf("%q: want an IPv4 address or network such as 10.0.0.5 or 10.0.0.0/24", s)
+	}
+	return p.Masked(), nil
+}
+
+// serverAddrs are the IPv4 addresses of the bus servers in the
+// credentials' URL: where the server, and with it the router, runs.
+func serverAddrs(urls string) []netip.Prefix {
+	var out []netip.Prefix
+	for raw := range strings.SplitSeq(urls, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil {
+			continue
+		}
+		ips, _ := net.LookupIP(u.Hostname())
+		for _, ip := range ips {
+			if a, ok := netip.AddrFromSlice(ip.To4()); ok && ip.To4() != nil && !a.IsLoopback() {
+				out = append(out, netip.PrefixFrom(a, 32))
+			}
+		}
+	}
+	return out
 }
 
 // primaryAddress is the first non-loopback IPv4 address of this machine.

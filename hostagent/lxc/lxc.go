@@ -62,7 +62,10 @@ type Config struct {
 	// EgressAllow opens private destinations to the containers (they
 	// reach only the public internet and their DNS servers otherwise).
 	EgressAllow []Egress
-	LogLimit    int64 // bytes of app output kept per container; default 1 MiB
+	// IngressAllow are the routers on other machines: the only sources,
+	// besides this host, that may open connections to the containers.
+	IngressAllow []netip.Prefix
+	LogLimit     int64 // bytes of app output kept per container; default 1 MiB
 }
 
 // Spec describes one container.
@@ -202,11 +205,15 @@ func New(cfg Config) (*Runtime, error) {
 	if err := ensureBridge(cfg.Bridge, r.gateway, cfg.Subnet.Bits()); err != nil {
 		return nil, fmt.Errorf("lxc: bridge %s: %w", cfg.Bridge, err)
 	}
-	if err := ensureFirewall(r.cfg); err != nil {
-		return nil, fmt.Errorf("lxc: firewall: %w", err)
-	}
 	if err := r.load(); err != nil {
 		return nil, err
+	}
+	var ports []string
+	for _, c := range r.ctrs {
+		ports = append(ports, r.port(c))
+	}
+	if err := ensureFirewall(r.cfg, ports); err != nil {
+		return nil, fmt.Errorf("lxc: firewall: %w", err)
 	}
 	ok = true
 	go r.capLoop()
@@ -510,7 +517,12 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (Container, error) {
 	if err != nil {
 		return Container{}, err
 	}
-	if err := r.build(ctx, c, s); err != nil {
+	err = r.setPort(true, r.port(c))
+	if err == nil {
+		err = r.build(ctx, c, s)
+	}
+	if err != nil {
+		r.setPort(false, r.port(c))
 		r.mu.Lock()
 		delete(r.ctrs, s.Name)
 		r.mu.Unlock()
@@ -712,7 +724,6 @@ func writeOwned(path string, data []byte, mode os.FileMode, id int) error {
 func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 	base := strconv.FormatUint(uint64(r.cfg.IDMapBase), 10)
 	size := strconv.FormatUint(uint64(r.cfg.IDMapSize), 10)
-	ip := c.meta.IP.As4()
 	kv := [][2]string{
 		{"lxc.uts.name", s.Hostname},
 		{"lxc.rootfs.path", "overlay:" + s.Image + ":" + upper},
@@ -741,12 +752,10 @@ func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 		{"lxc.signal.stop", "SIGKILL"},
 		{"lxc.net.0.type", "veth"},
 		{"lxc.net.0.link", r.cfg.Bridge},
-		{"lxc.net.0.veth.pair", vethName(r.cfg.LXCPath, c.name)},
+		{"lxc.net.0.veth.pair", vethName(r.cfg.Bridge, r.cfg.LXCPath, c.name)},
 		{"lxc.net.0.flags", "up"},
 		{"lxc.net.0.name", "eth0"},
-		// Derived from the address: stable across restarts, so neighbours'
-		// ARP caches stay right.
-		{"lxc.net.0.hwaddr", fmt.Sprintf("00:16:3e:%02x:%02x:%02x", ip[1], ip[2], ip[3])},
+		{"lxc.net.0.hwaddr", macFor(c.meta.IP)},
 		{"lxc.net.0.ipv4.address", fmt.Sprintf("%s/%d", c.meta.IP, r.cfg.Subnet.Bits())},
 		{"lxc.net.0.ipv4.gateway", r.gateway.String()},
 	}
@@ -1107,6 +1116,9 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	defer c.op.Unlock()
 	if err := r.stopCtr(ctx, c, 0); err != nil {
 		return err
+	}
+	if err := r.setPort(false, r.port(c)); err != nil {
+		return fmt.Errorf("lxc: destroy %s: %w", name, err)
 	}
 	c.release()
 	// Everything but our record first: if removal fails halfway the

@@ -961,23 +961,21 @@ func TestContainersAreIsolatedRegression(t *testing.T) {
 	}
 }
 
-// --egress-allow opens one private destination, and only that one.
+// --egress-allow opens one private destination (a database on another
+// machine), and only that one port of it.
 func TestEgressAllow(t *testing.T) {
-	other := newEnv(t, nil)
-	b := other.create(other.spec("b", `echo b > /app/who; exec httpd -f -p "$PORT" -h /app`))
-	other.start("b")
-	c := other.create(other.spec("c", `echo c > /app/who; exec httpd -f -p "$PORT" -h /app`))
-	other.start("c")
-	allow, err := ParseEgress(b.IP.String() + ":8080")
+	outside := newPeer(t, "upso"+randHex(3))
+	_, server := outside.pointToPoint()
+	outside.serve(8080, "db")
+	outside.serve(8081, "other")
+	allow, err := ParseEgress(server.String() + ":8080")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := newEnv(t, func(cfg *Config) { cfg.EgressAllow = []Egress{allow} })
-	for _, x := range []Container{b, c} {
-		httpGet(t, fmt.Sprintf("http://%s:8080/who", x.IP), 10*time.Second)
-	}
-	got := e.probe("probe", b.IP.String()+":8080", c.IP.String()+":8080")
-	if got[b.IP.String()+":8080"] != "reached" || got[c.IP.String()+":8080"] != "blocked" {
+	open, closed := server.String()+":8080", server.String()+":8081"
+	got := e.probe("probe", open, closed)
+	if got[open] != "reached" || got[closed] != "blocked" {
 		t.Errorf("with %s allowed: %v", allow, got)
 	}
 }

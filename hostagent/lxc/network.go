@@ -3,7 +3,7 @@ package lxc
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base32"
 	"errors"
 	"fmt"
 	"net"
@@ -108,11 +108,15 @@ func ParseEgress(s string) (Egress, error) {
 // reach the outside world (masqueraded when nat), their DNS servers and
 // the allowed destinations, and nothing else: no other container (frames
 // between containers' ports are dropped, same namespace or not), no address of
-// this host, no private or link-local network, no IPv6. Connections to
-// them (the router's, health checks) and their answers pass. Declare,
-// delete, recreate: one atomic transaction whether or not the tables
-// existed, so an agent restart puts exactly these rules back.
-func firewall(cfg Config) string {
+// this host, no private or link-local network, no IPv6. From outside this
+// host, only the routers (cfg.IngressAllow) open connections to them; this
+// host's own connections (router, health checks) do not cross the forward
+// hook. A container's frames carry the MAC and source address it was given
+// on the port it was given (set ports), or are dropped: no spoofing even
+// with a capability it should not have. Declare, delete, recreate: one
+// atomic transaction whether or not the tables existed, so an agent restart
+// puts exactly these rules back, with the ports of the containers it has.
+func firewall(cfg Config, ports []string) string {
 	t := natTable(cfg.Bridge)
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %[1]s\ndelete table ip %[1]s\ntable inet %[1]s\ndelete table inet %[1]s\ntable bridge %[1]s\ndelete table bridge %[1]s\n", t)
@@ -144,6 +148,14 @@ func firewall(cfg Config) string {
 			allow += fmt.Sprintf("\t\tip daddr %[1]s tcp dport %[2]d accept\n\t\tip daddr %[1]s udp dport %[2]d accept\n", e.Net, e.Port)
 		}
 	}
+	routers := ""
+	for _, p := range cfg.IngressAllow {
+		routers += fmt.Sprintf("\t\tip saddr %s tcp flags & (syn | ack) == syn accept\n", p)
+	}
+	elements := ""
+	if len(ports) > 0 {
+		elements = "\t\telements = { " + strings.Join(ports, ", ") + " }\n"
+	}
 	fmt.Fprintf(&b, `table inet %[1]s {
 	chain input {
 		type filter hook input priority filter; policy accept;
@@ -152,6 +164,7 @@ func firewall(cfg Config) string {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
 		iifname %[2]q jump outbound
+		oifname %[2]q jump inbound
 	}
 	chain to_host {
 		ct state established,related accept
@@ -163,15 +176,62 @@ func firewall(cfg Config) string {
 %[3]s%[4]s		ip daddr { %[5]s } drop
 		accept
 	}
+	chain inbound {
+		ct state established,related accept
+%[7]s		drop
+	}
 }
 table bridge %[1]s {
+	set ports {
+		type ifname . ether_addr . ipv4_addr
+%[8]s	}
+	chain prerouting {
+		type filter hook prerouting priority filter; policy accept;
+		iifname "%[9]s*" jump from_container
+	}
+	chain from_container {
+		iifname . ether saddr . ip saddr @ports accept
+		iifname . ether saddr . arp saddr ip @ports iifname . arp saddr ether . arp saddr ip @ports accept
+		drop
+	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
 		iifname "%[6]s*" drop
 	}
 }
-`, t, cfg.Bridge, dns, allow, strings.Join(privateRanges, ", "), vethPrefix)
+`, t, cfg.Bridge, dns, allow, strings.Join(privateRanges, ", "), vethPrefix, routers, elements, portPrefix(cfg.Bridge))
 	return b.String()
+}
+
+// portElement is a container's entry in the bridge table's ports set: the
+// host side of its veth, its MAC, its address.
+func portElement(veth, mac string, ip netip.Addr) string {
+	return fmt.Sprintf("%q . %s . %s", veth, mac, ip)
+}
+
+func (r *Runtime) port(c *ctr) string {
+	return portElement(vethName(r.cfg.Bridge, r.cfg.LXCPath, c.name), macFor(c.meta.IP), c.meta.IP)
+}
+
+// macFor is a container's MAC, derived from its address: stable across
+// restarts, so neighbours' ARP caches stay right.
+func macFor(ip netip.Addr) string {
+	a := ip.As4()
+	return fmt.Sprintf("00:16:3e:%02x:%02x:%02x", a[1], a[2], a[3])
+}
+
+// setPort adds (add) or removes a port element (portElement) from the
+// set of frames that may leave a container.
+func (r *Runtime) setPort(add bool, element string) error {
+	verb := "delete"
+	if add {
+		verb = "add"
+	}
+	out, err := run("nft", verb, "element", "bridge", natTable(r.cfg.Bridge), "ports", "{ "+element+" }")
+	if err != nil && !add && strings.Contains(out, "No such file") {
+		return nil
+	}
+	return err
 }
 
 // vethPrefix starts the host side of every container's veth. A frame that
@@ -181,14 +241,31 @@ table bridge %[1]s {
 // kernel here has no bridge-name match (nft_meta_bridge) to scope it.
 const vethPrefix = "upsv"
 
-// vethName is a container's host-side veth: unique per lxcpath and name,
-// within the 15 bytes an interface name has.
-func vethName(lxcpath, name string) string {
-	h := sha256.Sum256([]byte(lxcpath + "\x00" + name))
-	return vethPrefix + hex.EncodeToString(h[:])[:15-len(vethPrefix)]
+// portPrefix starts the veths of one bridge's containers: vethPrefix and a
+// tag of the bridge's name. It scopes the bridge's anti-spoofing rules to
+// its own ports without a bridge-name match; two bridges of one host
+// sharing a tag (1 in 32,768) would drop each other's frames, never pass
+// them.
+func portPrefix(bridge string) string {
+	return vethPrefix + b32("upscale bridge ports " + bridge)[:3]
 }
 
-func ensureFirewall(cfg Config) error {
+// vethName is a container's host-side veth: its bridge's portPrefix and a
+// hash unique per lxcpath and name, within the 15 bytes an interface name
+// has.
+func vethName(bridge, lxcpath, name string) string {
+	p := portPrefix(bridge)
+	return p + b32(lxcpath + "\x00" + name)[:15-len(p)]
+}
+
+// b32 is a hash of s in lower-case base32: letters and digits, as
+// interface names allow.
+func b32(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:]))
+}
+
+func ensureFirewall(cfg Config, ports []string) error {
 	if cfg.NAT {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
@@ -199,7 +276,7 @@ func ensureFirewall(cfg Config) error {
 		return errors.New("nft is required to isolate containers (apt-get install nftables)")
 	}
 	cmd := exec.Command(path, "-f", "-")
-	cmd.Stdin = strings.NewReader(firewall(cfg))
+	cmd.Stdin = strings.NewReader(firewall(cfg, ports))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nft: %w: %s", err, bytes.TrimSpace(out))
 	}
