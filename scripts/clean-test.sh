@@ -3,7 +3,7 @@
 # bridges and nftables rules, HAProxy and server processes, temp dirs, test
 # databases, the multi-host tests' namespaces, links (upsh*), users and
 # routes. Everything the tests make is named upscale-e2e-*, upscale-bench-*,
-# upse2e-*, upsh* or upst* (the lxc package's own tests), so nothing else is
+# upse2e-*, upsh* or upst*, upsp*, upso*, upsr* (the lxc package's own tests), so nothing else is
 # touched.
 set -u
 agent=${1:-bin/upscale-agent}
@@ -46,7 +46,12 @@ pkill -f 'upscale-bench-' 2>/dev/null
 for d in /tmp/upst-*/lxc-*/*/; do
 	[ -d "$d" ] && lxc-stop -k -P "$(dirname "$d")" -n "$(basename "$d")" >/dev/null 2>&1
 done
-for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^(upse|upst|upsb|upsh)' | cut -d@ -f1); do
+# The lxc package's stand-ins for forgers, routers and outside servers.
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep '^upsp'); do
+	for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+	ip netns del "$ns" 2>/dev/null
+done
+for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^(upse|upst|upsb|upsh|upso|upsr)' | cut -d@ -f1); do
 	ip link del "$link" 2>/dev/null
 done
 nft list tables 2>/dev/null | awk '$3 ~ /^upscale_(upse|upst|upsb)/ {print $2, $3}' |
