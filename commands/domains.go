@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -198,10 +199,18 @@ func (s *session) proofHint(w io.Writer, app names.App, d store.Domain) {
 	fmt.Fprintf(w, "  %s  TXT    %q\n", dnsproof.ChallengePrefix+d.Hostname, d.Token)
 	fmt.Fprintf(w, "  %s  CNAME  %s\n", d.Hostname, s.platformHost(app))
 	fmt.Fprintf(w, "then: %s domains verify %s %s (checked by itself every %s for %s, then every %s)\n",
-		s.inv.Prog, app, d.Hostname, deploy.DomainRetryFast, deploy.DomainFastPeriod, deploy.DomainRetrySlow)
+		s.inv.Prog, app, d.Hostname, spoken(deploy.DomainRetryFast), spoken(deploy.DomainFastPeriod), spoken(deploy.DomainRetrySlow))
 	if d.Failure != "" {
 		fmt.Fprintf(w, "Last check: %s\n", d.Failure)
 	}
+}
+
+// spoken is a duration as people write it: "30 s", "10 minutes".
+func spoken(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute == 0 {
+		return fmt.Sprintf("%d minutes", d/time.Minute)
+	}
+	return fmt.Sprintf("%d s", d/time.Second)
 }
 
 func (s *session) platformHost(app names.App) string {
