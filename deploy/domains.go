@@ -176,7 +176,8 @@ func (d *Deployer) checkDomain(ctx context.Context, dom store.Domain, by string)
 		return dom, ctx.Err()
 	}
 	if why != nil {
-		return d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), why.Error())
+		// The store keeps up to 1,024 bytes; names from DNS make it long.
+		return d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), truncate(oneLine(why.Error()), 1000))
 	}
 	verified, err := d.Store.VerifyDomain(ctx, dom.Namespace, dom.App, dom.Hostname, d.now())
 	if errors.Is(err, store.ErrConflict) {
