@@ -71,7 +71,7 @@ func TestDomains(t *testing.T) {
 	notRouted(t, d.srv, host, "before domains add")
 
 	t.Run("add routes once proven", func(t *testing.T) {
-		token := d.addPending(t, app, "WWW.Example.Test.")
+		token := d.addPending(t, app, host)
 		notRouted(t, d.srv, host, "pending")
 		out := d.ssh(t, "domains", "list", app)
 		if !strings.Contains(out, "DOMAIN") || !strings.Contains(out, host+"  pending") ||
