@@ -14,6 +14,7 @@ import (
 	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/store"
 )
 
 // fakeGit stands in for the git service: these tests are about who gets
@@ -49,8 +50,13 @@ func (fakeApps) Logs(_ context.Context, app names.App, n int, _ bool, out func(s
 	out(fmt.Sprintf("%d lines of %s", n, app))
 	return nil
 }
-func (fakeApps) AddDomain(context.Context, names.App, string, string) (bool, error) { return true, nil }
-func (fakeApps) RemoveDomain(context.Context, names.App, string, string) error      { return nil }
+func (fakeApps) AddDomain(_ context.Context, app names.App, host, _ string) (store.Domain, bool, error) {
+	return store.Domain{Hostname: host, Namespace: app.Namespace, App: app.Name, Token: "TOKEN"}, true, nil
+}
+func (fakeApps) VerifyDomain(_ context.Context, app names.App, host, _ string) (store.Domain, error) {
+	return store.Domain{Hostname: host, Namespace: app.Namespace, App: app.Name, VerifiedAt: time.Now()}, nil
+}
+func (fakeApps) RemoveDomain(context.Context, names.App, string, string) error { return nil }
 func (fakeApps) Exec(_ context.Context, app names.App, argv []string, _ time.Duration, _ string, out, _ func(string)) (int, error) {
 	out(fmt.Sprintf("ran %q in %s", argv, app))
 	return 0, nil
@@ -147,6 +153,7 @@ var probes = []struct {
 	{"domains", "admin member outsider deploy"},
 	{"domains add acme/web www.example.com", "admin member"},
 	{"domains list acme/web", "admin member"},
+	{"domains verify acme/web www.example.com", "admin member"},
 	{"domains remove acme/web www.example.com", "admin member"},
 	{"app exec acme/web -- echo hi", "admin member"},
 }
@@ -240,6 +247,7 @@ func TestDeniedReadsLikeNotFound(t *testing.T) {
 		{"domains list acme/web", "domains list acme/nope"},
 		{"domains add acme/web www.example.com", "domains add acme/nope www.example.com"},
 		{"domains remove acme/web www.example.com", "domains remove acme/nope www.example.com"},
+		{"domains verify acme/web www.example.com", "domains verify acme/nope www.example.com"},
 		{"app exec acme/web -- ls", "app exec acme/nope -- ls"},
 	} {
 		key := "'" + newKeyLine(t, "z") + "'"

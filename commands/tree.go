@@ -63,9 +63,11 @@ type Apps interface {
 	PS(ctx context.Context, app names.App) ([]deploy.Process, error)
 	Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error
 	URL(app names.App) string
-	// AddDomain and RemoveDomain change an app's custom domains and
-	// re-sync the router (see deploy.Deployer).
-	AddDomain(ctx context.Context, app names.App, hostname, by string) (added bool, err error)
+	// AddDomain, VerifyDomain and RemoveDomain change an app's custom
+	// domains and re-sync the router (see deploy.Deployer). The first two
+	// return the claim as it stands even with some errors.
+	AddDomain(ctx context.Context, app names.App, hostname, by string) (dom store.Domain, added bool, err error)
+	VerifyDomain(ctx context.Context, app names.App, hostname, by string) (store.Domain, error)
 	RemoveDomain(ctx context.Context, app names.App, hostname, by string) error
 	// Exec runs a one-off command (see deploy.Deployer.Exec) and returns
 	// its exit status.

@@ -56,7 +56,12 @@ type Deployer struct {
 	BuildTimeout  time.Duration
 	HealthTimeout time.Duration
 	StopGrace     time.Duration
-	Log           *slog.Logger
+	// Proofs looks up custom domains' proofs of ownership; nil turns
+	// domain checks off (every claim stays pending).
+	Proofs ProofChecker
+	// Now is the clock of domain checks; nil is time.Now.
+	Now func() time.Time
+	Log *slog.Logger
 
 	locks   sync.Map   // app -> *sync.Mutex
 	crashes sync.Map   // container -> restarts last seen (noteCrashes)

@@ -2,10 +2,12 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
@@ -64,8 +66,9 @@ func NormalizeHostname(h, platform string) (string, error) {
 	return h, nil
 }
 
-// DomainTakenError is what AddDomain returns when another app has the
-// hostname. Owner is for those allowed to know it; Error() does not name it.
+// DomainTakenError is what AddDomain and VerifyDomain return when another
+// app has the hostname verified. Owner is for those allowed to know it;
+// Error() does not name it.
 type DomainTakenError struct {
 	Hostname string
 	Owner    names.App // zero when the owner could not be read
@@ -77,42 +80,189 @@ func (e *DomainTakenError) Error() string {
 
 func (e *DomainTakenError) Unwrap() error { return store.ErrConflict }
 
-// AddDomain routes hostname (normalized by NormalizeHostname) to app from
-// now on: it is recorded, and the router re-synced at once, no deploy
-// needed. It returns false when the app already had it. Another app's
-// hostname is a *DomainTakenError.
-func (d *Deployer) AddDomain(ctx context.Context, app names.App, hostname, by string) (added bool, err error) {
-	_, err = d.Store.AddDomain(ctx, store.Domain{Hostname: hostname, Namespace: app.Namespace, App: app.Name})
-	if errors.Is(err, store.ErrConflict) {
-		taken := &DomainTakenError{Hostname: hostname}
-		list, lerr := d.Store.ListDomains(ctx, "", "")
-		if lerr != nil {
-			return false, taken
-		}
-		for _, dom := range list {
-			if dom.Hostname == hostname {
-				taken.Owner = names.App{Namespace: dom.Namespace, Name: dom.App}
-			}
-		}
-		if taken.Owner == app {
-			// Already this app's: make sure it is routed, which is what
-			// the caller asked for.
-			return false, d.Sync(ctx)
-		}
-		return false, taken
-	}
-	if err != nil {
-		return false, err
-	}
-	d.domainEvent(ctx, app, "added domain "+hostname, by)
-	if err := d.Sync(ctx); err != nil {
-		return true, fmt.Errorf("domain %s recorded, but the router was not updated (it will be on the next deploy): %w", hostname, err)
-	}
-	return true, nil
+// ProofChecker looks up a proof that hostname is meant for target, an app's
+// platform hostname (see dnsproof.Checker). It returns how it was proven,
+// or an error saying why not in one line.
+type ProofChecker interface {
+	Check(ctx context.Context, hostname, token, target string) (how string, err error)
 }
 
-// RemoveDomain stops routing hostname to app. ErrNotFound when the app
-// does not have it.
+// Retries of a pending domain's check: often while its owner is likely
+// setting DNS up, then rarely, for as long as it stays pending.
+const (
+	DomainRetryFast  = 30 * time.Second
+	DomainFastPeriod = 10 * time.Minute
+	DomainRetrySlow  = 10 * time.Minute
+)
+
+// lostRace is the failure recorded on a claim when another app proved
+// ownership first; it does not say which app.
+const lostRace = "another app proved ownership of this name first"
+
+// AddDomain claims hostname (normalized by NormalizeHostname) for app with
+// a fresh token, and checks the proof at once: a verified domain is routed
+// before AddDomain returns, a pending one is not. It returns the claim as
+// it stands and whether it is new; a claim the app had already is checked
+// again when pending. A hostname another app has verified is a
+// *DomainTakenError; other apps' pending claims do not matter.
+func (d *Deployer) AddDomain(ctx context.Context, app names.App, hostname, by string) (dom store.Domain, added bool, err error) {
+	dom, err = d.Store.AddDomain(ctx, store.Domain{Hostname: hostname, Namespace: app.Namespace, App: app.Name, Token: rand.Text()})
+	if errors.Is(err, store.ErrConflict) {
+		list, lerr := d.Store.ListDomains(ctx, app.Namespace, app.Name)
+		if lerr == nil {
+			for _, own := range list {
+				if own.Hostname == hostname {
+					dom, err = d.checkDomain(ctx, own, by)
+					return dom, false, err
+				}
+			}
+		}
+		return store.Domain{}, false, d.taken(ctx, hostname)
+	}
+	if err != nil {
+		return store.Domain{}, false, err
+	}
+	d.domainEvent(ctx, app, "added domain "+hostname+" (pending proof of ownership)", by)
+	dom, err = d.checkDomain(ctx, dom, by)
+	return dom, true, err
+}
+
+// VerifyDomain checks app's claim on hostname now. It returns the claim as
+// it stands; a verified one is routed before VerifyDomain returns. Another
+// app having verified it first is a *DomainTakenError; ErrNotFound when
+// the app has no such claim.
+func (d *Deployer) VerifyDomain(ctx context.Context, app names.App, hostname, by string) (store.Domain, error) {
+	list, err := d.Store.ListDomains(ctx, app.Namespace, app.Name)
+	if err != nil {
+		return store.Domain{}, err
+	}
+	for _, dom := range list {
+		if dom.Hostname == hostname {
+			return d.checkDomain(ctx, dom, by)
+		}
+	}
+	return store.Domain{}, fmt.Errorf("app %s has no domain %s: %w", app, hostname, store.ErrNotFound)
+}
+
+// taken is the error of a hostname another app has verified.
+func (d *Deployer) taken(ctx context.Context, hostname string) error {
+	taken := &DomainTakenError{Hostname: hostname}
+	list, err := d.Store.ListDomains(ctx, "", "")
+	if err != nil {
+		return taken
+	}
+	for _, dom := range list {
+		if dom.Hostname == hostname && dom.Verified() {
+			taken.Owner = names.App{Namespace: dom.Namespace, Name: dom.App}
+		}
+	}
+	return taken
+}
+
+// checkDomain looks for dom's proof and records what it found. A verified
+// claim is not checked again: like Heroku's and Vercel's, a route, once
+// proven, stays until its app removes it.
+func (d *Deployer) checkDomain(ctx context.Context, dom store.Domain, by string) (store.Domain, error) {
+	if dom.Verified() {
+		return dom, nil
+	}
+	app := names.App{Namespace: dom.Namespace, Name: dom.App}
+	if d.Proofs == nil {
+		return dom, errors.New("domain checks are off on this server")
+	}
+	how, why := d.Proofs.Check(ctx, dom.Hostname, dom.Token, Hostname(dom.Namespace, dom.App, d.Domain))
+	if ctx.Err() != nil {
+		// Cut short (the server is stopping): nothing was learned.
+		return dom, ctx.Err()
+	}
+	if why != nil {
+		// The store keeps up to 1,024 bytes; names from DNS make it long.
+		return d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), truncate(oneLine(why.Error()), 1000))
+	}
+	verified, err := d.Store.VerifyDomain(ctx, dom.Namespace, dom.App, dom.Hostname, d.now())
+	if errors.Is(err, store.ErrConflict) {
+		if failed, ferr := d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), lostRace); ferr == nil {
+			dom = failed
+		}
+		return dom, d.taken(ctx, dom.Hostname)
+	}
+	if err != nil {
+		return dom, err
+	}
+	d.domainEvent(ctx, app, "verified domain "+dom.Hostname+" ("+how+")", by)
+	if err := d.Sync(ctx); err != nil {
+		return verified, fmt.Errorf("domain %s verified, but the router was not updated (it will be on the next deploy): %w", dom.Hostname, err)
+	}
+	return verified, nil
+}
+
+// DomainDue says whether a pending claim's next background check is due
+// at now: at once when never checked, then DomainRetryFast apart for the
+// claim's first DomainFastPeriod, DomainRetrySlow apart after that.
+func DomainDue(dom store.Domain, now time.Time) bool {
+	if dom.Verified() {
+		return false
+	}
+	if dom.CheckedAt.IsZero() {
+		return true
+	}
+	every := DomainRetrySlow
+	if dom.CheckedAt.Sub(dom.CreatedAt) < DomainFastPeriod {
+		every = DomainRetryFast
+	}
+	return !now.Before(dom.CheckedAt.Add(every))
+}
+
+// CheckDomains checks every pending claim whose check is due, one after
+// another, and returns how many it checked.
+func (d *Deployer) CheckDomains(ctx context.Context) (int, error) {
+	list, err := d.Store.ListDomains(ctx, "", "")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, dom := range list {
+		if !DomainDue(dom, d.now()) {
+			continue
+		}
+		n++
+		_, err := d.checkDomain(ctx, dom, "upscale")
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		var taken *DomainTakenError
+		if err != nil && !errors.As(err, &taken) && !errors.Is(err, store.ErrNotFound) {
+			d.Log.Warn("checking a custom domain", "domain", dom.Hostname, "app", dom.Namespace+"/"+dom.App, "err", err)
+		}
+	}
+	return n, nil
+}
+
+// RunDomainChecks runs CheckDomains every tick until ctx ends.
+func (d *Deployer) RunDomainChecks(ctx context.Context, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		if _, err := d.CheckDomains(ctx); err != nil && ctx.Err() == nil {
+			d.Log.Warn("checking custom domains", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (d *Deployer) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// RemoveDomain drops app's claim on hostname and stops routing it if it
+// was verified. ErrNotFound when the app does not have it.
 func (d *Deployer) RemoveDomain(ctx context.Context, app names.App, hostname, by string) error {
 	if err := d.Store.RemoveDomain(ctx, app.Namespace, app.Name, hostname); err != nil {
 		return err
@@ -132,8 +282,9 @@ func (d *Deployer) domainEvent(ctx context.Context, app names.App, msg, by strin
 	}
 }
 
-// customDomains is every app's custom hostnames, by "ns/app": they answer
-// like the app's own hostname.
+// customDomains is every app's verified custom hostnames, by "ns/app":
+// they answer like the app's own hostname. Pending ones are not routed, so
+// a request for one gets the router's answer for an unknown host.
 func (d *Deployer) customDomains(ctx context.Context) (map[string][]string, error) {
 	list, err := d.Store.ListDomains(ctx, "", "")
 	if err != nil {
@@ -141,6 +292,9 @@ func (d *Deployer) customDomains(ctx context.Context) (map[string][]string, erro
 	}
 	hosts := map[string][]string{}
 	for _, dom := range list {
+		if !dom.Verified() {
+			continue
+		}
 		key := dom.Namespace + "/" + dom.App
 		hosts[key] = append(hosts[key], dom.Hostname)
 	}

@@ -18,7 +18,8 @@ import (
 // uid, never host root), read its logs and follow them, restart it without
 // downtime, stop it (503) and run it again.
 func TestDeployLifecycle(t *testing.T) {
-	d := newDeployWorld(t)
+	d, dns := newDomainWorld(t)
+	dns.SetCNAME("lifecycle.example.test", "web.acme.upscale.localhost")
 	const app, body = "acme/web", "lifecycle\n"
 	d.mustPush(t, rig.Repo(t, helloApp(t, "lifecycle", "runtime: python\nhealth: /\n")), app)
 	d.mustServe(t, app, body)

@@ -60,7 +60,7 @@ const (
 	HostsManage     Action = "hosts.manage" // add, create, set, drain, remove, destroy, rebalance
 	HostsBootstrap  Action = "hosts.bootstrap"
 	DomainsList     Action = "domains.list"
-	DomainsManage   Action = "domains.manage" // add, remove
+	DomainsManage   Action = "domains.manage" // add, verify, remove
 	AppExec         Action = "app.exec"
 	GitPush         Action = "git.push"
 	GitFetch        Action = "git.fetch"

@@ -103,13 +103,25 @@ type Release struct {
 	CreatedAt time.Time
 }
 
-// Domain is a custom hostname of an app.
+// Domain is an app's claim on a custom hostname. It is pending until its
+// owner proves control of the name in DNS, and only a verified domain is
+// routed. Several apps may hold pending claims on one hostname; at most one
+// has it verified.
 type Domain struct {
 	Hostname  string
 	Namespace string
 	App       string
-	CreatedAt time.Time
+	// Token is what a TXT record at _upscale-challenge.HOSTNAME must hold;
+	// random per claim. Empty for domains routed before proofs existed.
+	Token      string
+	CreatedAt  time.Time
+	CheckedAt  time.Time // last check; zero before the first
+	VerifiedAt time.Time // zero while pending
+	Failure    string    // why the last check failed, one line; "" once verified
 }
+
+// Verified says whether d is routed.
+func (d Domain) Verified() bool { return !d.VerifiedAt.IsZero() }
 
 // Event is one thing that happened to an app: who did what, when.
 type Event struct {
@@ -301,14 +313,27 @@ type Store interface {
 	// most limit, all when limit <= 0. ErrNotFound if the app does not exist.
 	ListPushes(ctx context.Context, namespace, app string, limit int) ([]Push, error)
 
-	// AddDomain gives d.App the custom hostname d.Hostname and returns it as
-	// stored; CreatedAt is set by the store when zero. A hostname belongs to
-	// at most one app: ErrConflict when any app has it, the error naming
-	// which (`domain "www.example.com": taken by acme/web`). ErrNotFound when
-	// the app does not exist. Hostnames are the caller's to validate and
+	// AddDomain records d.App's pending claim on the custom hostname
+	// d.Hostname (with d.Token) and returns it as stored; CreatedAt is set
+	// by the store when zero, the check fields are cleared. Another app's
+	// pending claim on the hostname does not stand in the way: only a
+	// verified one does. ErrConflict when another app has the hostname
+	// verified, or this app already claims it, the error naming the app
+	// (`domain "www.example.com": taken by acme/web`). ErrNotFound when the
+	// app does not exist. Hostnames are the caller's to validate and
 	// normalize (lower case, no trailing dot): the store compares them byte
 	// for byte.
 	AddDomain(ctx context.Context, d Domain) (Domain, error)
+	// VerifyDomain marks the app's claim on hostname verified at `at` and
+	// returns it; a claim verified already is returned as it is. The first
+	// claim to be verified wins: ErrConflict, naming the app, when another
+	// app has the hostname verified. ErrNotFound when the app has no such
+	// claim.
+	VerifyDomain(ctx context.Context, namespace, app, hostname string, at time.Time) (Domain, error)
+	// FailDomainCheck records a failed check of the app's pending claim on
+	// hostname: when, and why in one line. A verified claim stays verified
+	// and is returned unchanged. ErrNotFound when the app has no such claim.
+	FailDomainCheck(ctx context.Context, namespace, app, hostname string, at time.Time, why string) (Domain, error)
 	// RemoveDomain takes a hostname from the app. ErrNotFound when the app
 	// does not have it (another app's hostname is not found either).
 	RemoveDomain(ctx context.Context, namespace, app, hostname string) error

@@ -19,6 +19,7 @@ import (
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/dnsproof"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/gitd"
 	"github.com/upscalehq/upscale/hostops"
@@ -47,6 +48,7 @@ type serverOptions struct {
 	HostSubnets   netip.Prefix
 	AutoRebalance bool
 	EC2Endpoint   string
+	DNSResolver   string
 	SSH           gitd.Limits
 }
 
@@ -99,6 +101,7 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.Var(prefixValue{&so.HostSubnets}, "host-subnets", "range from which each host gets a /24 for its containers")
 	f.BoolVar(&so.AutoRebalance, "auto-rebalance", false, "even out instances whenever a host joins")
 	f.StringVar(&so.EC2Endpoint, "ec2-endpoint", "", "EC2 endpoint URL (default: AWS)")
+	f.StringVar(&so.DNSResolver, "dns-resolver", "", "DNS resolver (HOST:PORT) that custom domains' proofs of ownership are looked up with (default: the nameservers of /etc/resolv.conf)")
 	f.DurationVar(&so.SSH.LoginGrace, "ssh-login-grace", 20*time.Second, "an SSH connection that has not authenticated by then is closed")
 	f.IntVar(&so.SSH.MaxStartups, "ssh-max-startups", 100, "SSH connections not yet authenticated, in all (over it the oldest is closed)")
 	f.IntVar(&so.SSH.MaxStartupsPerSource, "ssh-max-startups-per-source", 10, "SSH connections not yet authenticated from one address (an IPv6 /64)")
@@ -150,9 +153,13 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 
 	// Host record changes (weights, drains) reach the fleet at once.
 	tracked := hosts.Tracked(st)
+	proofs, err := dnsproof.New(so.DNSResolver)
+	if err != nil {
+		return err
+	}
 	deployer := &deploy.Deployer{
 		Store: tracked, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
-		Domain: opts.Domain, HTTPPort: httpPort,
+		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 	}
 	if err := deployer.Sync(ctx); err != nil {
@@ -190,6 +197,9 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		}
 	}
 	go hosts.Watch(wctx, conn, st.ListHosts, time.Second)
+	// Each pass checks only the pending domains that are due (see
+	// deploy.DomainDue), so a short tick costs one store read.
+	go deployer.RunDomainChecks(wctx, 5*time.Second)
 	go func() {
 		// Right after a (re)start no host has had the time to answer yet:
 		// healing now would take every instance on a host not heard from

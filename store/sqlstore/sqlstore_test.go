@@ -100,6 +100,9 @@ func testEngine(t *testing.T, e engine) {
 	t.Run("MigrateFromVersion2", func(t *testing.T) {
 		testMigrateFromVersion2(t, e.newDSN(t))
 	})
+	t.Run("MigrateFromVersion4", func(t *testing.T) {
+		testMigrateFromVersion4(t, e.newDSN(t))
+	})
 	t.Run("HostChecks", func(t *testing.T) {
 		testHostChecks(t, open(t, e.newDSN(t)))
 	})
@@ -114,6 +117,9 @@ func testEngine(t *testing.T, e engine) {
 			// Every statement ran, and the process died before it
 			// recorded the migration.
 			{"MigrationUnrecorded/0003", 3, 0},
+			// 0005 changes the key last.
+			{"MigrationFailedHalfway/0005", 5, 1},
+			{"MigrationUnrecorded/0005", 5, 0},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				testMigrationFailedHalfway(t, e.newDSN(t), tc.version, tc.unrun)
@@ -343,6 +349,38 @@ func testMigrateFromVersion2(t *testing.T, dsn string) {
 	must(0, s.DeleteApp(ctx, "acme", "web"))(t)
 	must(0, s.RemoveHost(ctx, "h2"))(t)
 	must(0, s.RemoveHost(ctx, "h3"))(t)
+}
+
+// testMigrateFromVersion4 fills a database with the custom domains of the
+// schema before proofs of ownership, which were routed at once, and checks
+// that they stay routed (verified, at their creation) and keep the rule of
+// one app per hostname.
+func testMigrateFromVersion4(t *testing.T, dsn string) {
+	ctx := t.Context()
+	old, err := openSchema(ctx, dsn, "", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(old.CreateNamespace(ctx, "acme"))(t)
+	for _, app := range []string{"web", "api"} {
+		must(old.CreateApp(ctx, "acme", app))(t)
+	}
+	at := time.Unix(1700000000, 5).UTC()
+	if _, err := old.db.ExecContext(ctx, "INSERT INTO domains (hostname, namespace, app, created_at) VALUES (?, ?, ?, ?)",
+		"www.example.com", "acme", "web", at.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s := open(t, dsn)
+	checkMigrations(t, s)
+	want := []store.Domain{{Hostname: "www.example.com", Namespace: "acme", App: "web", CreatedAt: at, CheckedAt: at, VerifiedAt: at}}
+	if got := must(s.ListDomains(ctx, "", ""))(t); !reflect.DeepEqual(got, want) {
+		t.Errorf("domains after migration: %+v, want %+v", got, want)
+	}
+	if _, err := s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "acme", App: "api", Token: "t"}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("another app claiming a migrated domain: %v, want a conflict", err)
+	}
 }
 
 // testHostChecks shows that the schema itself refuses the hosts AddHost,

@@ -23,7 +23,7 @@ var lifecycleTests = []struct {
 	{"PruneRelease", testPruneRelease},
 	{"Domains", testDomains},
 	{"ListDomains", testListDomains},
-	{"ConcurrentAddDomain", testConcurrentAddDomain},
+	{"ConcurrentVerifyDomain", testConcurrentVerifyDomain},
 	{"ConcurrentSetConfig", testConcurrentSetConfig},
 	{"Events", testEvents},
 	{"DeleteAppLifecycle", testDeleteAppLifecycle},
@@ -223,57 +223,96 @@ func testDomains(t *testing.T, s store.Store) {
 	seed(t, s)
 	before := time.Now()
 
-	d := must(s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "acme", App: "web"}))(t)
+	d := must(s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "acme", App: "web", Token: "tok-web",
+		CheckedAt: before, VerifiedAt: before, Failure: "ignored"}))(t)
 	recent(t, "CreatedAt", d.CreatedAt, before)
-	if d.Hostname != "www.example.com" || d.Namespace != "acme" || d.App != "web" {
+	if d.Hostname != "www.example.com" || d.Namespace != "acme" || d.App != "web" || d.Token != "tok-web" {
 		t.Fatalf("AddDomain = %+v", d)
+	}
+	if d.Verified() || !d.CheckedAt.IsZero() || d.Failure != "" {
+		t.Errorf("a new claim is not pending and unchecked: %+v", d)
 	}
 	equal(t, "ListDomains", must(s.ListDomains(ctx, "acme", "web"))(t), []store.Domain{d})
 	at := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	given := must(s.AddDomain(ctx, store.Domain{Hostname: "example.com", Namespace: "acme", App: "web", CreatedAt: at}))(t)
 	equal(t, "given CreatedAt", given.CreatedAt, at)
 
-	snap := snapshot(t, s)
-	domains := must(s.ListDomains(ctx, "", ""))(t)
-	// Taken by another app, in the namespace or in another: the error names
-	// the app that has it.
+	// A pending claim reserves nothing: other apps claim the same name.
+	must(s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "acme", App: "api", Token: "tok-api"}))(t)
+	must(s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "beta", App: "site", Token: "tok-site"}))(t)
+	equal(t, "claims", domainNames(must(s.ListDomains(ctx, "", ""))(t)), []string{"acme/api www.example.com",
+		"acme/web example.com", "acme/web www.example.com", "beta/site www.example.com"})
+	_, err := s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "acme", App: "web"})
+	checkError(t, err, store.ErrConflict, "acme/web")
+
+	// Failed checks are recorded on the claim they were made for.
+	checked := at.Add(time.Minute)
+	failed := must(s.FailDomainCheck(ctx, "acme", "web", "www.example.com", checked, "no TXT record at _upscale-challenge.www.example.com"))(t)
+	if failed.Verified() || !failed.CheckedAt.Equal(checked) || failed.Failure != "no TXT record at _upscale-challenge.www.example.com" || failed.Token != "tok-web" {
+		t.Errorf("FailDomainCheck = %+v", failed)
+	}
+	equal(t, "after a failed check", must(s.ListDomains(ctx, "acme", "web"))(t), []store.Domain{given, failed})
+
+	// The first to verify wins; the others stay pending and cannot verify.
+	verified := must(s.VerifyDomain(ctx, "acme", "api", "www.example.com", checked))(t)
+	if !verified.Verified() || !verified.VerifiedAt.Equal(checked) || !verified.CheckedAt.Equal(checked) || verified.Failure != "" {
+		t.Errorf("VerifyDomain = %+v", verified)
+	}
+	equal(t, "verified claim", must(s.ListDomains(ctx, "acme", "api"))(t), []store.Domain{verified})
+	again := must(s.VerifyDomain(ctx, "acme", "api", "www.example.com", checked.Add(time.Hour)))(t)
+	equal(t, "verified again", again, verified)
+	unchanged := must(s.FailDomainCheck(ctx, "acme", "api", "www.example.com", checked.Add(time.Hour), "gone"))(t)
+	equal(t, "a verified claim after a failed check", unchanged, verified)
+
 	for _, tc := range []struct{ name, namespace, app string }{
-		{"same app again", "acme", "web"},
-		{"app of the same namespace", "acme", "api"},
+		{"app of the same namespace", "acme", "web"},
 		{"app of another namespace", "beta", "site"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: tc.namespace, App: tc.app})
-			checkError(t, err, store.ErrConflict, "www.example.com")
-			if !strings.Contains(err.Error(), "acme/web") {
-				t.Errorf("error %q does not name the app that has the domain", err)
-			}
+			_, err := s.VerifyDomain(ctx, tc.namespace, tc.app, "www.example.com", checked)
+			checkError(t, err, store.ErrConflict, "acme/api")
 		})
 	}
+	must(s.CreateApp(ctx, "beta", "late"))(t)
+	snap := snapshot(t, s)
+	// Verified, the name is taken: a new claim is refused, naming the owner.
+	_, err = s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "beta", App: "late"})
+	checkError(t, err, store.ErrConflict, "acme/api")
 	// A missing app is not found, even when the hostname is taken too.
-	_, err := s.AddDomain(ctx, store.Domain{Hostname: "other.example.com", Namespace: "acme", App: "nope"})
+	_, err = s.AddDomain(ctx, store.Domain{Hostname: "other.example.com", Namespace: "acme", App: "nope"})
 	checkError(t, err, store.ErrNotFound, `"acme/nope"`)
 	_, err = s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "acme", App: "nope"})
 	checkError(t, err, store.ErrNotFound, `"acme/nope"`)
+	for name, op := range map[string]func() error{
+		"verify another app's": func() error { _, err := s.VerifyDomain(ctx, "beta", "late", "www.example.com", at); return err },
+		"fail another app's":   func() error { _, err := s.FailDomainCheck(ctx, "beta", "late", "www.example.com", at, "x"); return err },
+		"verify unknown":       func() error { _, err := s.VerifyDomain(ctx, "acme", "web", "nope.example.com", at); return err },
+	} {
+		t.Run(name, func(t *testing.T) { checkError(t, op(), store.ErrNotFound, "has no domain") })
+	}
+	_, err = s.VerifyDomain(ctx, "acme", "nope", "www.example.com", at)
+	checkError(t, err, store.ErrNotFound, `"acme/nope"`)
+	_, err = s.FailDomainCheck(ctx, "acme", "nope", "www.example.com", at, "x")
+	checkError(t, err, store.ErrNotFound, `"acme/nope"`)
 
-	// Only the app that has a hostname can remove it.
-	checkError(t, s.RemoveDomain(ctx, "beta", "site", "www.example.com"), store.ErrNotFound, "www.example.com")
-	checkError(t, s.RemoveDomain(ctx, "acme", "api", "www.example.com"), store.ErrNotFound, "www.example.com")
+	// Only the app that has a claim can remove it.
+	checkError(t, s.RemoveDomain(ctx, "beta", "late", "www.example.com"), store.ErrNotFound, "www.example.com")
 	checkError(t, s.RemoveDomain(ctx, "acme", "web", "nope.example.com"), store.ErrNotFound, "nope.example.com")
 	checkError(t, s.RemoveDomain(ctx, "acme", "nope", "www.example.com"), store.ErrNotFound, `"acme/nope"`)
 	// Byte for byte: the caller normalizes.
-	checkError(t, s.RemoveDomain(ctx, "acme", "web", "WWW.example.com"), store.ErrNotFound, "WWW.example.com")
+	checkError(t, s.RemoveDomain(ctx, "acme", "api", "WWW.example.com"), store.ErrNotFound, "WWW.example.com")
 	if after := snapshot(t, s); after != snap {
 		t.Errorf("refused calls changed the store:\nbefore %s\nafter  %s", snap, after)
 	}
-	equal(t, "domains after refused calls", must(s.ListDomains(ctx, "", ""))(t), domains)
 
-	// Removed, it is free for any app.
-	must(0, s.RemoveDomain(ctx, "acme", "web", "www.example.com"))(t)
-	equal(t, "after remove", domainNames(must(s.ListDomains(ctx, "acme", "web"))(t)), []string{"acme/web example.com"})
-	checkError(t, s.RemoveDomain(ctx, "acme", "web", "www.example.com"), store.ErrNotFound, "www.example.com")
-	must(s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "beta", App: "site"}))(t)
-	_, err = s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: "acme", App: "web"})
+	// Removed, the verified name is free: a pending claim can win it now.
+	must(0, s.RemoveDomain(ctx, "acme", "api", "www.example.com"))(t)
+	checkError(t, s.RemoveDomain(ctx, "acme", "api", "www.example.com"), store.ErrNotFound, "www.example.com")
+	site := must(s.VerifyDomain(ctx, "beta", "site", "www.example.com", at))(t)
+	if !site.Verified() || site.Token != "tok-site" {
+		t.Errorf("beta/site after the owner left: %+v", site)
+	}
+	_, err = s.VerifyDomain(ctx, "acme", "web", "www.example.com", at)
 	checkError(t, err, store.ErrConflict, "beta/site")
 }
 
@@ -322,7 +361,7 @@ func testListDomains(t *testing.T, s store.Store) {
 	checkError(t, err, nil, `"web"`)
 }
 
-func testConcurrentAddDomain(t *testing.T, s store.Store) {
+func testConcurrentVerifyDomain(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	seed(t, s)
 	apps := [][2]string{{"acme", "web"}, {"acme", "api"}, {"beta", "site"}}
@@ -331,18 +370,30 @@ func testConcurrentAddDomain(t *testing.T, s store.Store) {
 		must(s.CreateApp(ctx, "beta", name))(t)
 		apps = append(apps, [2]string{"beta", name})
 	}
+	// Claims all at once: none stands in another's way.
 	errs := race(len(apps), func(i int) error {
 		_, err := s.AddDomain(ctx, store.Domain{Hostname: "www.example.com", Namespace: apps[i][0], App: apps[i][1]})
 		return err
 	})
-	winner := oneWins(t, errs, store.ErrConflict)
-	owner := apps[winner][0] + "/" + apps[winner][1]
-	equal(t, "domains", domainNames(must(s.ListDomains(ctx, "", ""))(t)), []string{owner + " www.example.com"})
 	for i, err := range errs {
-		if err != nil && !strings.Contains(err.Error(), owner) {
-			t.Errorf("call %d: %q does not name %s", i, err, owner)
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
 		}
 	}
+	// Proofs all at once: one wins.
+	errs = race(len(apps), func(i int) error {
+		_, err := s.VerifyDomain(ctx, apps[i][0], apps[i][1], "www.example.com", time.Time{})
+		return err
+	})
+	winner := oneWins(t, errs, store.ErrConflict)
+	owner := apps[winner][0] + "/" + apps[winner][1]
+	var verified []string
+	for _, d := range must(s.ListDomains(ctx, "", ""))(t) {
+		if d.Verified() {
+			verified = append(verified, d.Namespace+"/"+d.App+" "+d.Hostname)
+		}
+	}
+	equal(t, "verified", verified, []string{owner + " www.example.com"})
 }
 
 // testConcurrentSetConfig: writers of different vars of one app lose none
@@ -437,6 +488,7 @@ func testDeleteAppLifecycle(t *testing.T, s store.Store) {
 		must(s.SetConfig(ctx, "acme", app, map[string]string{"APP": app}, nil))(t)
 		must(0, s.SetFormation(ctx, "acme", app, map[string]int{"web": 2}))(t)
 		must(s.AddDomain(ctx, store.Domain{Hostname: app + ".example.com", Namespace: "acme", App: app}))(t)
+		must(s.VerifyDomain(ctx, "acme", app, app+".example.com", time.Time{}))(t)
 		must(s.RecordEvent(ctx, store.Event{Namespace: "acme", App: app, Kind: "push", Message: app, By: "ci"}))(t)
 	}
 	must(0, s.DeleteApp(ctx, "acme", "web"))(t)
@@ -465,6 +517,7 @@ func testDeleteAppLifecycle(t *testing.T, s store.Store) {
 	if list := must(s.ListEvents(ctx, "acme", "web", 0))(t); len(list) != 0 {
 		t.Errorf("recreated app has events %v", eventKinds(list))
 	}
-	// Its old hostname is free again.
+	// Its old hostname is free again, even once verified.
 	must(s.AddDomain(ctx, store.Domain{Hostname: "web.example.com", Namespace: "beta", App: "site"}))(t)
+	must(s.VerifyDomain(ctx, "beta", "site", "web.example.com", time.Time{}))(t)
 }
