@@ -535,17 +535,18 @@ func TestProvisionE2E(t *testing.T) {
 	}()
 	_, otherHostKey := privatePEM(t)
 	_, thirdHostKey := privatePEM(t)
+	pin := []ssh.PublicKey{r.hostKey}
 	for _, c := range []struct {
 		name   string
 		target cloud.SSHTarget
 		pkgs   []string
 		want   string
 	}{
-		{"closed port", cloud.SSHTarget{Addr: r.nsIP + ":2", User: "root", Identity: r.key},
+		{"closed port", cloud.SSHTarget{Addr: r.nsIP + ":2", User: "root", Identity: r.key, HostKeys: pin},
 			nil, "connecting to " + r.nsIP + ":2: dial tcp " + r.nsIP + ":2: connect: connection refused"},
-		{"no route", cloud.SSHTarget{Addr: r.unreachable, User: "root", Identity: r.key},
+		{"no route", cloud.SSHTarget{Addr: r.unreachable, User: "root", Identity: r.key, HostKeys: pin},
 			nil, "connecting to " + r.unreachable + ":22: dial tcp " + r.unreachable + ":22: connect: no route to host"},
-		{"no answer", cloud.SSHTarget{Addr: silent.Addr().String(), User: "root", Identity: r.key, Timeout: 300 * time.Millisecond},
+		{"no answer", cloud.SSHTarget{Addr: silent.Addr().String(), User: "root", Identity: r.key, Timeout: 300 * time.Millisecond, HostKeys: pin},
 			nil, "connecting to " + silent.Addr().String() + ": no SSH handshake within 300ms"},
 		{"wrong key", r.target("root", r.wrongKey),
 			nil, "authenticating as root on " + r.nsIP + ":22: the key was refused"},
