@@ -67,7 +67,9 @@ func (b *logsBus) PutArtifact(context.Context, string, io.Reader) (bus.Artifact,
 }
 func (b *logsBus) DeleteArtifact(context.Context, string) error { return nil }
 
-func TestLogsMergeAndPrefix(t *testing.T) {
+// liveApp is a store in which acme/web's release 1 runs instances.
+func liveApp(t *testing.T, instances ...store.Instance) store.Store {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, "", t.TempDir())
 	if err != nil {
@@ -78,13 +80,19 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 	st.CreateApp(ctx, "acme", "web")
 	rel, _ := st.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"})
 	st.FinishBuild(ctx, "acme", "web", rel.Version, "a", strings.Repeat("d", 64), 1)
-	if err := st.Activate(ctx, "acme", "web", rel.Version, []store.Instance{
-		{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
-		{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"},
-		{Name: "acme-web-worker-v1-ccc", Process: "worker", Host: "h1", Addr: "10.0.0.3:8080"},
-	}); err != nil {
+	if err := st.Activate(ctx, "acme", "web", rel.Version, instances); err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func TestLogsMergeAndPrefix(t *testing.T) {
+	ctx := context.Background()
+	st := liveApp(t,
+		store.Instance{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
+		store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"},
+		store.Instance{Name: "acme-web-worker-v1-ccc", Process: "worker", Host: "h1", Addr: "10.0.0.3:8080"},
+	)
 	t0 := time.Date(2026, 11, 25, 2, 3, 4, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	b := &logsBus{
@@ -153,16 +161,7 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 // with the time they came, also when following.
 func TestLogsFromAnOldAgent(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlstore.Open(ctx, "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	st.CreateNamespace(ctx, "acme")
-	st.CreateApp(ctx, "acme", "web")
-	rel, _ := st.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"})
-	st.FinishBuild(ctx, "acme", "web", rel.Version, "a", strings.Repeat("d", 64), 1)
-	st.Activate(ctx, "acme", "web", rel.Version, []store.Instance{{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"}})
+	st := liveApp(t, store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"})
 	b := &logsBus{bare: true, history: map[string][]hostagent.LogLine{"acme-web-v1-aaa": {{Text: "old one"}}}}
 	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
 	fctx, cancel := context.WithCancel(ctx)
@@ -271,19 +270,10 @@ func (b *laggingBus) Call(ctx context.Context, subject string, req, _ any, progr
 // lines wait, up to the bound; the oldest go, and one line says how many.
 func TestLogsFollowBoundsWhatALaggingHostHoldsBack(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlstore.Open(ctx, "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	st.CreateNamespace(ctx, "acme")
-	st.CreateApp(ctx, "acme", "web")
-	rel, _ := st.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"})
-	st.FinishBuild(ctx, "acme", "web", rel.Version, "a", strings.Repeat("d", 64), 1)
-	st.Activate(ctx, "acme", "web", rel.Version, []store.Instance{
-		{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"},
-		{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
-	})
+	st := liveApp(t,
+		store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"},
+		store.Instance{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
+	)
 	const flood = maxEarlyLines + 25
 	b := &laggingBus{flood: flood, flooded: make(chan struct{}), letGo: make(chan struct{})}
 	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
