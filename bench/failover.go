@@ -58,7 +58,7 @@ func benchFailover(e *env) ([]row, []string) {
 	for _, name := range []string{"h1", "h2", "h3"} {
 		h := rig.NewHostNet(e.t, net, users)
 		hosts[name] = h
-		ssh(string(identity), "hosts", "add", "--host", h.IP, "-u", "root", "-i", "-", "--name", name, "--dir", h.AgentDir)
+		ssh(string(identity), "hosts", "add", "--host", h.IP, "-u", "root", "-i", "-", "--name", name, "--dir", h.AgentDir, "--host-key", "'"+h.HostKey()+"'")
 	}
 	progress("failover: deploying an app of 2 instances")
 	dir := rig.Repo(e.t, map[string]string{"app.yaml": "runtime: python\ninstances: 2\nmemory: 128M\nhealth: /\n", "app.py": failoverApp})

@@ -266,9 +266,10 @@ step "Checking $DIR"
 [ -f "$DIR/credentials.json" ] || fail "checking the agent files" "$DIR/credentials.json is missing"
 chmod 0755 "$DIR" "$DIR/upscale-agent"
 chmod 0600 "$DIR/credentials.json"
-# 0755: the containers' mapped root must traverse down to their rootfs.
+# 0711: the containers' mapped root must traverse down to their rootfs;
+# no one else lists or reads the agent's state (the agent sets it too).
 mkdir -p "$DIR/state/containers"
-chmod 0755 "$DIR/state"
+chmod 0711 "$DIR/state"
 
 missing=
 for p in $PACKAGES; do

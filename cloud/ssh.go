@@ -24,10 +24,10 @@ type SSHTarget struct {
 	Addr     string // host or host:port (default port 22)
 	User     string
 	Identity []byte // private key file content (OpenSSH or PEM, without passphrase)
-	// HostKey: nil = accept on first use and report the fingerprint in
-	// progress; else the host must present exactly this key.
-	HostKey ssh.PublicKey
-	Timeout time.Duration // for connecting and the SSH handshake, default 10 s
+	// HostKeys: the host must present one of these. None is refused:
+	// trust on first use is the caller's choice, made with ScanHostKey.
+	HostKeys []ssh.PublicKey
+	Timeout  time.Duration // for connecting and the SSH handshake, default 10 s
 }
 
 var errNoCredentials = errors.New("no agent credentials to install")
@@ -153,17 +153,6 @@ func (r *remote) close() {
 	r.client.Close()
 }
 
-// hostKeyError is a host key that differs from the one expected.
-type hostKeyError struct {
-	addr      string
-	got, want ssh.PublicKey
-}
-
-func (e *hostKeyError) Error() string {
-	return fmt.Sprintf("verifying the host key of %s: it is %s %s, expected %s %s",
-		e.addr, e.got.Type(), ssh.FingerprintSHA256(e.got), e.want.Type(), ssh.FingerprintSHA256(e.want))
-}
-
 // splitAddr returns host:port (port 22 unless given) and the host alone.
 func splitAddr(a string) (addr, host string) {
 	if h, _, err := net.SplitHostPort(a); err == nil {
@@ -174,6 +163,9 @@ func splitAddr(a string) (addr, host string) {
 
 func connect(ctx context.Context, t SSHTarget, progress func(string)) (*remote, ssh.PublicKey, error) {
 	addr, host := splitAddr(t.Addr)
+	if len(t.HostKeys) == 0 {
+		return nil, nil, fmt.Errorf("no host key to verify %s against", addr)
+	}
 	signer, err := ssh.ParsePrivateKey(t.Identity)
 	if err != nil {
 		var pm *ssh.PassphraseMissingError
@@ -205,17 +197,13 @@ func connect(ctx context.Context, t SSHTarget, progress func(string)) (*remote, 
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
 			seen = key
-			if t.HostKey != nil && !bytes.Equal(key.Marshal(), t.HostKey.Marshal()) {
-				return &hostKeyError{addr: addr, got: key, want: t.HostKey}
+			if !pinned(t.HostKeys, key) {
+				return &hostKeyError{addr: addr, got: key, want: t.HostKeys}
 			}
 			return nil
 		},
-		Timeout: timeout,
-	}
-	if t.HostKey != nil {
-		// Ask for the pinned key's type: a host with several keys would
-		// otherwise show the one we prefer, and look like a mismatch.
-		cfg.HostKeyAlgorithms = hostKeyAlgorithms(t.HostKey)
+		HostKeyAlgorithms: hostKeyAlgorithms(t.HostKeys),
+		Timeout:           timeout,
 	}
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if err != nil {
@@ -227,21 +215,10 @@ func connect(ctx context.Context, t SSHTarget, progress func(string)) (*remote, 
 		return nil, seen, handshakeError(err, addr, t.User, timeout)
 	}
 	conn.SetDeadline(time.Time{})
-	if t.HostKey != nil {
-		progress(fmt.Sprintf("       host key %s %s (as expected)", seen.Type(), ssh.FingerprintSHA256(seen)))
-	} else {
-		progress(fmt.Sprintf("       host key %s %s (first use: accepted without verification)", seen.Type(), ssh.FingerprintSHA256(seen)))
-	}
+	progress(fmt.Sprintf("       host key %s (as expected)", describeKey(seen)))
 	r := &remote{client: ssh.NewClient(c, chans, reqs), addr: addr, host: host, user: t.User, stop: stop, done: make(chan struct{})}
 	go r.keepalive()
 	return r, seen, nil
-}
-
-func hostKeyAlgorithms(k ssh.PublicKey) []string {
-	if k.Type() == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
-	}
-	return []string{k.Type()}
 }
 
 func handshakeError(err error, addr, user string, timeout time.Duration) error {

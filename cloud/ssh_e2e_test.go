@@ -357,7 +357,7 @@ func (r *sshRig) newInstall(t *testing.T, name string) *e2eInstall {
 }
 
 func (r *sshRig) target(user string, key []byte) cloud.SSHTarget {
-	return cloud.SSHTarget{Addr: r.nsIP, User: user, Identity: key}
+	return cloud.SSHTarget{Addr: r.nsIP, User: user, Identity: key, HostKeys: []ssh.PublicKey{r.hostKey}}
 }
 
 // nsInode is the network namespace of sshd, as /proc/PID/ns/net reads.
@@ -397,6 +397,14 @@ func TestProvisionE2E(t *testing.T) {
 	q := regexp.QuoteMeta
 	fp := q(r.hostKey.Type() + " " + ssh.FingerprintSHA256(r.hostKey))
 
+	// What trust on first use pins: the key sshd presents.
+	if k, err := cloud.ScanHostKey(provisionCtx(t), r.nsIP, 0); err != nil || !bytes.Equal(k.Marshal(), r.hostKey.Marshal()) {
+		t.Errorf("ScanHostKey = %v, %v; want sshd's key %s", k, err, ssh.FingerprintSHA256(r.hostKey))
+	}
+	if _, err := cloud.ScanHostKey(provisionCtx(t), r.nsIP+":2", 0); err == nil || err.Error() != "connecting to "+r.nsIP+":2: dial tcp "+r.nsIP+":2: connect: connection refused" {
+		t.Errorf("ScanHostKey of a closed port: %v", err)
+	}
+
 	for _, c := range []struct {
 		name, user, how string
 	}{
@@ -428,7 +436,7 @@ func TestProvisionE2E(t *testing.T) {
 			dir := e.in.Dir
 			checkProgress(t, progress,
 				q("-----> Connecting to "+r.nsIP+":22 as "+c.user),
-				q("       host key ")+fp+q(" (first use: accepted without verification)"),
+				q("       host key ")+fp+q(" (as expected)"),
 				q("-----> Checking "+r.nsIP),
 				q("       Debian ")+`\S+`+q(", "+c.how),
 				q("-----> Uploading the agent ("+size+" MB)"),
@@ -471,7 +479,7 @@ func TestProvisionE2E(t *testing.T) {
 
 			// Again with the host key pinned: the upgrade path.
 			progress = nil
-			if _, err := cloud.Provision(provisionCtx(t), cloud.SSHTarget{Addr: r.nsIP + ":22", User: c.user, Identity: r.key, HostKey: key}, e.in, func(l string) { progress = append(progress, l) }); err != nil {
+			if _, err := cloud.Provision(provisionCtx(t), cloud.SSHTarget{Addr: r.nsIP + ":22", User: c.user, Identity: r.key, HostKeys: []ssh.PublicKey{key}}, e.in, func(l string) { progress = append(progress, l) }); err != nil {
 				t.Fatalf("re-provision: %v", err)
 			}
 			if len(progress) < 2 || progress[1] != "       host key "+r.hostKey.Type()+" "+ssh.FingerprintSHA256(r.hostKey)+" (as expected)" {
@@ -489,7 +497,7 @@ func TestProvisionE2E(t *testing.T) {
 			}
 			checkProgress(t, progress,
 				q("-----> Connecting to "+r.nsIP+":22 as "+c.user),
-				q("       host key ")+fp+q(" (first use: accepted without verification)"),
+				q("       host key ")+fp+q(" (as expected)"),
 				q("-----> Checking "+r.nsIP),
 				q("       Debian ")+`\S+`+q(", "+c.how),
 				q("-----> Running the uninstall script as root"),
@@ -526,17 +534,19 @@ func TestProvisionE2E(t *testing.T) {
 		}
 	}()
 	_, otherHostKey := privatePEM(t)
+	_, thirdHostKey := privatePEM(t)
+	pin := []ssh.PublicKey{r.hostKey}
 	for _, c := range []struct {
 		name   string
 		target cloud.SSHTarget
 		pkgs   []string
 		want   string
 	}{
-		{"closed port", cloud.SSHTarget{Addr: r.nsIP + ":2", User: "root", Identity: r.key},
+		{"closed port", cloud.SSHTarget{Addr: r.nsIP + ":2", User: "root", Identity: r.key, HostKeys: pin},
 			nil, "connecting to " + r.nsIP + ":2: dial tcp " + r.nsIP + ":2: connect: connection refused"},
-		{"no route", cloud.SSHTarget{Addr: r.unreachable, User: "root", Identity: r.key},
+		{"no route", cloud.SSHTarget{Addr: r.unreachable, User: "root", Identity: r.key, HostKeys: pin},
 			nil, "connecting to " + r.unreachable + ":22: dial tcp " + r.unreachable + ":22: connect: no route to host"},
-		{"no answer", cloud.SSHTarget{Addr: silent.Addr().String(), User: "root", Identity: r.key, Timeout: 300 * time.Millisecond},
+		{"no answer", cloud.SSHTarget{Addr: silent.Addr().String(), User: "root", Identity: r.key, Timeout: 300 * time.Millisecond, HostKeys: pin},
 			nil, "connecting to " + silent.Addr().String() + ": no SSH handshake within 300ms"},
 		{"wrong key", r.target("root", r.wrongKey),
 			nil, "authenticating as root on " + r.nsIP + ":22: the key was refused"},
@@ -544,8 +554,13 @@ func TestProvisionE2E(t *testing.T) {
 			nil, "authenticating as upse2e-" + r.id + "-x on " + r.nsIP + ":22: the key was refused"},
 		{"no sudo", r.target(r.user, r.key),
 			nil, r.nsIP + " needs root or passwordless sudo for user " + r.user},
-		{"host key mismatch", cloud.SSHTarget{Addr: r.nsIP, User: "root", Identity: r.key, HostKey: otherHostKey},
+		{"host key mismatch", cloud.SSHTarget{Addr: r.nsIP, User: "root", Identity: r.key, HostKeys: []ssh.PublicKey{otherHostKey}},
 			nil, "verifying the host key of " + r.nsIP + ":22: it is ssh-ed25519 " + ssh.FingerprintSHA256(r.hostKey) + ", expected ssh-ed25519 " + ssh.FingerprintSHA256(otherHostKey)},
+		{"host key none of two", cloud.SSHTarget{Addr: r.nsIP, User: "root", Identity: r.key, HostKeys: []ssh.PublicKey{otherHostKey, thirdHostKey}},
+			nil, "verifying the host key of " + r.nsIP + ":22: it is ssh-ed25519 " + ssh.FingerprintSHA256(r.hostKey) + ", expected ssh-ed25519 " +
+				ssh.FingerprintSHA256(otherHostKey) + " or ssh-ed25519 " + ssh.FingerprintSHA256(thirdHostKey)},
+		{"no host key", cloud.SSHTarget{Addr: r.nsIP, User: "root", Identity: r.key},
+			nil, "no host key to verify " + r.nsIP + ":22 against"},
 		{"apt fails", r.target("root", r.key),
 			[]string{"upscale-e2e-missing"}, "installing packages on " + r.nsIP + ": apt-get exited 100: E: Unable to locate package upscale-e2e-missing"},
 	} {

@@ -63,7 +63,7 @@ func (s *session) hostsCommands() *cobra.Command {
 		for _, h := range s.env.Hosts() {
 			views = append(views, hostView{Name: h.Name, Address: h.Address, State: h.State, Weight: max(h.Record.Weight, 1),
 				Subnet: h.Record.Subnet, Provider: h.Record.Provider, CPUs: h.CPUs, Containers: h.Containers,
-				MemTotal: h.MemTotal, MemFree: h.MemFree, LastHeartbeat: when(h.At)})
+				MemTotal: h.MemTotal, MemFree: h.MemFree, LastHeartbeat: when(h.At), HostKey: h.Record.HostKey})
 		}
 		if views == nil {
 			views = []hostView{}
@@ -94,6 +94,8 @@ type hostView struct {
 	MemTotal      uint64 `json:"memory_total_bytes"`
 	MemFree       uint64 `json:"memory_free_bytes"`
 	LastHeartbeat string `json:"last_heartbeat"`
+	// The SSH host key(s) pinned at hosts add, authorized_keys lines.
+	HostKey string `json:"host_key,omitempty"`
 }
 
 func gib(b uint64) string {

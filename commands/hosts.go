@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/cloud"
 	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
@@ -43,12 +44,23 @@ func (s *session) hostsManage(g *cobra.Command) {
 	}
 
 	add := &cobra.Command{
-		Use:   "add --host ADDRESS -u USER -i IDENTITY",
+		Use:   "add --host ADDRESS -u USER -i IDENTITY --host-key KEY",
 		Short: "Install an agent on a Debian 12 machine over SSH and add it (admins)",
 		Long: "Install an agent on an existing Debian 12 machine over SSH and add it as a host.\n\n" +
 			"The user must be root or have passwordless sudo. Locally, -i is the path of the private key;\n" +
-			"over ssh, give the key on stdin: ssh upscale@host hosts add --host 10.0.0.231 -u admin -i - < id_ed25519",
-		Args: noArgs,
+			"over ssh, give the key on stdin: ssh upscale@host hosts add --host 10.0.0.231 -u admin -i - < id_ed25519\n\n" +
+			"The machine's SSH host key is checked on every connection: give it with --host-key (as\n" +
+			"ssh-keyscan -t ed25519 10.0.0.231 prints it, checked out of band, e.g. on the machine's console)\n" +
+			"or --known-hosts FILE; --trust-host-key accepts the key the machine presents now and prints it.\n" +
+			"Over ssh, quote the key twice: --host-key \"'ssh-ed25519 AAAA...'\"",
+		Args: func(cmd *cobra.Command, args []string) error {
+			// ssh joins its arguments with spaces: a key quoted once
+			// arrives as several words.
+			if len(args) > 0 && cmd.Flags().Changed("host-key") {
+				return fmt.Errorf("--host-key takes the key as one argument; over ssh, quote it twice: --host-key \"'ssh-ed25519 AAAA...'\" (got %s after it)", names.Quote(strings.Join(args, " ")))
+			}
+			return noArgs(cmd, args)
+		},
 	}
 	var r hostops.AddRequest
 	var identity string
@@ -58,9 +70,21 @@ func (s *session) hostsManage(g *cobra.Command) {
 	add.Flags().StringVar(&r.Name, "name", "", "host name (default: from the address)")
 	add.Flags().IntVar(&r.Weight, "weight", 1, "share of containers relative to other hosts")
 	add.Flags().StringVar(&r.Dir, "dir", "", "install directory on the machine (default /opt/upscale-agent)")
+	var hostKeys []string
+	add.Flags().StringArrayVar(&hostKeys, "host-key", nil, "the machine's SSH host key, 'ssh-ed25519 AAAA...' (repeat for several)")
+	add.Flags().StringVar(&r.KnownHosts, "known-hosts", "", "a known_hosts file, on the server's machine, that lists the machine's key")
+	add.Flags().BoolVar(&r.TrustHostKey, "trust-host-key", false, "accept the key the machine presents now, unverified (trust on first use)")
 	s.leaf(g, add, keys.HostsManage, admin, func(cmd *cobra.Command, _ []string) error {
 		if err := need(); err != nil {
 			return err
+		}
+		r.HostKeys = nil
+		for _, text := range hostKeys {
+			k, err := cloud.ParseHostKey(text)
+			if err != nil {
+				return fmt.Errorf("--host-key: %w", err)
+			}
+			r.HostKeys = append(r.HostKeys, k)
 		}
 		key, err := s.identity(cmd, identity)
 		if err != nil {

@@ -36,6 +36,9 @@ func (s *session) namespaceCommands() *cobra.Command {
 		ns, err = oneName("namespace", createFlag, args)
 		return scope{target: keys.Target{Namespace: ns}}, err
 	}, func(cmd *cobra.Command, _ []string) error {
+		if err := names.Reserved(ns); err != nil {
+			return err
+		}
 		if _, err := s.env.Store.CreateNamespace(cmd.Context(), ns); err != nil {
 			if errors.Is(err, store.ErrConflict) {
 				return fmt.Errorf("namespace %s already exists", ns)

@@ -278,7 +278,7 @@ func (d *Deployer) noteCrashes(ctx context.Context, hosts map[string]fleet.Host)
 			continue
 		}
 		for _, c := range h.List {
-			if c.App == "" || strings.HasPrefix(c.Name, "build-") {
+			if c.App == "" {
 				continue
 			}
 			seen[c.Name] = true

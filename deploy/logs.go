@@ -58,7 +58,7 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 	history := make([][]logLine, len(instances))
 	done := make([]bool, len(instances))
 	waiting := len(instances)
-	var early []logLine
+	early := earlyLines{maxLines: maxEarlyLines, maxBytes: maxEarlyBytes}
 	historyDone := func(i int) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -76,10 +76,16 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 		// Each instance's lines are in order already: a stable sort keeps
 		// them so when their times tie.
 		slices.SortStableFunc(all, func(a, b logLine) int { return a.at.Compare(b.at) })
-		for _, l := range append(all, early...) {
+		for _, l := range all {
 			out(prefix(l))
 		}
-		early = nil
+		kept, dropped := early.take()
+		if dropped > 0 {
+			out(fmt.Sprintf("upscale: %d lines that came while waiting for a slow host were dropped; the last %d follow", dropped, len(kept)))
+		}
+		for _, l := range kept {
+			out(prefix(l))
+		}
 	}
 	errs := make([]error, len(instances))
 	var wg sync.WaitGroup
@@ -115,7 +121,7 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 				case !live:
 					history[i] = append(history[i], l)
 				case waiting > 0:
-					early = append(early, l)
+					early.add(l)
 				default:
 					out(prefix(l))
 				}
@@ -133,6 +139,47 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// What logs -f keeps of the new lines that come while a host is still
+// sending its last ones: one lagging host must not make the server hold
+// every other instance's output.
+const (
+	maxEarlyLines = 10_000
+	maxEarlyBytes = 4 << 20
+)
+
+// earlyLines holds the newest lines up to maxLines and maxBytes of text,
+// dropping the oldest, and counts what it dropped.
+type earlyLines struct {
+	maxLines, maxBytes int
+	lines              []logLine // kept: lines[start:]
+	start              int
+	bytes, dropped     int
+}
+
+func (e *earlyLines) add(l logLine) {
+	e.lines = append(e.lines, l)
+	e.bytes += len(l.text)
+	for len(e.lines)-e.start > e.maxLines || (e.bytes > e.maxBytes && e.start < len(e.lines)) {
+		e.bytes -= len(e.lines[e.start].text)
+		e.lines[e.start] = logLine{} // its text can go now
+		e.start++
+		e.dropped++
+	}
+	// Compacted once half is dropped: amortized, and the backing array
+	// stays within twice what is kept.
+	if e.start > len(e.lines)/2 {
+		e.lines = append([]logLine(nil), e.lines[e.start:]...)
+		e.start = 0
+	}
+}
+
+// take returns the lines kept and how many were dropped, and empties e.
+func (e *earlyLines) take() ([]logLine, int) {
+	lines, dropped := e.lines[e.start:], e.dropped
+	*e = earlyLines{maxLines: e.maxLines, maxBytes: e.maxBytes}
+	return lines, dropped
 }
 
 // processLabels names each instance by its process type and its number

@@ -67,7 +67,9 @@ func (b *logsBus) PutArtifact(context.Context, string, io.Reader) (bus.Artifact,
 }
 func (b *logsBus) DeleteArtifact(context.Context, string) error { return nil }
 
-func TestLogsMergeAndPrefix(t *testing.T) {
+// liveApp is a store in which acme/web's release 1 runs instances.
+func liveApp(t *testing.T, instances ...store.Instance) store.Store {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlstore.Open(ctx, "", t.TempDir())
 	if err != nil {
@@ -78,13 +80,19 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 	st.CreateApp(ctx, "acme", "web")
 	rel, _ := st.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"})
 	st.FinishBuild(ctx, "acme", "web", rel.Version, "a", strings.Repeat("d", 64), 1)
-	if err := st.Activate(ctx, "acme", "web", rel.Version, []store.Instance{
-		{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
-		{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"},
-		{Name: "acme-web-worker-v1-ccc", Process: "worker", Host: "h1", Addr: "10.0.0.3:8080"},
-	}); err != nil {
+	if err := st.Activate(ctx, "acme", "web", rel.Version, instances); err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func TestLogsMergeAndPrefix(t *testing.T) {
+	ctx := context.Background()
+	st := liveApp(t,
+		store.Instance{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
+		store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"},
+		store.Instance{Name: "acme-web-worker-v1-ccc", Process: "worker", Host: "h1", Addr: "10.0.0.3:8080"},
+	)
 	t0 := time.Date(2026, 11, 25, 2, 3, 4, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	b := &logsBus{
@@ -153,16 +161,7 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 // with the time they came, also when following.
 func TestLogsFromAnOldAgent(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlstore.Open(ctx, "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	st.CreateNamespace(ctx, "acme")
-	st.CreateApp(ctx, "acme", "web")
-	rel, _ := st.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"})
-	st.FinishBuild(ctx, "acme", "web", rel.Version, "a", strings.Repeat("d", 64), 1)
-	st.Activate(ctx, "acme", "web", rel.Version, []store.Instance{{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"}})
+	st := liveApp(t, store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"})
 	b := &logsBus{bare: true, history: map[string][]hostagent.LogLine{"acme-web-v1-aaa": {{Text: "old one"}}}}
 	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
 	fctx, cancel := context.WithCancel(ctx)
@@ -184,5 +183,139 @@ func TestLogsFromAnOldAgent(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)
+	}
+}
+
+// The new lines held back while a host lags keep the newest up to a
+// number of lines and of bytes; what went is counted.
+func TestEarlyLinesAreBounded(t *testing.T) {
+	e := earlyLines{maxLines: 3, maxBytes: 10}
+	for i := range 5 {
+		e.add(logLine{text: fmt.Sprint(i)})
+	}
+	kept, dropped := e.take()
+	if fmt.Sprint(texts(kept)) != "[2 3 4]" || dropped != 2 {
+		t.Errorf("by lines: kept %v, dropped %d; want [2 3 4], 2", texts(kept), dropped)
+	}
+	if kept, dropped := e.take(); len(kept) != 0 || dropped != 0 {
+		t.Errorf("take did not empty the buffer: %v, %d", texts(kept), dropped)
+	}
+	for _, s := range []string{"aaaa", "bbbb", "cccc", "d"} {
+		e.add(logLine{text: s})
+	}
+	if kept, dropped := e.take(); fmt.Sprint(texts(kept)) != "[bbbb cccc d]" || dropped != 1 {
+		t.Errorf("by bytes: kept %v, dropped %d; want [bbbb cccc d], 1", texts(kept), dropped)
+	}
+	e.add(logLine{text: strings.Repeat("x", 11)})
+	if kept, dropped := e.take(); len(kept) != 0 || dropped != 1 {
+		t.Errorf("a line over the byte bound: kept %v, dropped %d", texts(kept), dropped)
+	}
+	// Full, and fed a great deal more: never more than the bound, in
+	// memory too.
+	e = earlyLines{maxLines: maxEarlyLines, maxBytes: maxEarlyBytes}
+	for i := range 5 * maxEarlyLines {
+		e.add(logLine{text: fmt.Sprint(i)})
+		if len(e.lines)-e.start > maxEarlyLines || cap(e.lines) > 4*maxEarlyLines {
+			t.Fatalf("after %d lines: %d kept, capacity %d", i+1, len(e.lines)-e.start, cap(e.lines))
+		}
+	}
+	kept, dropped = e.take()
+	if len(kept) != maxEarlyLines || dropped != 4*maxEarlyLines || kept[0].text != fmt.Sprint(4*maxEarlyLines) {
+		t.Errorf("kept %d from %q, dropped %d", len(kept), kept[0].text, dropped)
+	}
+}
+
+func texts(lines []logLine) []string {
+	var s []string
+	for _, l := range lines {
+		s = append(s, l.text)
+	}
+	return s
+}
+
+// laggingBus is two agents: h1 sends its history at once and then a flood
+// of new lines; h2 sends its history only when let go.
+type laggingBus struct {
+	logsBus
+	flood   int
+	flooded chan struct{}
+	letGo   chan struct{}
+}
+
+func (b *laggingBus) Call(ctx context.Context, subject string, req, _ any, progress func(string)) error {
+	r := req.(hostagent.LogsRequest)
+	t0 := time.Date(2026, 11, 25, 2, 3, 4, 0, time.UTC)
+	if strings.HasPrefix(subject, hostagent.Subject("h2", "")) {
+		select {
+		case <-b.letGo:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		progress(hostagent.StampLine(t0, "slow history"))
+		progress("")
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	progress(hostagent.StampLine(t0, "fast history"))
+	progress("")
+	for i := range b.flood {
+		progress(hostagent.StampLine(t0.Add(time.Second), fmt.Sprintf("%s live %d", r.Name, i)))
+	}
+	close(b.flooded)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// logs -f while one host is slow to send its last lines: the other's new
+// lines wait, up to the bound; the oldest go, and one line says how many.
+func TestLogsFollowBoundsWhatALaggingHostHoldsBack(t *testing.T) {
+	ctx := context.Background()
+	st := liveApp(t,
+		store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"},
+		store.Instance{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
+	)
+	const flood = maxEarlyLines + 25
+	b := &laggingBus{flood: flood, flooded: make(chan struct{}), letGo: make(chan struct{})}
+	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
+	fctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	var got []string
+	done := make(chan error)
+	go func() {
+		done <- d.Logs(fctx, names.App{Namespace: "acme", Name: "web"}, 10, true, func(l string) { mu.Lock(); got = append(got, l); mu.Unlock() })
+	}()
+	<-b.flooded
+	close(b.letGo)
+	want := 2 + 1 + maxEarlyLines
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Logs -f ended with %v", err)
+	}
+	if len(got) != want {
+		t.Fatalf("%d lines, want %d", len(got), want)
+	}
+	for i, w := range map[int]string{
+		0: "web.1 acme-web-v1-aaa| fast history",
+		1: "web.2 acme-web-v1-bbb| slow history",
+		3: "web.1 acme-web-v1-aaa| acme-web-v1-aaa live 25",
+	} {
+		if !strings.HasSuffix(got[i], w) {
+			t.Errorf("line %d is %q, want it to end %q", i, got[i], w)
+		}
+	}
+	if note := "upscale: 25 lines that came while waiting for a slow host were dropped; the last 10000 follow"; got[2] != note {
+		t.Errorf("line 2 is %q, want %q", got[2], note)
+	}
+	if last := got[len(got)-1]; !strings.HasSuffix(last, fmt.Sprintf("live %d", flood-1)) {
+		t.Errorf("the last line is %q, want the newest", last)
 	}
 }

@@ -220,7 +220,10 @@ func (d *Deployer) removeOrphans(ctx context.Context, app names.App, mine []stor
 			continue
 		}
 		for _, c := range h.List {
-			if c.App == app.String() && !wanted[c.Name] && !strings.HasPrefix(c.Name, "build-") && h.At.Sub(c.StartedAt) > settle {
+			// Builds run with no app (c.App ""): an app's container is told
+			// by what its agent recorded, never by its name, which a
+			// namespace may share (a namespace "build" has "build-...").
+			if c.App == app.String() && !wanted[c.Name] && h.At.Sub(c.StartedAt) > settle {
 				orphans = append(orphans, store.Instance{Name: c.Name, Host: h.Name})
 			}
 		}
@@ -244,7 +247,7 @@ func (d *Deployer) removeStrays(ctx context.Context, apps []store.App, hosts map
 			continue
 		}
 		for _, c := range h.List {
-			if c.App != "" && !exists[c.App] && !strings.HasPrefix(c.Name, "build-") && h.At.Sub(c.StartedAt) > settle {
+			if c.App != "" && !exists[c.App] && h.At.Sub(c.StartedAt) > settle {
 				strays = append(strays, store.Instance{Name: c.Name, Host: h.Name})
 			}
 		}

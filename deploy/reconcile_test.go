@@ -207,3 +207,35 @@ func TestRebalanceMovesToANewHost(t *testing.T) {
 		t.Fatal("router does not route both instances")
 	}
 }
+
+// A namespace named build (made before the name was reserved) is cleaned
+// up like any other: its containers' names start with build-, as builds'
+// did, but builds are told by carrying no app.
+func TestHealRemovesOrphansOfANamespaceNamedBuild(t *testing.T) {
+	r, hs, ins := threeHosts(t)
+	ctx := context.Background()
+	r.d.Store.CreateNamespace(ctx, "build")
+	r.d.Store.CreateApp(ctx, "build", "web")
+	old := time.Now().Add(-time.Minute)
+	var list []hostagent.ContainerInfo
+	for _, in := range ins {
+		if in.Host == "h1" {
+			list = append(list, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
+		}
+	}
+	list = append(list,
+		hostagent.ContainerInfo{Name: "build-web-v1-aaaaaa", App: "build/web", State: "running", StartedAt: old},
+		hostagent.ContainerInfo{Name: "build-gone-v1-bbbbbb", App: "build/gone", State: "running", StartedAt: old},
+		hostagent.ContainerInfo{Name: "build-3f2a1c-7", State: "running", StartedAt: old},
+	)
+	hs.set("h1", true, store.HostActive, list...)
+	r.bus.destroyed = nil
+	if err := r.d.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Clone(r.bus.destroyed)
+	slices.Sort(got)
+	if want := []string{"build-gone-v1-bbbbbb", "build-web-v1-aaaaaa"}; !slices.Equal(got, want) {
+		t.Errorf("destroyed %v, want %v (the orphan and the stray of namespace build, not the build)", got, want)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/upscalehq/upscale/e2e/rig"
 )
 
@@ -72,10 +74,18 @@ func newHostsWorld(t *testing.T, extra ...string) *hostsWorld {
 		var out, errs string
 		var code int
 		start := time.Now()
-		if a.local {
-			out, errs, code = srv.Local(append(args, "-i", w.users.Key.Path)...)
-		} else {
-			out, errs, code = srv.SSH(w.key, string(keyPEM), append(args, "-i", "-")...)
+		switch {
+		case a.local:
+			out, errs, code = srv.Local(append(args, "-i", w.users.Key.Path, "--host-key", h.HostKey())...)
+		case a.user == "root":
+			out, errs, code = srv.SSH(w.key, string(keyPEM), append(args, "-i", "-", "--host-key", "'"+h.HostKey()+"'")...)
+		default:
+			// A known_hosts file as ssh-keyscan writes it.
+			known := filepath.Join(t.TempDir(), "known_hosts")
+			if err := os.WriteFile(known, []byte(h.IP+" "+h.HostKey()+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, errs, code = srv.SSH(w.key, string(keyPEM), append(args, "-i", "-", "--known-hosts", known)...)
 		}
 		if code != 0 {
 			t.Fatalf("hosts add %s: exit %d: %s\n%s\nagent log:\n%s\nsshd log:\n%s\nserver log:\n%s", a.name, code, errs, out,
@@ -89,6 +99,7 @@ func newHostsWorld(t *testing.T, extra ...string) *hostsWorld {
 		// Every step is shown.
 		for _, want := range []string{
 			"-----> Connecting to " + h.IP + ":22 as " + a.user,
+			"       host key " + hostKeyFP(t, h) + " (as expected)",
 			"-----> Checking " + h.IP,
 			how,
 			"-----> Uploading the agent",
@@ -113,8 +124,23 @@ func newHostsWorld(t *testing.T, extra ...string) *hostsWorld {
 		if r.State != "up" || r.Address != w.hosts[r.Name].IP {
 			t.Fatalf("hosts list: %+v, want up at %s", r, w.hosts[r.Name].IP)
 		}
+		// The key is pinned for the next connection to the host.
+		if r.HostKey != w.hosts[r.Name].HostKey() {
+			t.Errorf("hosts list: %s's host key %q, want %q", r.Name, r.HostKey, w.hosts[r.Name].HostKey())
+		}
 	}
 	return w
+}
+
+// hostKeyFP is h's sshd key as progress shows it: type and SHA256
+// fingerprint.
+func hostKeyFP(t *testing.T, h *rig.HostNet) string {
+	t.Helper()
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Type() + " " + ssh.FingerprintSHA256(k)
 }
 
 func (w *hostsWorld) hostRows(t *testing.T) []rig.HostRow {

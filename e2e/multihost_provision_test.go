@@ -3,10 +3,14 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/upscalehq/upscale/cloud"
 	"github.com/upscalehq/upscale/cloud/ec2test"
@@ -31,10 +35,13 @@ func TestMultiHostReadme(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// ssh -p 2222 upscale@10.0.0.5 hosts add --host 10.0.0.231 -u admin -i - < ~/.ssh/id_ed25519
-	out := mustSSH(t, srv, d.key, string(identity), "hosts", "add", "--host", h.IP, "-u", users.Sudo, "-i", "-", "--dir", h.AgentDir)
+	// ssh -p 2222 upscale@10.0.0.5 hosts add --host 10.0.0.231 -u admin -i - \
+	//   --host-key "'$(ssh-keyscan -t ed25519 10.0.0.231)'" < ~/.ssh/id_ed25519
+	keyscan := h.IP + " " + h.HostKey()
+	out := mustSSH(t, srv, d.key, string(identity), "hosts", "add", "--host", h.IP, "-u", users.Sudo, "-i", "-", "--dir", h.AgentDir,
+		"--host-key", "'"+keyscan+"'")
 	name := "h" + strings.ReplaceAll(h.IP, ".", "-")
-	mustHave(t, out, "root via sudo", "=====> Host "+name+" is up:")
+	mustHave(t, out, "host key "+hostKeyFP(t, h)+" (as expected)", "root via sudo", "=====> Host "+name+" is up:")
 	// ssh -p 2222 upscale@10.0.0.5 hosts list
 	list := d.ssh(t, "hosts", "list")
 	table, router, _ := strings.Cut(list, "\n\nrouter: ")
@@ -191,9 +198,13 @@ func TestMultiHostAutoRebalance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Trust on first use, said out loud: the fingerprint is shown.
 	add := func(name string) string {
 		h := rig.NewHostNet(t, net, users)
-		return mustSSH(t, srv, d.key, string(identity), "hosts", "add", "--host", h.IP, "-u", "root", "-i", "-", "--name", name, "--dir", h.AgentDir)
+		out := mustSSH(t, srv, d.key, string(identity), "hosts", "add", "--host", h.IP, "-u", "root", "-i", "-", "--name", name, "--dir", h.AgentDir,
+			"--trust-host-key")
+		mustHave(t, out, "-----> Host key of "+h.IP+": "+hostKeyFP(t, h)+" (trusted on first use, not verified; pinned from now on)")
+		return out
 	}
 	add("h1")
 	d.ssh(t, "namespace", "create", "acme")
@@ -214,5 +225,64 @@ func TestMultiHostAutoRebalance(t *testing.T) {
 	}
 	if hosts["h1"] != 1 || hosts["h2"] != 1 {
 		t.Errorf("after h2 joined acme/web runs %v instances per host, want one on each", hosts)
+	}
+}
+
+// hosts add to a machine whose SSH server presents another key than the
+// one given (a machine in the middle, or the wrong machine) is refused
+// with both fingerprints before anything is sent to it: the agent, its
+// bus credentials and the install stay here, and no host is recorded.
+// Without a key, hosts add says how to get one.
+func TestHostsAddOtherHostKeyRegression(t *testing.T) {
+	net := rig.NewHostNetwork(t)
+	users := rig.NewHostUsers(t)
+	srv := rig.StartForHosts(t, bin, net)
+	d := &deployWorld{srv: srv, key: rig.NewKey(t, "admin")}
+	mustLocal(t, srv, "keys", "add", "--admin", "--name", "admin", "--public", d.key.Public)
+	h := rig.NewHostNet(t, net, users)
+	identity, err := os.ReadFile(users.Key.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := rig.NewKey(t, "other-host")
+	otherKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(other.Public))
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(known, []byte(h.IP+" "+other.Public+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mismatch := "error: verifying the host key of " + h.IP + ":22: it is " + hostKeyFP(t, h) +
+		", expected ssh-ed25519 " + ssh.FingerprintSHA256(otherKey) + "\n"
+	base := []string{"hosts", "add", "--host", h.IP, "-u", "root", "-i", "-", "--name", "h1", "--dir", h.AgentDir}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no key", nil, "error: hosts add needs the host's SSH key: pass --host-key 'ssh-ed25519 AAAA...' (ssh-keyscan -t ed25519 " + h.IP +
+			" prints it; check it out of band), --known-hosts FILE, or --trust-host-key to accept the key it presents now\n"},
+		{"another key given", []string{"--host-key", "'" + other.Public + "'"}, mismatch},
+		{"another key in known_hosts", []string{"--known-hosts", known}, mismatch},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, errs, code := srv.SSH(d.key, string(identity), append(base, c.args...)...)
+			if code == 0 || errs != c.want {
+				t.Errorf("exit %d, stderr %q\nwant a non-zero exit and %q\nstdout:\n%s", code, errs, c.want, out)
+			}
+			if strings.Contains(out, "Uploading") {
+				t.Errorf("hosts add went on to upload:\n%s", out)
+			}
+			if _, err := os.Stat(h.AgentDir); !os.IsNotExist(err) {
+				t.Errorf("%s exists on the refused host: %v", h.AgentDir, err)
+			}
+			if rows := hostRows(t, d); len(rows) != 0 {
+				t.Errorf("hosts list after the refusal: %+v, want no host", rows)
+			}
+			if routes, _ := exec.Command("ip", "route", "show", "root", net.Subnets).Output(); strings.Contains(string(routes), " via ") {
+				t.Errorf("a route to a host subnet was added:\n%s", routes)
+			}
+		})
 	}
 }

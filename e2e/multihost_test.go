@@ -72,15 +72,16 @@ func TestMultiHost(t *testing.T) {
 		}
 		defer exec.Command("ip", "route", "del", "unreachable", addr+"/32").Run()
 		addFails(t, string(keyPEM), "connecting to "+addr+":22: dial tcp "+addr+":22: connect: no route to host",
-			"--host", addr, "-u", "root", "-i", "-")
+			"--host", addr, "-u", "root", "-i", "-", "--trust-host-key")
 	})
+	spareKey := "'" + spare.HostKey() + "'"
 	t.Run("hosts add with a wrong key", func(t *testing.T) {
 		addFails(t, string(wrongPEM), "authenticating as root on "+spare.IP+":22: the key was refused",
-			"--host", spare.IP, "-u", "root", "-i", "-", "--dir", spare.AgentDir)
+			"--host", spare.IP, "-u", "root", "-i", "-", "--dir", spare.AgentDir, "--host-key", spareKey)
 	})
 	t.Run("hosts add as a user without sudo", func(t *testing.T) {
 		addFails(t, string(keyPEM), spare.IP+" needs root or passwordless sudo for user "+w.users.NoSudo,
-			"--host", spare.IP, "-u", w.users.NoSudo, "-i", "-", "--dir", spare.AgentDir)
+			"--host", spare.IP, "-u", w.users.NoSudo, "-i", "-", "--dir", spare.AgentDir, "--host-key", spareKey)
 		if _, err := os.Stat(spare.AgentDir); !os.IsNotExist(err) {
 			t.Errorf("%s was created on the refused host", spare.AgentDir)
 		}
@@ -88,7 +89,7 @@ func TestMultiHost(t *testing.T) {
 	t.Run("hosts add of a host already registered", func(t *testing.T) {
 		h1 := w.hosts["h1"]
 		addFails(t, string(keyPEM), h1.IP+" is already registered as host h1 (address "+h1.IP+")",
-			"--host", h1.IP, "-u", "root", "-i", "-", "--dir", spare.AgentDir)
+			"--host", h1.IP, "-u", "root", "-i", "-", "--dir", spare.AgentDir, "--host-key", "'"+h1.HostKey()+"'")
 		if pids := h1.AgentPIDs(); len(pids) != 1 {
 			t.Errorf("h1 runs %d agents after the refused add, want 1", len(pids))
 		}

@@ -1,6 +1,7 @@
 package gitd
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -23,10 +25,27 @@ func LoadHostKey(path string) (gossh.Signer, error) {
 		return nil, fmt.Errorf("reading host key: %w", err)
 	}
 	s, err := gossh.ParsePrivateKey(b)
+	if err != nil && torn(b) {
+		// Written by a release that wrote in place and cut short by a
+		// crash: the key is lost either way, and refusing to start would
+		// not bring it back. It is kept aside for the operator.
+		aside := fmt.Sprintf("%s.torn-%d", path, time.Now().Unix())
+		if err := os.Rename(path, aside); err != nil {
+			return nil, fmt.Errorf("host key %s is cut short; moving it aside: %w", path, err)
+		}
+		return generateHostKey(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("host key %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// torn is a key file a crash cut short: empty, or a PEM block that never
+// ends. Anything else that does not parse is the operator's to look at.
+func torn(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) == 0 || (bytes.HasPrefix(b, []byte("-----BEGIN ")) && !bytes.Contains(b, []byte("\n-----END ")))
 }
 
 func generateHostKey(path string) (gossh.Signer, error) {
@@ -41,20 +60,49 @@ func generateHostKey(path string) (gossh.Signer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("writing host key: %w", err)
 	}
-	// O_EXCL: two processes starting at once must not each write a key.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err = publish(path, pem.EncodeToMemory(block))
 	if errors.Is(err, os.ErrExist) {
+		// Another process starting at once published its key first.
 		return LoadHostKey(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("writing host key: %w", err)
 	}
-	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
+	return gossh.NewSignerFromKey(priv)
+}
+
+// publish makes path hold data, whole and on disk, or fails with
+// os.ErrExist if path exists: written to a temporary file and synced, then
+// linked to path. A link, not a rename: rename would replace a key that
+// another process just published and is serving.
+func publish(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("writing host key: %w", err)
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("writing host key: %w", err)
+		return err
 	}
-	return gossh.NewSignerFromKey(priv)
+	if err := os.Link(f.Name(), path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync() // the new name, durable too
+		d.Close()
+	}
+	return nil
 }

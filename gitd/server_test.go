@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -292,5 +293,78 @@ func TestHostKeyIsKept(t *testing.T) {
 	}
 	if a.PublicKey().Type() != gossh.KeyAlgoED25519 || !bytes.Equal(a.PublicKey().Marshal(), b.PublicKey().Marshal()) {
 		t.Fatal("host key changed between starts or is not ed25519")
+	}
+}
+
+// A key file cut short by a crash (as the in-place writes of older
+// releases could leave it) does not block start-up: a new key is made and
+// the torn file is kept aside. A key that is whole but unreadable still
+// stops the start: that is the operator's to look at.
+func TestTornHostKeyDoesNotBlockStart(t *testing.T) {
+	dir := t.TempDir()
+	whole, err := LoadHostKey(filepath.Join(dir, "whole"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := os.ReadFile(filepath.Join(dir, "whole"))
+	for name, content := range map[string]string{"empty": "", "cut": string(text[:len(text)/2])} {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte(content), 0o600)
+		k, err := LoadHostKey(path)
+		if err != nil || bytes.Equal(k.PublicKey().Marshal(), whole.PublicKey().Marshal()) {
+			t.Errorf("%s: %v, want a new key", name, err)
+			continue
+		}
+		again, err := LoadHostKey(path)
+		if err != nil || !bytes.Equal(again.PublicKey().Marshal(), k.PublicKey().Marshal()) {
+			t.Errorf("%s: the new key was not kept: %v", name, err)
+		}
+		aside, _ := filepath.Glob(path + ".torn-*")
+		if len(aside) != 1 {
+			t.Errorf("%s: torn copies kept aside: %v, want one", name, aside)
+		}
+	}
+	other := filepath.Join(dir, "other")
+	os.WriteFile(other, []byte("not a key at all\n"), 0o600)
+	if _, err := LoadHostKey(other); err == nil {
+		t.Error("a file that is not a key was replaced")
+	}
+	// The key is written whole under its name, 0600, and nothing else is
+	// left in the directory.
+	fi, err := os.Stat(filepath.Join(dir, "whole"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the key file: %v, mode %o", err, fi.Mode().Perm())
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, ".*tmp*")); len(tmp) != 0 {
+		t.Errorf("temporary files left: %v", tmp)
+	}
+}
+
+// Processes starting at once end up with one key between them.
+func TestHostKeyConcurrentStarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k")
+	keys := make(chan []byte, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := LoadHostKey(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			keys <- s.PublicKey().Marshal()
+		}()
+	}
+	wg.Wait()
+	close(keys)
+	var first []byte
+	for k := range keys {
+		if first == nil {
+			first = k
+		} else if !bytes.Equal(k, first) {
+			t.Fatal("two processes got different host keys")
+		}
 	}
 }

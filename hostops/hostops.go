@@ -70,6 +70,38 @@ type AddRequest struct {
 	Identity []byte
 	Weight   int
 	Dir      string // install directory on the host
+	// The host's SSH key, one way: the keys it may present, a known_hosts
+	// file that lists them, or trust in whatever it presents now.
+	HostKeys     []gossh.PublicKey
+	KnownHosts   string
+	TrustHostKey bool
+}
+
+// hostKeys are the keys the host must present, pinned from r before
+// anything is installed or recorded.
+func (o *Ops) hostKeys(ctx context.Context, r AddRequest, host, port string, out func(string)) ([]gossh.PublicKey, error) {
+	ways := 0
+	for _, given := range []bool{len(r.HostKeys) > 0, r.KnownHosts != "", r.TrustHostKey} {
+		if given {
+			ways++
+		}
+	}
+	switch {
+	case ways == 0:
+		return nil, fmt.Errorf("hosts add needs the host's SSH key: pass --host-key 'ssh-ed25519 AAAA...' (ssh-keyscan -t ed25519 %s prints it; check it out of band), --known-hosts FILE, or --trust-host-key to accept the key it presents now", host)
+	case ways > 1:
+		return nil, errors.New("give the host's key one way: --host-key, --known-hosts or --trust-host-key")
+	case r.KnownHosts != "":
+		return cloud.KnownHostKeys(r.KnownHosts, host, port)
+	case r.TrustHostKey:
+		k, err := cloud.ScanHostKey(ctx, net.JoinHostPort(host, port), 0)
+		if err != nil {
+			return nil, err
+		}
+		out(fmt.Sprintf("-----> Host key of %s: %s %s (trusted on first use, not verified; pinned from now on)", host, k.Type(), gossh.FingerprintSHA256(k)))
+		return []gossh.PublicKey{k}, nil
+	}
+	return r.HostKeys, nil
 }
 
 // Add provisions an existing machine over SSH.
@@ -87,11 +119,16 @@ func (o *Ops) Add(ctx context.Context, r AddRequest, out func(string)) error {
 	if err := names.Check("host", r.Name); err != nil {
 		return err
 	}
+	hostKeys, err := o.hostKeys(ctx, r, host, port, out)
+	if err != nil {
+		return err
+	}
 	subnet, err := o.freeSubnet(ctx)
 	if err != nil {
 		return err
 	}
-	rec, err := o.Store.AddHost(ctx, store.Host{Name: r.Name, Address: host, Subnet: subnet, Weight: r.Weight, Provider: "ssh"})
+	rec, err := o.Store.AddHost(ctx, store.Host{Name: r.Name, Address: host, Subnet: subnet, Weight: r.Weight, Provider: "ssh",
+		HostKey: cloud.AuthorizedKeys(hostKeys)})
 	if errors.Is(err, store.ErrConflict) {
 		return alreadyRegistered(ctx, o.Store, r.Name, host)
 	}
@@ -108,12 +145,10 @@ func (o *Ops) Add(ctx context.Context, r AddRequest, out func(string)) error {
 		return err
 	}
 	in := cloud.Install{Host: r.Name, Address: host, Subnet: subnet, Credentials: creds, Agent: o.Agent, Dir: r.Dir, Router: routeSource(host)}
-	seen, err := cloud.Provision(ctx, cloud.SSHTarget{Addr: net.JoinHostPort(host, port), User: r.User, Identity: r.Identity}, in, out)
-	if err != nil {
+	if _, err := cloud.Provision(ctx, cloud.SSHTarget{Addr: net.JoinHostPort(host, port), User: r.User, Identity: r.Identity, HostKeys: hostKeys}, in, out); err != nil {
 		undo()
 		return err
 	}
-	_ = seen
 	return o.bringUp(ctx, rec, out)
 }
 

@@ -24,6 +24,29 @@ func Check(kind, s string) error {
 	return fmt.Errorf("invalid %s name %s: use 1-40 lowercase letters, digits and dashes, starting with a letter", kind, Quote(s))
 }
 
+// reserved are namespace names a tenant may not take: words that read as
+// the platform's own (in APP.NAMESPACE.DOMAIN, in keys list, in a support
+// request) and the prefixes of the platform's own containers (exec-..., and
+// build-... before builds were named otherwise).
+var reserved = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`admin administrator api assets bootstrap build bus console default
+		exec git help host hosts localhost login mail metrics root router security ssh static status
+		support system upscale www`) {
+		m[w] = true
+	}
+	return m
+}()
+
+// Reserved returns an error when a new namespace may not be called s. Only
+// creation asks: a namespace made before a word was reserved keeps working.
+func Reserved(s string) error {
+	if reserved[s] {
+		return fmt.Errorf("namespace name %s is reserved for the platform; choose another", Quote(s))
+	}
+	return nil
+}
+
 // Quote quotes user input for an error message: escaped to one line and
 // cut short (on a character boundary) so that a 10 MB argument still gives
 // a short error. 64 bytes keep a whole SHA256 key fingerprint.

@@ -82,3 +82,18 @@ func TestParseApp(t *testing.T) {
 		}
 	}
 }
+
+func TestReserved(t *testing.T) {
+	for _, s := range []string{"build", "exec", "api", "www", "admin", "upscale", "root", "system", "default", "git", "ssh",
+		"mail", "static", "assets", "console", "status", "help"} {
+		err := Reserved(s)
+		if err == nil || err.Error() != `namespace name "`+s+`" is reserved for the platform; choose another` {
+			t.Errorf("Reserved(%q) = %v", s, err)
+		}
+	}
+	for _, s := range []string{"acme", "builds", "my-build", "apis", "webapp"} {
+		if err := Reserved(s); err != nil {
+			t.Errorf("Reserved(%q) = %v, want nil", s, err)
+		}
+	}
+}

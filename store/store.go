@@ -153,7 +153,7 @@ type Host struct {
 	Provider   string // "local" (the server's own box), "ssh" or "ec2"
 	InstanceID string // EC2 instance id
 	Region     string // EC2 region
-	HostKey    string // SSH host key seen at hosts add (authorized_keys form)
+	HostKey    string // SSH host key(s) pinned at hosts add, authorized_keys lines; "" for EC2 hosts (never connected to)
 	CreatedAt  time.Time
 }
 

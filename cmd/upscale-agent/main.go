@@ -95,10 +95,11 @@ func run(log *slog.Logger) error {
 	if *address == "" {
 		*address = primaryAddress()
 	}
-	for _, d := range []string{*state, *lxcpath} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
+	if err := hostagent.PrepareStateDir(*state); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*lxcpath, 0o711); err != nil {
+		return err
 	}
 	rt, err := lxc.New(lxcCfg)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -88,8 +89,16 @@ func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store
 	if err := os.MkdirAll(opts.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	// Before the store opens: its file is made with the umask's mode.
+	if err := os.Chmod(opts.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
 	st, err := sqlstore.Open(ctx, opts.DB, opts.Data)
 	if err != nil {
+		return nil, err
+	}
+	if err := privateEntries(opts.Data); err != nil {
+		st.Close()
 		return nil, err
 	}
 	*env = commands.Env{
@@ -134,4 +143,31 @@ func primaryAddress() string {
 		}
 	}
 	return ""
+}
+
+// privateEntries takes group and other access off what dir holds (the
+// store's file, the host key, the bus's secrets, the repositories): a data
+// directory made by an older release, restored from a backup or widened
+// by hand holds 0644 files. SQLite makes its -wal and -shm files with its
+// database's mode, so they follow.
+func privateEntries(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	for _, e := range entries {
+		if e.Type()&^fs.ModeDir != 0 {
+			continue // sockets, links: not ours to change
+		}
+		info, err := e.Info()
+		if err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		if mode := info.Mode().Perm(); mode&0o077 != 0 {
+			if err := os.Chmod(filepath.Join(dir, e.Name()), mode&^0o077); err != nil {
+				return fmt.Errorf("data directory: %w", err)
+			}
+		}
+	}
+	return nil
 }

@@ -266,6 +266,17 @@ exec /usr/sbin/sshd -D -e -f %[2]s
 	return h
 }
 
+// HostKey is the public key the host's sshd presents, as
+// ssh-keyscan prints it after the host's name ("ssh-ed25519 AAAA...").
+func (h *HostNet) HostKey() string {
+	b, err := os.ReadFile(filepath.Join(h.Dir, "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		h.t.Fatalf("%v", err)
+	}
+	f := strings.Fields(string(b))
+	return f[0] + " " + f[1]
+}
+
 // Exec runs a command inside the host: its network namespace and the
 // mount namespace of its sshd.
 func (h *HostNet) Exec(args ...string) (string, string, int) {
@@ -474,6 +485,7 @@ type HostRow struct {
 	State      string `json:"state"`
 	Weight     int    `json:"weight"`
 	Containers int    `json:"containers"`
+	HostKey    string `json:"host_key"`
 }
 
 // ParseHosts reads `hosts list --format json`.
