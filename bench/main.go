@@ -5,7 +5,7 @@
 // ratios and PASS/MISS against the goals; timing goals live here, never in
 // tests.
 //
-//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density,zerodowntime,rollback,scheduler,failover]
+//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density,zerodowntime,neighbours,rollback,scheduler,failover]
 //
 // The table goes to stdout, progress to stderr. The exit status is 0 when
 // every goal is met, 3 when one is missed, 1 when the bench itself failed.
@@ -66,6 +66,7 @@ var benchmarks = []benchmark{
 	{"router", benchRouter},
 	{"density", benchDensity},
 	{"zerodowntime", benchZeroDowntime},
+	{"neighbours", benchNeighbours},
 	{"rollback", benchRollback},
 	{"scheduler", benchScheduler},
 	{"failover", benchFailover},

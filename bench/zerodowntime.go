@@ -76,72 +76,23 @@ func benchZeroDowntime(e *env) ([]row, []string) {
 	}
 	s := e.apps()
 	const app = "bench/zd"
-	s.local(e.t, "app", "create", app)
-	src, err := os.ReadFile(filepath.Join(examplePython(), "app.py"))
-	if err != nil {
-		e.t.Fatalf("example app: %v", err)
-	}
-	dir := rig.Repo(e.t, map[string]string{"app.py": string(src), "app.yaml": "runtime: python\nhealth: /\ninstances: 2\nenv:\n  MESSAGE: zd\n"})
 	progress("zerodowntime: deploying a 2-instance app")
-	pushApp(e.t, s, dir, app)
-	host := "zd.bench.upscale.localhost"
-
-	// Warm up connections and the app, untimed.
-	warm := make(chan struct{})
-	go func() { time.Sleep(2 * time.Second); close(warm) }()
-	openLoop(s.srv, host, rate, warm)
+	host := twoInstanceApp(e, s, app)
+	loadFor(s.srv, host, rate, 2*time.Second) // warms up connections and the app, untimed
 
 	progress("zerodowntime: %d req/s for %s in steady state", rate, steady)
-	stop := make(chan struct{})
-	go func() { time.Sleep(steady); close(stop) }()
-	base := openLoop(s.srv, host, rate, stop)
+	base := loadFor(s.srv, host, rate, steady)
 
 	progress("zerodowntime: %d req/s during %d redeploys (config set)", rate, redeploys)
-	stop = make(chan struct{})
-	done := make(chan []loadResult, 1)
-	go func() { done <- openLoop(s.srv, host, rate, stop) }()
-	time.Sleep(500 * time.Millisecond)
-	begin := time.Now()
 	var each []time.Duration
-	for i := range redeploys {
-		t0 := time.Now()
-		out, errs, code := s.srv.SSH(s.key, "", "config", "set", app, fmt.Sprintf("MESSAGE=zd-%d", i+1))
-		if code != 0 {
-			close(stop)
-			<-done
-			e.t.Fatalf("config set: exit %d: %s%s", code, errs, out)
+	all, during, took := loadDuring(s.srv, host, rate, func() {
+		for i := range redeploys {
+			t0 := time.Now()
+			local(e.t, s, "config", "set", app, fmt.Sprintf("MESSAGE=zd-%d", i+1))
+			each = append(each, time.Since(t0))
 		}
-		each = append(each, time.Since(t0))
-	}
-	end := time.Now()
-	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	all := <-done
-	var during []loadResult
-	for _, r := range all {
-		if !r.at.Before(begin) && r.at.Before(end) {
-			during = append(during, r)
-		}
-	}
-	sum := func(rs []loadResult) (lat []time.Duration, non2xx, connErr int, firstErr string) {
-		for _, r := range rs {
-			switch {
-			case r.err != nil:
-				connErr++
-				if firstErr == "" {
-					firstErr = r.err.Error()
-				}
-			case r.status < 200 || r.status > 299:
-				non2xx++
-				if firstErr == "" {
-					firstErr = fmt.Sprintf("HTTP %d", r.status)
-				}
-			default:
-				lat = append(lat, r.latency)
-			}
-		}
-		return
-	}
+	})
+	sum := summarize
 	_, dNon, dErr, dFirst := sum(all) // the whole loaded run, edges included
 	duringLat, _, _, _ := sum(during)
 	bl, bNon, bErr, _ := sum(base)
@@ -170,11 +121,91 @@ func benchZeroDowntime(e *env) ([]row, []string) {
 		"(each a new release of the same artifact: 2 new containers start and pass GET /, one router switch, the old ones drain, "+
 		"get SIGTERM and are destroyed) in %s, under an open-loop load of %d GET/s through HAProxy (each request sent on schedule, "+
 		"keep-alive, 10 s timeout); baseline = the same load for %s before, in steady state; %d requests during the redeploys, %d steady",
-		app, redeploys, end.Sub(begin).Round(time.Millisecond), rate, steady, len(during), len(base))}
+		app, redeploys, took.Round(time.Millisecond), rate, steady, len(during), len(base))}
 	if failed > 0 {
 		notes = append(notes, "zerodowntime: first failure: "+dFirst)
 	}
 	return rows, notes
+}
+
+// twoInstanceApp creates app and deploys the example Python app with
+// instances: 2 to it; it returns the app's Host header.
+func twoInstanceApp(e *env, s *appServer, app string) string {
+	s.local(e.t, "app", "create", app)
+	src, err := os.ReadFile(filepath.Join(examplePython(), "app.py"))
+	if err != nil {
+		e.t.Fatalf("example app: %v", err)
+	}
+	ns, name, _ := strings.Cut(app, "/")
+	dir := rig.Repo(e.t, map[string]string{"app.py": string(src), "app.yaml": "runtime: python\nhealth: /\ninstances: 2\nenv:\n  MESSAGE: " + name + "\n"})
+	pushApp(e.t, s, dir, app)
+	return name + "." + ns + ".upscale.localhost"
+}
+
+// loadFor is the open-loop load for d.
+func loadFor(srv *rig.Server, host string, rate int, d time.Duration) []loadResult {
+	stop := make(chan struct{})
+	go func() { time.Sleep(d); close(stop) }()
+	return openLoop(srv, host, rate, stop)
+}
+
+// loadDuring runs the open-loop load around action: all the results, those
+// sent while action ran, and how long it ran.
+func loadDuring(srv *rig.Server, host string, rate int, action func()) (all, during []loadResult, took time.Duration) {
+	stop := make(chan struct{})
+	done := make(chan []loadResult, 1)
+	go func() { done <- openLoop(srv, host, rate, stop) }()
+	time.Sleep(500 * time.Millisecond)
+	begin := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			close(stop)
+			<-done
+			panic(r)
+		}
+	}()
+	action()
+	end := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	all = <-done
+	for _, r := range all {
+		if !r.at.Before(begin) && r.at.Before(end) {
+			during = append(during, r)
+		}
+	}
+	return all, during, end.Sub(begin)
+}
+
+// summarize splits results into the latencies of the answered ones and
+// the failures, with the first failure's text.
+func summarize(rs []loadResult) (lat []time.Duration, non2xx, connErr int, firstErr string) {
+	for _, r := range rs {
+		switch {
+		case r.err != nil:
+			connErr++
+			if firstErr == "" {
+				firstErr = r.err.Error()
+			}
+		case r.status < 200 || r.status > 299:
+			non2xx++
+			if firstErr == "" {
+				firstErr = fmt.Sprintf("HTTP %d", r.status)
+			}
+		default:
+			lat = append(lat, r.latency)
+		}
+	}
+	return
+}
+
+// local runs an admin command on s's server and fails the bench unless it
+// succeeds.
+func local(t *tb, s *appServer, args ...string) {
+	out, errs, code := s.srv.SSH(s.key, "", args...)
+	if code != 0 {
+		t.Fatalf("%s: exit %d: %s%s", strings.Join(args, " "), code, errs, out)
+	}
 }
 
 // pushApp pushes dir's master to app and fails unless it deploys.
