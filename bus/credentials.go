@@ -190,7 +190,7 @@ func (c Credentials) Write(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o600)
+	return WriteFileAtomic(path, append(data, '\n'), 0o600)
 }
 
 func (c Credentials) validate() error {
@@ -271,9 +271,9 @@ func userKey(seed string) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// writeFileAtomic writes via a temporary file in the same directory so a
+// WriteFileAtomic writes via a synced temporary file in the same directory so a
 // crash leaves either the old or the new content, never a truncated secret.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {

@@ -230,7 +230,7 @@ func (e *Embedded) AgentCredentials(host string) (Credentials, error) {
 		}
 		seed = string(b)
 		path := e.agentKeyPath(host)
-		if err := writeFileAtomic(path, []byte(seed+"\n"), 0o600); err != nil {
+		if err := WriteFileAtomic(path, []byte(seed+"\n"), 0o600); err != nil {
 			return Credentials{}, fmt.Errorf("bus: store agent key: %w", err)
 		}
 		e.agents[host] = seed
@@ -322,7 +322,7 @@ func (e *Embedded) loadKeys() error {
 		if kerr != nil {
 			return fmt.Errorf("bus: new server key: %w", kerr)
 		}
-		seed, err = string(b), writeFileAtomic(e.serverPath(), append(b, '\n'), 0o600)
+		seed, err = string(b), WriteFileAtomic(e.serverPath(), append(b, '\n'), 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("bus: server key: %w", err)

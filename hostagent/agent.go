@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/runtimes"
 )
 
@@ -52,6 +53,7 @@ type ContainerSpec struct {
 	Memory  int64
 	CPU     float64
 	PidsMax int64
+	IDBase  uint32 // host uid/gid of its root, the start of its namespace's range; the image is shifted by it
 }
 
 // LogLine is one line of a container's output and when it was captured.
@@ -72,7 +74,9 @@ type Container struct {
 
 // Images builds and caches runtime images.
 type Images interface {
-	Ensure(ctx context.Context, r runtimes.Runtime, progress func(line string)) (Image, error)
+	// Ensure returns r's image with its ids shifted by shift, the id
+	// range of the containers that will run on it.
+	Ensure(ctx context.Context, r runtimes.Runtime, shift uint32, progress func(line string)) (Image, error)
 	List() ([]Image, error)
 }
 
@@ -95,9 +99,18 @@ type Config struct {
 	Host     string // this host's name on the bus
 	Address  string // this host's address, for hosts list
 	StateDir string // releases cache and container metadata
-	IDBase   uint32 // host uid/gid of a container's root
-	PidsMax  int64  // per container
-	Log      *slog.Logger
+	IDBase   uint32 // host uid/gid of a container's root when Ranges is nil
+	// Ranges gives each namespace's containers an id range of their own;
+	// nil puts every container in IDBase's.
+	Ranges  NamespaceRanges
+	PidsMax int64 // per container
+	Log     *slog.Logger
+}
+
+// NamespaceRanges is where a namespace's containers get their ids:
+// *IDRanges in upscale-agent.
+type NamespaceRanges interface {
+	For(ctx context.Context, namespace string) (uint32, error)
 }
 
 // Agent serves one host's containers on the bus.
@@ -456,16 +469,21 @@ func (a *Agent) imageList(context.Context, json.RawMessage, func(string)) (any, 
 }
 
 // prepare readies what any container of a release needs on this host:
-// the runtime's image, the unpacked artifact, and the env with the port.
+// its namespace's id range, the runtime's image for that range, the
+// unpacked artifact, and the env with the port.
 func (a *Agent) prepare(ctx context.Context, c ReleaseContainer, progress func(string)) (ContainerSpec, error) {
 	if err := checkName(c.Name); err != nil {
 		return ContainerSpec{}, err
 	}
-	img, err := a.images.Ensure(ctx, c.Runtime, progress)
+	base, err := a.idBase(ctx, c.App)
 	if err != nil {
 		return ContainerSpec{}, err
 	}
-	dir, err := a.release(ctx, c.Artifact, c.Digest)
+	img, err := a.images.Ensure(ctx, c.Runtime, base, progress)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
+	dir, err := a.release(ctx, c.Artifact, c.Digest, base)
 	if err != nil {
 		return ContainerSpec{}, err
 	}
@@ -473,7 +491,20 @@ func (a *Agent) prepare(ctx context.Context, c ReleaseContainer, progress func(s
 	maps.Copy(env, c.Env)
 	env[portEnv(c.Runtime)] = strconv.Itoa(Port)
 	return ContainerSpec{Name: c.Name, Image: img.Shifted, AppDir: dir, Command: c.Command,
-		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax}, nil
+		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax, IDBase: base}, nil
+}
+
+// idBase is the id range of the containers of app ("NS/APP"): its
+// namespace's.
+func (a *Agent) idBase(ctx context.Context, app string) (uint32, error) {
+	if a.cfg.Ranges == nil {
+		return a.cfg.IDBase, nil
+	}
+	parsed, err := names.ParseApp(app)
+	if err != nil {
+		return 0, err
+	}
+	return a.cfg.Ranges.For(ctx, parsed.Namespace)
 }
 
 func portEnv(r runtimes.Runtime) string {

@@ -23,7 +23,13 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	if err != nil {
 		return nil, err
 	}
-	img, err := a.images.Ensure(ctx, req.Runtime, progress)
+	// Build steps are the tenant's code: they run in its namespace's range
+	// like its instances, whose files they make.
+	base, err := a.idBase(ctx, req.App)
+	if err != nil {
+		return nil, err
+	}
+	img, err := a.images.Ensure(ctx, req.Runtime, base, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +39,7 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	}
 	defer os.RemoveAll(work)
 	src := filepath.Join(work, "app")
-	if err := a.fetchInto(ctx, req.Source, "", src); err != nil {
+	if err := a.fetchInto(ctx, req.Source, "", src, base); err != nil {
 		return nil, fmt.Errorf("fetching the source: %w", err)
 	}
 	name := fmt.Sprintf("build-%s-%d", shortID(), req.Release)
@@ -44,7 +50,7 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	progress(fmt.Sprintf("-----> Building with %s (%d step(s), time limit %s)", req.Runtime.Name, len(req.Steps), timeout))
 	if _, err := a.rt.Create(ctx, ContainerSpec{
 		Name: name, Image: img.Shifted, AppDir: src, Command: buildScript(req.Steps),
-		Env: req.Env, PidsMax: a.cfg.PidsMax,
+		Env: req.Env, PidsMax: a.cfg.PidsMax, IDBase: base,
 	}); err != nil {
 		return nil, err
 	}
@@ -80,7 +86,7 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	if code != 0 {
 		return nil, fmt.Errorf("a build step failed (exit status %d)", code)
 	}
-	return a.pack(a.rt.AppDir(name))
+	return a.pack(a.rt.AppDir(name), base)
 }
 
 // buildScript runs each step in order, saying which one runs, and stops at
@@ -105,8 +111,9 @@ func firstLine(s string) string {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// pack puts the tree at dir into the outbox.
-func (a *Agent) pack(dir string) (BuildReply, error) {
+// pack puts the tree at dir, made by a container of range idBase, into
+// the outbox.
+func (a *Agent) pack(dir string, idBase uint32) (BuildReply, error) {
 	outbox := filepath.Join(a.cfg.StateDir, "outbox")
 	if err := os.MkdirAll(outbox, 0o700); err != nil {
 		return BuildReply{}, err
@@ -118,7 +125,7 @@ func (a *Agent) pack(dir string) (BuildReply, error) {
 	defer f.Close()
 	h := sha256.New()
 	n := &countWriter{}
-	if err := Pack(dir, a.cfg.IDBase, io.MultiWriter(f, h, n)); err != nil {
+	if err := Pack(dir, idBase, io.MultiWriter(f, h, n)); err != nil {
 		os.Remove(f.Name())
 		return BuildReply{}, fmt.Errorf("packing the build: %w", err)
 	}
@@ -177,28 +184,32 @@ func (a *Agent) drop(_ context.Context, raw json.RawMessage, _ func(string)) (an
 	return struct{}{}, nil
 }
 
-// release returns the extracted tree of a release artifact, fetching it
-// once per host: every instance of the release starts from it.
-func (a *Agent) release(ctx context.Context, artifact, digest string) (string, error) {
+// release returns the extracted tree of a release artifact with owners in
+// range idBase, fetching it once per host and range: every instance of the
+// release starts from it.
+func (a *Agent) release(ctx context.Context, artifact, digest string, idBase uint32) (string, error) {
 	if len(digest) != 64 || strings.Trim(digest, "0123456789abcdef") != "" {
 		return "", fmt.Errorf("invalid artifact digest %q", digest)
 	}
+	// Two namespaces may push the same tree (the digest is of its bytes):
+	// each gets its own copy, owned by its ids.
+	key := fmt.Sprintf("%s-%d", digest, idBase)
 	a.mu.Lock()
-	l, ok := a.releases[digest]
+	l, ok := a.releases[key]
 	if !ok {
 		l = &sync.Mutex{}
-		a.releases[digest] = l
+		a.releases[key] = l
 	}
 	a.mu.Unlock()
 	l.Lock()
 	defer l.Unlock()
-	dir := filepath.Join(a.cfg.StateDir, "releases", digest)
+	dir := filepath.Join(a.cfg.StateDir, "releases", key)
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
-	if err := a.fetchInto(ctx, artifact, digest, tmp); err != nil {
+	if err := a.fetchInto(ctx, artifact, digest, tmp, idBase); err != nil {
 		os.RemoveAll(tmp)
 		return "", fmt.Errorf("fetching release %s: %w", artifact, err)
 	}
@@ -208,9 +219,9 @@ func (a *Agent) release(ctx context.Context, artifact, digest string) (string, e
 	return dir, nil
 }
 
-// fetchInto downloads an artifact and unpacks it into dir, owned by the
-// containers' root. A digest, when given, must match.
-func (a *Agent) fetchInto(ctx context.Context, artifact, digest, dir string) error {
+// fetchInto downloads an artifact and unpacks it into dir, its owners
+// shifted into range idBase. A digest, when given, must match.
+func (a *Agent) fetchInto(ctx context.Context, artifact, digest, dir string, idBase uint32) error {
 	f, err := os.CreateTemp(a.cfg.StateDir, "artifact-")
 	if err != nil {
 		return err
@@ -227,5 +238,5 @@ func (a *Agent) fetchInto(ctx context.Context, artifact, digest, dir string) err
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	return Unpack(f, dir, a.cfg.IDBase)
+	return Unpack(f, dir, idBase)
 }

@@ -14,10 +14,12 @@ type fakeRuntime struct {
 	mu     sync.Mutex
 	cs     map[string]*Container
 	starts map[string]int
+	specs  map[string]ContainerSpec // what each was created from
+	appDir string                   // AppDir of every container
 }
 
 func newFakeRuntime() *fakeRuntime {
-	return &fakeRuntime{cs: map[string]*Container{}, starts: map[string]int{}}
+	return &fakeRuntime{cs: map[string]*Container{}, starts: map[string]int{}, specs: map[string]ContainerSpec{}}
 }
 
 func (f *fakeRuntime) Create(_ context.Context, s ContainerSpec) (Container, error) {
@@ -25,6 +27,7 @@ func (f *fakeRuntime) Create(_ context.Context, s ContainerSpec) (Container, err
 	defer f.mu.Unlock()
 	c := &Container{Name: s.Name, IP: netip.MustParseAddr("10.0.0.2"), State: "stopped"}
 	f.cs[s.Name] = c
+	f.specs[s.Name] = s
 	return *c, nil
 }
 func (f *fakeRuntime) Start(_ context.Context, name string) error {
@@ -74,7 +77,7 @@ func (f *fakeRuntime) FollowLines(context.Context, string, int64, func(LogLine))
 	return nil
 }
 func (f *fakeRuntime) Wait(context.Context, string) (int, error) { return 0, nil }
-func (f *fakeRuntime) AppDir(string) string                      { return "" }
+func (f *fakeRuntime) AppDir(string) string                      { return f.appDir }
 
 func TestCrashRestartsBackOff(t *testing.T) {
 	rt := newFakeRuntime()

@@ -22,6 +22,7 @@ import (
 	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/hostagent/images"
 	"github.com/upscalehq/upscale/hostagent/lxc"
+	"github.com/upscalehq/upscale/hostagent/subids"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/runtimes"
 )
@@ -121,9 +122,12 @@ func run(log *slog.Logger) error {
 		<-conn.Done()
 		cancel()
 	}()
+	// Each namespace's containers run in an id range of its own; the
+	// runtime's range is left to containers made before that.
+	ranges := &hostagent.IDRanges{Path: filepath.Join(*lxcpath, hostagent.IDRangesFile), Files: subids.System}
 	a := hostagent.New(hostagent.Config{
-		Host: host, Address: *address, StateDir: *state, IDBase: rt.IDMapBase(), PidsMax: 512, Log: log,
-	}, containers{rt}, imageCache{&images.Builder{CacheDir: *imageDir, Mirror: *mirror, Shift: rt.IDMapBase()}}, conn)
+		Host: host, Address: *address, StateDir: *state, IDBase: rt.IDMapBase(), Ranges: ranges, PidsMax: 512, Log: log,
+	}, containers{rt}, imageCache{&images.Builder{CacheDir: *imageDir, Mirror: *mirror}}, conn)
 	if err := a.Run(ctx); err != nil {
 		return err
 	}
@@ -208,7 +212,7 @@ func primaryAddress() string {
 type containers struct{ *lxc.Runtime }
 
 func (c containers) Create(ctx context.Context, s hostagent.ContainerSpec) (hostagent.Container, error) {
-	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, CPU: s.CPU, PidsMax: s.PidsMax})
+	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, CPU: s.CPU, PidsMax: s.PidsMax, IDMapBase: s.IDBase})
 	return container(got), err
 }
 
@@ -255,8 +259,10 @@ func container(c lxc.Container) hostagent.Container {
 // imageCache is the image builder as the agent sees it.
 type imageCache struct{ b *images.Builder }
 
-func (i imageCache) Ensure(ctx context.Context, r runtimes.Runtime, progress func(string)) (hostagent.Image, error) {
-	img, err := i.b.Ensure(ctx, r, progress)
+func (i imageCache) Ensure(ctx context.Context, r runtimes.Runtime, shift uint32, progress func(string)) (hostagent.Image, error) {
+	b := *i.b // a Builder has no state: one per range costs nothing
+	b.Shift = shift
+	img, err := b.Ensure(ctx, r, progress)
 	return image(img), err
 }
 

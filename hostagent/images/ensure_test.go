@@ -544,6 +544,51 @@ func TestEnsureOtherShiftReusesTheTree(t *testing.T) {
 	}
 }
 
+// Namespaces new to a host ask for their images together (one id range
+// each): one debootstrap serves them all, each gets its own shifted copy.
+func TestEnsureShiftsTogetherDebootstrapOnce(t *testing.T) {
+	needRoot(t)
+	fake, runs := writeFake(t, fakeOK)
+	b := fakeBuilder(t, fake)
+	r := rt("python", "python3")
+	shifts := []uint32{100000, 165536, 231072}
+	imgs := make([]Image, len(shifts))
+	errs := make([]error, len(shifts))
+	recs := make([]*recorder, len(shifts))
+	var wg sync.WaitGroup
+	for i, shift := range shifts {
+		recs[i] = newRecorder()
+		wg.Go(func() {
+			one := *b
+			one.Shift = shift
+			imgs[i], errs[i] = one.Ensure(context.Background(), r, recs[i].progress)
+		})
+	}
+	wg.Wait()
+	if n := runs(); n != 1 {
+		t.Errorf("debootstrap ran %d times for %d ranges, want once", n, len(shifts))
+	}
+	reused := 0
+	for i, shift := range shifts {
+		if errs[i] != nil {
+			t.Fatalf("Ensure for %d: %v", shift, errs[i])
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(imgs[i].Shifted, "usr/bin/hello"), &st); err != nil || st.Uid != shift || st.Gid != shift {
+			t.Errorf("image for %d: usr/bin/hello owned by %d:%d, %v", shift, st.Uid, st.Gid, err)
+		}
+		if strings.Contains(recs[i].text(), "Reusing the Debian tree of image") {
+			reused++
+		}
+	}
+	if reused != len(shifts)-1 {
+		t.Errorf("%d builds reused the tree, want %d", reused, len(shifts)-1)
+	}
+	if list, err := b.List(); err != nil || len(list) != len(shifts) {
+		t.Errorf("List: %d images, %v; want %d", len(list), err, len(shifts))
+	}
+}
+
 func TestLineWriter(t *testing.T) {
 	var got []string
 	w := &lineWriter{emit: func(l string) { got = append(got, l) }, keep: 2}

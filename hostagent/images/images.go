@@ -13,6 +13,8 @@
 //	KEY/shifted/           the lower dir of containers: ids + SHIFT
 //	KEY/private/rootfs/    the unshifted rootfs; private/ is 0700
 //	.lock-KEY              flock(2) held while KEY is being built
+//	.lock-tree-RUNTIME-*   held while a build makes or shares the Debian
+//	                       tree that images for every shift have in common
 //	.build-KEY-*/          a build in progress; renamed to KEY when done
 //	.failed-KEY.log        debootstrap.log of the last failed build
 //	.broken-KEY-TIME/      a KEY/ found incomplete, kept for the operator
@@ -178,6 +180,13 @@ func (s spec) computeKey() string {
 		fmt.Fprintf(h, "package %s\n", p)
 	}
 	return s.runtime + "-" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// treeKey names what images of every shift share: the Debian tree.
+func (s spec) treeKey() string {
+	t := s
+	t.shift = 0
+	return "tree-" + t.computeKey()
 }
 
 // Lookup returns the cached image for r without building, ok=false if
@@ -390,6 +399,14 @@ func (b *Builder) build(ctx context.Context, s spec, progress func(string)) (img
 		pkgs = strings.Join(s.packages, ", ")
 	}
 	progress(fmt.Sprintf("Building image %s: Debian %s minbase with %s from %s", s.key, s.suite, pkgs, s.mirror))
+	// Images of one tree for several id ranges (one per namespace) are
+	// often first asked for together, on a fresh host: whoever comes
+	// second waits for the first debootstrap and reuses its tree.
+	unlockTree, err := b.lock(ctx, s.treeKey(), progress)
+	if err != nil {
+		return fail(err)
+	}
+	defer unlockTree()
 	var version string
 	if twin, ok := b.twin(s); ok {
 		// Only the shift differs (another id range on this machine): the

@@ -143,7 +143,7 @@ func (r *Runtime) reopenLog(c *ctr, root *os.Root) error {
 		c.logF.Close()
 		c.logF = nil
 	}
-	f, err := openLog(root, true, int(r.cfg.IDMapBase))
+	f, err := openLog(root, true, int(c.idBase))
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (r *Runtime) logFile(c *ctr) (*os.File, error) {
 		return nil, err
 	}
 	defer root.Close()
-	f, err := openLog(root, false, int(r.cfg.IDMapBase))
+	f, err := openLog(root, false, int(c.idBase))
 	if err != nil {
 		return nil, err
 	}

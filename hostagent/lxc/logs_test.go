@@ -29,9 +29,9 @@ func logRuntimeIn(t *testing.T, dir string, limit int64) (*Runtime, *ctr, string
 	if err := os.WriteFile(path, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &ctr{name: "app", dir: filepath.Join(dir, "app"), ready: true}
+	c := &ctr{name: "app", dir: filepath.Join(dir, "app"), idBase: uint32(os.Getuid()), ready: true}
 	r := &Runtime{
-		cfg:       Config{LXCPath: dir, LogLimit: limit, IDMapBase: uint32(os.Getuid())},
+		cfg:       Config{LXCPath: dir, LogLimit: limit},
 		ctrs:      map[string]*ctr{"app": c},
 		stateHook: func(*ctr) string { return "stopped" },
 	}

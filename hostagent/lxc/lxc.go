@@ -2,10 +2,12 @@
 // upscale-agent.
 //
 // Each container lives in LXCPath/NAME: LXC's config, our record
-// (upscale.json: address, image, start time) and an overlay whose lower dir
-// is a shared runtime image shifted to IDMapBase and whose upper dir is the
-// container's own writable layer. The container's root is host uid
-// IDMapBase; no container process runs as host root.
+// (upscale.json: address, image, id range, start time) and an overlay whose
+// lower dir is a shared runtime image shifted to the container's id range
+// and whose upper dir is the container's own writable layer. The
+// container's root is the first host uid of its range (Spec.IDMapBase, the
+// runtime's IDMapBase when none is given); no container process runs as
+// host root.
 //
 // The container's init is a small launcher shell script (see launcher.go)
 // that runs the app as its child, forwards TERM to it, appends its output to
@@ -70,15 +72,19 @@ type Config struct {
 
 // Spec describes one container.
 type Spec struct {
-	Name     string            // ^[a-z][a-z0-9-]{0,62}$
-	Image    string            // lower dir: a rootfs with every uid/gid shifted by IDMapBase
-	AppDir   string            // copied to /app, owned by the container's root; "" = empty /app
-	Command  string            // run as `cd /app && /bin/sh -c COMMAND` under the launcher
-	Env      map[string]string // names ^[A-Za-z_][A-Za-z0-9_]*$, values without NUL
-	Memory   int64             // bytes, 0 = no limit
-	PidsMax  int64             // 0 = no limit
-	CPU      float64           // cores of CPU time per second (a CFS quota), 0 = no limit
-	Hostname string            // default Name
+	Name  string // ^[a-z][a-z0-9-]{0,62}$
+	Image string // lower dir: a rootfs with every uid/gid shifted by the container's IDMapBase
+	// IDMapBase is the host uid and gid of this container's root, the
+	// start of IDMapSize ids held for root in /etc/subuid and /etc/subgid;
+	// 0 = the runtime's.
+	IDMapBase uint32
+	AppDir    string            // copied to /app, owned by the container's root; "" = empty /app
+	Command   string            // run as `cd /app && /bin/sh -c COMMAND` under the launcher
+	Env       map[string]string // names ^[A-Za-z_][A-Za-z0-9_]*$, values without NUL
+	Memory    int64             // bytes, 0 = no limit
+	PidsMax   int64             // 0 = no limit
+	CPU       float64           // cores of CPU time per second (a CFS quota), 0 = no limit
+	Hostname  string            // default Name
 }
 
 // Container is the observed state of one container.
@@ -89,6 +95,7 @@ type Container struct {
 	PID       int        `json:"pid"`        // host pid of the container's init (the launcher, the app's parent), 0 when stopped
 	StartedAt time.Time  `json:"started_at"` // last start, zero if never started
 	ExitCode  int        `json:"exit_code"`  // last exit status when stopped, -1 unknown
+	IDMapBase uint32     `json:"idmap_base"` // host uid and gid of its root
 }
 
 var (
@@ -145,8 +152,9 @@ type Runtime struct {
 // ctr is one container. op serializes lifecycle operations; mu guards the
 // fields below it; logMu guards the log file and its base offset.
 type ctr struct {
-	name string
-	dir  string
+	name   string
+	dir    string
+	idBase uint32 // host uid/gid of its root, fixed at Create
 
 	op sync.Mutex
 
@@ -349,14 +357,19 @@ func (r *Runtime) load() error {
 		if err != nil || m.Name != e.Name() {
 			return fmt.Errorf("lxc: %s: bad %s: %v", dir, metaFile, err)
 		}
-		c := &ctr{name: m.Name, dir: dir, meta: m, ready: true}
+		c := &ctr{name: m.Name, dir: dir, idBase: m.IDMapBase, meta: m, ready: true}
+		if c.idBase == 0 {
+			// Made before containers had ranges of their own: in the one
+			// range every container had then, the recorded one.
+			c.idBase = r.cfg.IDMapBase
+		}
 		if b, err := os.ReadFile(filepath.Join(dir, logBaseFile)); err == nil {
 			c.logBase, c.logMidLine = parseLogBase(b)
 		}
 		// Open the log now so the capper covers containers that kept
 		// running while no agent was there.
 		if root, err := os.OpenRoot(filepath.Join(dir, "upper")); err == nil {
-			c.logF, _ = openLog(root, false, int(r.cfg.IDMapBase))
+			c.logF, _ = openLog(root, false, int(c.idBase))
 			root.Close()
 		}
 		r.ctrs[m.Name] = c
@@ -468,8 +481,21 @@ func (s *Spec) validate(cfg Config) error {
 	if st, err := os.Stat(s.Image); err != nil || !st.IsDir() {
 		return fmt.Errorf("image %s is not a directory: %v", s.Image, err)
 	}
-	if err := checkTraversable(s.Image, cfg.IDMapBase); err != nil {
+	if s.IDMapBase == 0 {
+		s.IDMapBase = cfg.IDMapBase
+	}
+	if s.IDMapBase < 1<<16 || uint64(s.IDMapBase)+uint64(cfg.IDMapSize) > 1<<32-1 {
+		// Below 65536 a container's ids would be the host's users and
+		// groups.
+		return fmt.Errorf("id range %d+%d: want a start from 65536 and an end below 2^32", s.IDMapBase, cfg.IDMapSize)
+	}
+	// An image shifted for another range is closed to this one (images
+	// are 0750 root:SHIFT), so this also catches a mismatched image.
+	if err := checkTraversable(s.Image, s.IDMapBase); err != nil {
 		return fmt.Errorf("image: %w", err)
+	}
+	if err := checkTraversable(cfg.LXCPath, s.IDMapBase); err != nil {
+		return fmt.Errorf("lxcpath: %w", err)
 	}
 	if _, err := os.Lstat(filepath.Join(s.Image, "bin", "sh")); err != nil {
 		return fmt.Errorf("image %s has no /bin/sh for the launcher", s.Image)
@@ -557,8 +583,8 @@ func (r *Runtime) reserve(s Spec, dir string) (*ctr, error) {
 		}
 		return nil, fmt.Errorf("lxc: %w", err)
 	}
-	c := &ctr{name: s.Name, dir: dir, meta: meta{
-		Name: s.Name, IP: ip, Image: s.Image, Hostname: s.Hostname,
+	c := &ctr{name: s.Name, dir: dir, idBase: s.IDMapBase, meta: meta{
+		Name: s.Name, IP: ip, Image: s.Image, Hostname: s.Hostname, IDMapBase: s.IDMapBase,
 		CreatedAt: time.Now().UTC(), ExitCode: -1,
 	}}
 	if err := writeMeta(dir, c.meta); err != nil {
@@ -630,7 +656,7 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 //	NAME/work          overlay work dir (LXC derives it from upper's parent)
 //	NAME/lxc.log       LXC's errors from the last start
 func (r *Runtime) build(ctx context.Context, c *ctr, s Spec) error {
-	id := int(r.cfg.IDMapBase)
+	id := int(c.idBase)
 	upper := filepath.Join(c.dir, "upper")
 	dirs := []struct {
 		path string
@@ -722,7 +748,7 @@ func writeOwned(path string, data []byte, mode os.FileMode, id int) error {
 // lxcConfig is the container's LXC configuration, in the order LXC applies
 // it (memory.limit_in_bytes must precede memory.memsw.limit_in_bytes).
 func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
-	base := strconv.FormatUint(uint64(r.cfg.IDMapBase), 10)
+	base := strconv.FormatUint(uint64(c.idBase), 10)
 	size := strconv.FormatUint(uint64(r.cfg.IDMapSize), 10)
 	kv := [][2]string{
 		{"lxc.uts.name", s.Hostname},
@@ -1183,7 +1209,7 @@ func (r *Runtime) status(c *ctr) Container {
 	c.mu.Lock()
 	m := c.meta
 	c.mu.Unlock()
-	out := Container{Name: c.name, IP: m.IP, State: "unknown", ExitCode: -1}
+	out := Container{Name: c.name, IP: m.IP, State: "unknown", ExitCode: -1, IDMapBase: c.idBase}
 	lx, err := c.lxc(r.cfg.LXCPath)
 	if err != nil {
 		return out

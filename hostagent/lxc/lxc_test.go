@@ -153,7 +153,12 @@ func buildTestImage() (string, error) {
 			return "", err
 		}
 	}
-	img := filepath.Join(testBase, "image")
+	return buildImage(bb, filepath.Join(testBase, "image"), testIDBase)
+}
+
+// buildImage makes the busybox rootfs at img with every owner shifted to
+// base.
+func buildImage(bb, img string, base uint32) (string, error) {
 	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "etc", "app", "root", "tmp", "dev", "proc", "sys", "run", "var/tmp"} {
 		if err := os.MkdirAll(filepath.Join(img, d), 0o755); err != nil {
 			return "", err
@@ -195,7 +200,7 @@ func buildTestImage() (string, error) {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(path, int(testIDBase), int(testIDBase))
+		return os.Lchown(path, int(base), int(base))
 	})
 	return img, err
 }
@@ -1076,6 +1081,8 @@ func TestCreateRejects(t *testing.T) {
 		"tiny memory":     func(s *Spec) { s.Memory = 1000 },
 		"bad hostname":    func(s *Spec) { s.Hostname = "a b" },
 		"missing app dir": func(s *Spec) { s.AppDir = "/nonexistent" },
+		"host's ids":      func(s *Spec) { s.IDMapBase = 1000 },
+		"ids past 2^32":   func(s *Spec) { s.IDMapBase = 1<<32 - 65536 },
 	}
 	for name, mod := range cases {
 		s := good

@@ -56,12 +56,15 @@ func parseExitCode(data []byte) (int, bool) {
 // address (so a restarted agent never hands it out twice) and what LXC does
 // not know.
 type meta struct {
-	Name      string     `json:"name"`
-	IP        netip.Addr `json:"ip"`
-	Image     string     `json:"image"`
-	Hostname  string     `json:"hostname"`
-	CreatedAt time.Time  `json:"created_at"`
-	StartedAt time.Time  `json:"started_at,omitzero"`
+	Name     string     `json:"name"`
+	IP       netip.Addr `json:"ip"`
+	Image    string     `json:"image"`
+	Hostname string     `json:"hostname"`
+	// IDMapBase is the container's id range; 0 in containers made before
+	// each had its own (they are in the runtime's).
+	IDMapBase uint32    `json:"idmap_base,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	StartedAt time.Time `json:"started_at,omitzero"`
 	// ExitCode is the status the runtime itself observed (137 when Stop had
 	// to SIGKILL), used when the launcher could not write one; -1 unknown.
 	ExitCode int `json:"exit_code"`

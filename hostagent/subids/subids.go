@@ -54,6 +54,50 @@ const lockWait = 15 * time.Second
 // it is Owner's lowest range that fits, or the lowest free one from First,
 // which is then written to both files.
 func (f Files) Reserve(ctx context.Context, want, size uint32) (uint32, error) {
+	return f.locked(ctx, size, func(uids, gids idMap) (uint64, error) {
+		return pick(uids, gids, want, size)
+	})
+}
+
+// pick is Reserve's choice, made under the lock.
+func pick(uids, gids idMap, want, size uint32) (uint64, error) {
+	var start uint64
+	if want != 0 {
+		if uint64(want)+uint64(size) > maxID {
+			return 0, fmt.Errorf("subids: ids %d-%d go past %d", want, uint64(want)+uint64(size)-1, maxID-1)
+		}
+		for _, m := range []idMap{uids, gids} {
+			if r, ok := m.taken(uint64(want), uint64(size)); ok {
+				return 0, fmt.Errorf("subids: %s: ids %d-%d of the containers overlap %s's range %d-%d",
+					m.path, want, uint64(want)+uint64(size)-1, r.Owner, r.Start, r.end()-1)
+			}
+		}
+		start = uint64(want)
+	} else if start = held(uids, gids, uint64(size)); start == 0 {
+		if start = free(uids, gids, uint64(size)); start == 0 {
+			return 0, fmt.Errorf("subids: no %d free ids in %s and %s", size, uids.path, gids.path)
+		}
+	}
+	return start, nil
+}
+
+// Allocate reserves a new range of size ids for Owner: the lowest from
+// First that no line of either file uses, Owner's own lines included, so
+// that it is shared with no other container range on this machine (another
+// namespace's, another agent's, the runtime's default). It is written to
+// both files under the lock.
+func (f Files) Allocate(ctx context.Context, size uint32) (uint32, error) {
+	return f.locked(ctx, size, func(uids, gids idMap) (uint64, error) {
+		if start := free(uids, gids, uint64(size)); start != 0 {
+			return start, nil
+		}
+		return 0, fmt.Errorf("subids: no %d free ids in %s and %s", size, uids.path, gids.path)
+	})
+}
+
+// locked reads both files under the lock, lets choose pick a range of size
+// ids, and gives it to Owner in each file that does not already.
+func (f Files) locked(ctx context.Context, size uint32, choose func(uids, gids idMap) (uint64, error)) (uint32, error) {
 	if size == 0 {
 		return 0, errors.New("subids: empty range")
 	}
@@ -70,22 +114,9 @@ func (f Files) Reserve(ctx context.Context, want, size uint32) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	var start uint64
-	if want != 0 {
-		if uint64(want)+uint64(size) > maxID {
-			return 0, fmt.Errorf("subids: ids %d-%d go past %d", want, uint64(want)+uint64(size)-1, maxID-1)
-		}
-		for _, m := range []idMap{uids, gids} {
-			if r, ok := m.taken(uint64(want), uint64(size)); ok {
-				return 0, fmt.Errorf("subids: %s: ids %d-%d of the containers overlap %s's range %d-%d",
-					m.path, want, uint64(want)+uint64(size)-1, r.Owner, r.Start, r.end()-1)
-			}
-		}
-		start = uint64(want)
-	} else if start = held(uids, gids, uint64(size)); start == 0 {
-		if start = free(uids, gids, uint64(size)); start == 0 {
-			return 0, fmt.Errorf("subids: no %d free ids in %s and %s", size, f.UID, f.GID)
-		}
+	start, err := choose(uids, gids)
+	if err != nil {
+		return 0, err
 	}
 	for _, m := range []idMap{uids, gids} {
 		if !m.holds(start, uint64(size)) {

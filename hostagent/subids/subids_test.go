@@ -215,3 +215,60 @@ func FuzzReserve(f *testing.F) {
 		}
 	})
 }
+
+// Each namespace's range is one no line uses yet, root's included: two
+// namespaces, or two agents on one machine, never share ids.
+func TestAllocate(t *testing.T) {
+	f := files(t, "debian:100000:65536\nroot:165536:65536\n", "root:165536:65536\nx:300000:10\n")
+	var got []uint32
+	for range 3 {
+		start, err := f.Allocate(context.Background(), 65536)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, start)
+	}
+	if want := []uint32{231072, 300010, 365546}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Allocate gave %v, want %v", got, want)
+	}
+	wantUID := "debian:100000:65536\nroot:165536:65536\nroot:231072:65536\nroot:300010:65536\nroot:365546:65536\n"
+	wantGID := "root:165536:65536\nx:300000:10\nroot:231072:65536\nroot:300010:65536\nroot:365546:65536\n"
+	if u, g := read(t, f.UID), read(t, f.GID); u != wantUID || g != wantGID {
+		t.Errorf("files:\nsubuid %q\nsubgid %q\nwant\nsubuid %q\nsubgid %q", u, g, wantUID, wantGID)
+	}
+	// What Allocate wrote, Reserve keeps.
+	if again, err := f.Reserve(context.Background(), 300010, 65536); err != nil || again != 300010 || read(t, f.UID) != wantUID {
+		t.Errorf("Reserve of an allocated range = %d, %v; files %q", again, err, read(t, f.UID))
+	}
+}
+
+func TestAllocateConcurrent(t *testing.T) {
+	f := files(t, "", "")
+	var wg sync.WaitGroup
+	got := make([]uint32, 8)
+	errs := make([]error, 8)
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = f.Allocate(context.Background(), 65536) })
+	}
+	wg.Wait()
+	seen := map[uint32]bool{}
+	for i, s := range got {
+		if errs[i] != nil || seen[s] || s < First {
+			t.Errorf("Allocate %d = %d, %v (seen before: %v)", i, s, errs[i], seen[s])
+		}
+		seen[s] = true
+	}
+	if n := strings.Count(read(t, f.UID), "root:"); n != 8 {
+		t.Errorf("subuid has %d ranges of root, want 8:\n%s", n, read(t, f.UID))
+	}
+}
+
+func TestAllocateFull(t *testing.T) {
+	f := files(t, "a:100000:4294867295\n", "")
+	if _, err := f.Allocate(context.Background(), 65536); err == nil || !strings.Contains(err.Error(), "no 65536 free ids") {
+		t.Errorf("Allocate on a full map: %v", err)
+	}
+	if read(t, f.UID) != "a:100000:4294867295\n" || read(t, f.GID) != "" {
+		t.Error("a refused Allocate changed the files")
+	}
+}
