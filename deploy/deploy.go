@@ -40,7 +40,8 @@ type Hosts interface {
 	Up() []fleet.Host
 }
 
-// DefaultMemory is a container's memory limit when app.yaml sets none.
+// DefaultMemory is a container's memory limit when app.yaml sets none and
+// the server's --default-memory says nothing else.
 const DefaultMemory = 512 << 20
 
 // Deployer does deploys, restarts and stops.
@@ -59,6 +60,9 @@ type Deployer struct {
 	// DefaultCPU is the CPU limit, in cores, of a container whose app.yaml
 	// sets no cpu; 0 leaves such containers unlimited.
 	DefaultCPU float64
+	// DefaultMemory is the memory limit of a container whose app.yaml
+	// sets no memory; 0 means the DefaultMemory constant.
+	DefaultMemory int64
 	// Quota is the operator's default quota of a namespace that set none
 	// of its own; a 0 in it is no limit.
 	Quota store.Quota
@@ -431,10 +435,13 @@ func (d *Deployer) backends(ctx context.Context, app names.App, override []store
 }
 
 func (d *Deployer) memory(m int64) int64 {
-	if m == 0 {
-		return DefaultMemory
+	switch {
+	case m != 0:
+		return m
+	case d.DefaultMemory != 0:
+		return d.DefaultMemory
 	}
-	return m
+	return DefaultMemory
 }
 
 // URL is where users reach app.

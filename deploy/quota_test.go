@@ -288,3 +288,21 @@ func TestExecPlacement(t *testing.T) {
 		t.Errorf("h1 once the command ended: %+v", hosts[0])
 	}
 }
+
+// Containers get app.yaml's memory, else the operator's default, else
+// DefaultMemory.
+func TestDefaultMemory(t *testing.T) {
+	for _, tc := range []struct {
+		appYAML, server, want int64
+	}{{0, 0, DefaultMemory}, {0, 256 << 20, 256 << 20}, {1 << 30, 256 << 20, 1 << 30}} {
+		r := newRig(t)
+		r.d.DefaultMemory = tc.server
+		spec := &appspec.Spec{Runtime: "python", Instances: 1, Memory: tc.appYAML}
+		if _, _, err := r.d.Push(context.Background(), r.app, r.src, spec, "alice", discard); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.bus.starts[0].Memory; got != tc.want {
+			t.Errorf("app.yaml %d, --default-memory %d: the instance's memory is %d, want %d", tc.appYAML, tc.server, got, tc.want)
+		}
+	}
+}

@@ -156,7 +156,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		Store: tracked, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
-		DefaultCPU: so.Limits.DefaultCPU, Quota: so.Limits.Quota,
+		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
 	}
 	if err := deployer.Sync(ctx); err != nil {
 		return fmt.Errorf("routing what the store says is live: %w", err)
