@@ -450,3 +450,28 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"256M", 256 << 20, true}, {"8G", 8 << 30, true}, {"2GiB", 2 << 30, true}, {"1536mb", 1536 << 20, true}, {"4k", 4 << 10, true},
+		{"8589934591G", 8589934591 << 30, true},
+		{"8589934592G", 0, false}, {"256", 0, false}, {"1.5G", 0, false}, {"-1G", 0, false}, {" 1G", 0, false}, {"1T", 0, false}, {"", 0, false},
+	} {
+		got, err := ParseSize(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+		if tc.ok {
+			if back, err := ParseSize(FormatSize(got)); err != nil || back != got {
+				t.Errorf("FormatSize(%d) = %q reads back as %d, %v", got, FormatSize(got), back, err)
+			}
+		}
+	}
+	if got := FormatSize(1536 << 20); got != "1536M" {
+		t.Errorf("FormatSize(1536M) = %q", got)
+	}
+}

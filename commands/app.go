@@ -194,8 +194,10 @@ func (s *session) appCreate(g *cobra.Command) {
 		app, err = s.resolveNewApp(nsFlag, appFlag, args)
 		return scope{target: keys.Target{Namespace: app.Namespace, App: app.Name}, denied: namespaceNotFound(app.Namespace)}, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		a, err := s.env.Store.CreateApp(cmd.Context(), app.Namespace, app.Name)
+		a, err := s.env.Store.CreateAppWithin(cmd.Context(), app.Namespace, app.Name, s.env.Quota.Apps)
 		switch {
+		case errors.Is(err, store.ErrOverQuota):
+			return s.appsQuotaError(cmd, app.Namespace)
 		case errors.Is(err, store.ErrNotFound):
 			return errors.New(namespaceNotFound(app.Namespace))
 		case errors.Is(err, store.ErrConflict):

@@ -110,6 +110,9 @@ var probes = []struct {
 	{"namespace create newns", "admin"},
 	{"namespace list", "admin member outsider"},
 	{"namespace delete empty", "admin"},
+	{"namespace info acme", "admin member"},
+	{"namespace quota", "admin member outsider deploy"},
+	{"namespace quota set acme apps=5", "admin"},
 	{"app", "admin member outsider deploy"},
 	{"app create acme/new", "admin member"},
 	{"app list --namespace acme", "admin member"},
@@ -197,6 +200,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w.env.Apps = fakeApps{}
 		w.env.HostOps = fakeHostOps{}
 		w.env.Lifecycle = fakeLifecycle{st: w.env.Store}
+		w.env.Usage = fakeUsage(w.env)
 		boot := keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
 		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy, "boot": boot}[persona]
 		for _, p := range probes {
@@ -231,6 +235,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 func TestDeniedReadsLikeNotFound(t *testing.T) {
 	w := newWorld(t)
 	w.env.Git = fakeGit{}
+	w.env.Usage = fakeUsage(w.env)
 	gus := addKey(t, w.env, "other-key", "--namespace", "acme")
 	for _, pair := range [][2]string{
 		{"app info acme/web", "app info acme/nope"},
@@ -249,6 +254,8 @@ func TestDeniedReadsLikeNotFound(t *testing.T) {
 		{"domains remove acme/web www.example.com", "domains remove acme/nope www.example.com"},
 		{"domains verify acme/web www.example.com", "domains verify acme/nope www.example.com"},
 		{"app exec acme/web -- ls", "app exec acme/nope -- ls"},
+		{"namespace info acme", "namespace info nope"},
+		{"namespace quota set acme apps=1", "namespace quota set nope apps=1"},
 	} {
 		key := "'" + newKeyLine(t, "z") + "'"
 		exists, _ := Split(strings.Replace(pair[0], "KEY", key, 1))

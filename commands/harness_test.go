@@ -117,7 +117,7 @@ func snapshot(t testing.TB, env *Env) string {
 	var b strings.Builder
 	nss, _ := env.Store.ListNamespaces(ctx)
 	for _, n := range nss {
-		fmt.Fprintf(&b, "ns %s\n", n.Name)
+		fmt.Fprintf(&b, "ns %s quota %+v\n", n.Name, n.Quota)
 	}
 	apps, _ := env.Store.ListApps(ctx, "")
 	for _, a := range apps {

@@ -20,7 +20,7 @@ type namespaceView struct {
 }
 
 func (s *session) namespaceCommands() *cobra.Command {
-	g := s.group("namespace", "Create, list and delete namespaces (tenants)", "namespaces", "ns")
+	g := s.group("namespace", "Create, list, show and delete namespaces (tenants); set their quotas", "namespaces", "ns")
 
 	var createFlag string
 	create := &cobra.Command{
@@ -95,6 +95,7 @@ func (s *session) namespaceCommands() *cobra.Command {
 		fmt.Fprintf(cmd.OutOrStdout(), "Namespace %s deleted.\n", ns)
 		return nil
 	})
+	s.namespaceQuotaCommands(g)
 	return g
 }
 

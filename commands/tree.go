@@ -49,7 +49,14 @@ type Env struct {
 	// Lifecycle changes running apps (config vars, scale, rollback); nil
 	// where no server runs.
 	Lifecycle Lifecycle
-	Log       *slog.Logger
+	// Quota is the operator's default quota of a namespace that set none
+	// of its own (deploy.DefaultQuota unless the server's flags say
+	// otherwise); a 0 in it is no limit.
+	Quota store.Quota
+	// Usage is a namespace's quotas and what it holds against them (see
+	// deploy.Deployer.Usage); nil where no server runs.
+	Usage func(ctx context.Context, namespace string) (own, inForce, use store.Quota, err error)
+	Log   *slog.Logger
 }
 
 // Apps is what the server does to run apps.

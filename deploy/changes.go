@@ -140,7 +140,13 @@ func (d *Deployer) Scale(ctx context.Context, app names.App, change map[string]i
 	maps.Copy(next, change)
 	want := Formation(live.Config, next)
 	if !a.Stopped {
-		if err := d.scaleTo(ctx, app, live, want, out); err != nil {
+		release, err := d.reserve(ctx, app, want, d.memory(live.Config.Memory))
+		if err != nil {
+			return err
+		}
+		err = d.scaleTo(ctx, app, live, want, out)
+		release()
+		if err != nil {
 			return err
 		}
 	}

@@ -40,7 +40,8 @@ type Hosts interface {
 	Up() []fleet.Host
 }
 
-// DefaultMemory is a container's memory limit when app.yaml sets none.
+// DefaultMemory is a container's memory limit when app.yaml sets none and
+// the server's --default-memory says nothing else.
 const DefaultMemory = 512 << 20
 
 // Deployer does deploys, restarts and stops.
@@ -61,7 +62,20 @@ type Deployer struct {
 	Proofs ProofChecker
 	// Now is the clock of domain checks; nil is time.Now.
 	Now func() time.Time
-	Log *slog.Logger
+	// DefaultCPU is the CPU limit, in cores, of a container whose app.yaml
+	// sets no cpu; 0 leaves such containers unlimited.
+	DefaultCPU float64
+	// DefaultMemory is the memory limit of a container whose app.yaml
+	// sets no memory; 0 means the DefaultMemory constant.
+	DefaultMemory int64
+	// Quota is the operator's default quota of a namespace that set none
+	// of its own; a 0 in it is no limit.
+	Quota store.Quota
+	Log   *slog.Logger
+
+	quotaMu sync.Mutex
+	pending map[string]claim   // NS/APP -> what a change under way will run
+	execs   map[string]execRun // one-off container -> its namespace and host
 
 	locks   sync.Map   // app -> *sync.Mutex
 	crashes sync.Map   // container -> restarts last seen (noteCrashes)
@@ -125,6 +139,12 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 		return store.Release{}, err
 	}
 	cfg.Note = "push " + short(src.Commit)
+	// Over a quota, refuse before building anything.
+	release, err := d.reserveRelease(ctx, app, cfg)
+	if err != nil {
+		return store.Release{}, err
+	}
+	defer release()
 	rel, err := d.Store.CreateRelease(ctx, store.Release{
 		Namespace: app.Namespace, App: app.Name, Commit: src.Commit, Subject: info.Subject, Author: info.Author,
 		Runtime: rt.Name, By: by, Config: cfg,
@@ -197,6 +217,11 @@ func (d *Deployer) start(ctx context.Context, app names.App, by string, out func
 		_, err := d.derive(ctx, app, rel, by, cfg, out)
 		return err
 	}
+	release, err := d.reserveRelease(ctx, app, rel.Config)
+	if err != nil {
+		return err
+	}
+	defer release()
 	return d.rollout(ctx, app, rel, out, &Timing{})
 }
 
@@ -326,7 +351,7 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 			defer func() { <-turn }()
 			var reply hostagent.StartReply
 			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
-				ReleaseContainer: container(in.Name, app, rel, rt, command, env, memory),
+				ReleaseContainer: d.container(in.Name, app, rel, rt, command, env, memory),
 				Health:           health, HealthTimeout: d.HealthTimeout, Worker: typ != Web,
 			}, &reply, out)
 			if err != nil {
@@ -415,10 +440,13 @@ func (d *Deployer) backends(ctx context.Context, app names.App, override []store
 }
 
 func (d *Deployer) memory(m int64) int64 {
-	if m == 0 {
-		return DefaultMemory
+	switch {
+	case m != 0:
+		return m
+	case d.DefaultMemory != 0:
+		return d.DefaultMemory
 	}
-	return m
+	return DefaultMemory
 }
 
 // URL is where users reach app.
@@ -469,13 +497,7 @@ func (d *Deployer) place(ctx context.Context, n int, memory int64, existing []st
 	}
 	deadline := time.Now().Add(hostWait)
 	for {
-		var hosts []scheduler.Host
-		for _, h := range d.Hosts.Up() {
-			if h.Active() {
-				hosts = append(hosts, scheduler.Host{Name: h.Name, Weight: h.Record.Weight, MemFree: h.MemFree, Containers: h.Containers})
-			}
-		}
-		placed, err := scheduler.Place(req, hosts)
+		placed, err := scheduler.Place(req, d.schedulerHosts())
 		if !errors.Is(err, scheduler.ErrNoHosts) || time.Now().After(deadline) {
 			return placed, err
 		}
@@ -485,6 +507,34 @@ func (d *Deployer) place(ctx context.Context, n int, memory int64, existing []st
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// schedulerHosts is the up, active hosts as placement sees them. A host's
+// running app exec containers hold their whole memory limit there, on top
+// of what its heartbeat says is in use (a one-off command may grow to its
+// limit at any moment, and may have started since the last heartbeat),
+// and count as containers until its heartbeat lists them.
+func (d *Deployer) schedulerHosts() []scheduler.Host {
+	execs := d.execsOn()
+	var hosts []scheduler.Host
+	for _, h := range d.Hosts.Up() {
+		if !h.Active() {
+			continue
+		}
+		sh := scheduler.Host{Name: h.Name, Weight: h.Record.Weight, MemFree: h.MemFree, Containers: h.Containers}
+		listed := map[string]bool{}
+		for _, c := range h.List {
+			listed[c.Name] = true
+		}
+		for name, memory := range execs[h.Name] {
+			sh.MemFree -= min(sh.MemFree, uint64(memory))
+			if !listed[name] {
+				sh.Containers++
+			}
+		}
+		hosts = append(hosts, sh)
+	}
+	return hosts
 }
 
 // instanceName is unique and readable: ns-app-vN-xxxxxx for web,
@@ -513,8 +563,13 @@ func short(commit string) string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// container is what the agent makes a container of rel from.
-func container(name string, app names.App, rel store.Release, rt runtimes.Runtime, command string, env map[string]string, memory int64) hostagent.ReleaseContainer {
+// container is what the agent makes a container of rel from: app.yaml's
+// cpu, else the operator's default.
+func (d *Deployer) container(name string, app names.App, rel store.Release, rt runtimes.Runtime, command string, env map[string]string, memory int64) hostagent.ReleaseContainer {
+	cpu := rel.Config.CPU
+	if cpu == 0 {
+		cpu = d.DefaultCPU
+	}
 	return hostagent.ReleaseContainer{Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
-		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: rel.Config.CPU}
+		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: cpu}
 }

@@ -42,9 +42,28 @@ type fakeBus struct {
 	stopped   []hostagent.StopRequest
 	destroyed []string
 	next      int
+	// execs records exec requests; each waits for execGate, when set,
+	// before it answers exit status 0.
+	execs    []hostagent.ExecRequest
+	execGate chan struct{}
 }
 
-func (b *fakeBus) Call(_ context.Context, subject string, req, resp any, progress func(string)) error {
+func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progress func(string)) error {
+	if strings.HasSuffix(subject, "."+hostagent.MethodExec) {
+		b.mu.Lock()
+		b.execs = append(b.execs, req.(hostagent.ExecRequest))
+		gate := b.execGate
+		b.mu.Unlock()
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		*resp.(*hostagent.ExecReply) = hostagent.ExecReply{ExitCode: 0}
+		return nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	set := func(v any) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/scheduler"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -70,16 +71,26 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 		return 0, fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
 	}
 	memory := d.memory(rel.Config.Memory)
-	host, err := d.execHost(ctx, memory)
+	name := execName(app)
+	done, err := d.startExec(ctx, app, name, memory)
 	if err != nil {
 		return 0, err
 	}
-	name := execName(app)
+	defer done()
+	hosts, err := d.place(ctx, 1, memory, nil)
+	if errors.Is(err, scheduler.ErrNoHosts) {
+		return 0, errors.New("no host is up to run the command on")
+	}
+	if err != nil {
+		return 0, err
+	}
+	host := hosts[0]
+	d.placedExec(name, host)
 	d.execEvent(ctx, app, by, fmt.Sprintf("exec %s in v%d on %s", truncateLine(command, 200), rel.Version, host))
 
 	var reply hostagent.ExecReply
 	err = d.Bus.Call(ctx, hostagent.Subject(host, hostagent.MethodExec), hostagent.ExecRequest{
-		ReleaseContainer: container(name, app, rel, rt, command, Env(rel.Config), memory), Timeout: timeout,
+		ReleaseContainer: d.container(name, app, rel, rt, command, Env(rel.Config), memory), Timeout: timeout,
 	}, &reply, func(l string) {
 		switch {
 		case strings.HasPrefix(l, hostagent.ExecOutput):
@@ -101,31 +112,6 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 		return 0, fmt.Errorf("running the command on %s: %w", host, err)
 	}
 	return reply.ExitCode, nil
-}
-
-// execHost is the up, active host with the most free memory, waiting a
-// moment when none is up (as deploys do).
-func (d *Deployer) execHost(ctx context.Context, memory int64) (string, error) {
-	deadline := time.Now().Add(hostWait)
-	for {
-		best, free := "", uint64(0)
-		for _, h := range d.Hosts.Up() {
-			if h.Active() && (best == "" || h.MemFree > free) {
-				best, free = h.Name, h.MemFree
-			}
-		}
-		if best != "" {
-			return best, nil
-		}
-		if time.Now().After(deadline) {
-			return "", errors.New("no host is up to run the command on")
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // execName is "exec-" and the app, with a random suffix: one-off

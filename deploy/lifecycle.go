@@ -146,6 +146,11 @@ func (d *Deployer) derive(ctx context.Context, app names.App, base store.Release
 	if base.Pruned || base.Artifact == "" {
 		return store.Release{}, fmt.Errorf("v%d has no artifact to run; push again to rebuild", base.Version)
 	}
+	release, err := d.reserveRelease(ctx, app, cfg)
+	if err != nil {
+		return store.Release{}, err
+	}
+	defer release()
 	rel, err := d.Store.CreateRelease(ctx, store.Release{
 		Namespace: app.Namespace, App: app.Name, Commit: base.Commit, Subject: base.Subject, Author: base.Author,
 		Runtime: base.Runtime, By: by, Config: cfg,

@@ -41,6 +41,8 @@ const (
 	NamespaceCreate Action = "namespace.create"
 	NamespaceList   Action = "namespace.list"
 	NamespaceDelete Action = "namespace.delete"
+	NamespaceInfo   Action = "namespace.info"  // its quotas and what it uses
+	NamespaceQuota  Action = "namespace.quota" // set its quotas
 	AppCreate       Action = "app.create"
 	AppList         Action = "app.list"
 	AppInfo         Action = "app.info"
@@ -94,7 +96,7 @@ func Authorize(p Principal, a Action, t Target) error {
 		switch a {
 		case NamespaceList, RuntimesList:
 			return nil
-		case AppCreate, AppList, AppInfo, AppSet, AppDelete, AppRun, AppStop, AppRestart, AppPS, AppLogs,
+		case NamespaceInfo, AppCreate, AppList, AppInfo, AppSet, AppDelete, AppRun, AppStop, AppRestart, AppPS, AppLogs,
 			DomainsList, DomainsManage, AppExec,
 			KeysAdd, KeysList, KeysRemove, GitPush, GitFetch,
 			ConfigRead, ConfigWrite, AppScale, AppEvents, ReleasesList, Rollback:

@@ -21,6 +21,9 @@ var (
 	ErrConflict = errors.New("already exists")
 	// ErrNotEmpty: a namespace still holds apps, or a host instances.
 	ErrNotEmpty = errors.New("not empty")
+	// ErrOverQuota: the change would take a namespace past one of its
+	// quotas.
+	ErrOverQuota = errors.New("over quota")
 	// ErrKeyTaken and ErrKeyNameTaken tell which uniqueness a new key broke;
 	// both are ErrConflict.
 	ErrKeyTaken     = fmt.Errorf("key %w", ErrConflict)
@@ -36,6 +39,40 @@ type Namespace struct {
 	Name      string
 	CreatedAt time.Time
 	Apps      int // number of applications, filled by list and get
+	Quota     Quota
+}
+
+// Quota is how much a namespace may hold at once. In a namespace's record
+// a 0 means the operator's default; in the operator's defaults, and in a
+// quota in force, it means no limit.
+type Quota struct {
+	Apps      int   `json:"apps"`
+	Instances int   `json:"instances"` // of every process type, over all its apps
+	Memory    int64 `json:"memory"`    // bytes: the sum of its instances' memory limits
+	Exec      int   `json:"exec"`      // app exec containers running at once
+}
+
+// Or is the quota in force: q's own values, defaults where q has none.
+func (q Quota) Or(defaults Quota) Quota {
+	pick := func(own, def int64) int64 {
+		if own > 0 {
+			return own
+		}
+		return def
+	}
+	return Quota{
+		Apps:      int(pick(int64(q.Apps), int64(defaults.Apps))),
+		Instances: int(pick(int64(q.Instances), int64(defaults.Instances))),
+		Memory:    pick(q.Memory, defaults.Memory),
+		Exec:      int(pick(int64(q.Exec), int64(defaults.Exec))),
+	}
+}
+
+// QuotaChange says which of a namespace's quotas change: a nil one stays
+// as it is, a 0 goes back to the operator's default.
+type QuotaChange struct {
+	Apps, Instances, Exec *int
+	Memory                *int64
 }
 
 // App is an application: one bare repository, one hostname.
@@ -209,10 +246,19 @@ type Store interface {
 	// DeleteNamespace removes an empty namespace and its keys. ErrNotFound;
 	// ErrNotEmpty while it holds apps.
 	DeleteNamespace(ctx context.Context, name string) error
+	// SetQuota changes a namespace's quotas and returns them as they are
+	// after. ErrNotFound; a negative value is an error that is none of the
+	// sentinels.
+	SetQuota(ctx context.Context, namespace string, change QuotaChange) (Quota, error)
 
 	// CreateApp: ErrNotFound when the namespace is missing, ErrConflict when
 	// the app exists. DeployBranch starts as DefaultDeployBranch.
 	CreateApp(ctx context.Context, namespace, name string) (App, error)
+	// CreateAppWithin is CreateApp in a namespace that may hold at most
+	// its own apps quota, else maxApps (0: no limit): ErrOverQuota when
+	// it already holds that many. The count and the insert are one step,
+	// so racing creates cannot both take the last place.
+	CreateAppWithin(ctx context.Context, namespace, name string, maxApps int) (App, error)
 	GetApp(ctx context.Context, namespace, name string) (App, error) // ErrNotFound
 	// ListApps lists one namespace's apps, or all when namespace is "",
 	// sorted by namespace then name. ErrNotFound for a namespace that does

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/commands"
+	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/hostagent"
@@ -106,6 +107,9 @@ func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store
 		Repos:   &repos.Repos{Root: filepath.Join(opts.Data, "repos"), Binary: exe},
 		Catalog: cat,
 		Domain:  opts.Domain,
+		// The server's flags set its own; without a server (the CLI on its
+		// own) the stock defaults hold.
+		Quota: deploy.DefaultQuota,
 		// The local CLI has no bus: it describes this box.
 		Hosts: func() []fleet.Host {
 			return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Local(primaryAddress())}}}

@@ -50,6 +50,7 @@ type serverOptions struct {
 	EC2Endpoint   string
 	DNSResolver   string
 	SSH           gitd.Limits
+	Limits        limitOptions
 }
 
 // prefixValue is a netip.Prefix flag.
@@ -106,6 +107,7 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.IntVar(&so.SSH.MaxStartups, "ssh-max-startups", 100, "SSH connections not yet authenticated, in all (over it the oldest is closed)")
 	f.IntVar(&so.SSH.MaxStartupsPerSource, "ssh-max-startups-per-source", 10, "SSH connections not yet authenticated from one address (an IPv6 /64)")
 	f.IntVar(&so.SSH.MaxSessions, "ssh-max-sessions", 10, "sessions open at once on one SSH connection")
+	so.Limits.register(f)
 	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
 	return c
 }
@@ -161,12 +163,15 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		Store: tracked, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
+		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
 	}
 	if err := deployer.Sync(ctx); err != nil {
 		return fmt.Errorf("routing what the store says is live: %w", err)
 	}
 	env.Apps = deployer
 	env.Lifecycle = deployer
+	env.Quota = so.Limits.Quota
+	env.Usage = deployer.Usage
 	env.Hosts = hosts.Hosts
 	ops := &hostops.Ops{
 		Store: tracked, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,

@@ -5,18 +5,74 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/upscalehq/upscale/store"
 )
 
-const namespaceQuery = `SELECT n.name, n.created_at, (SELECT COUNT(*) FROM apps a WHERE a.namespace = n.name) FROM namespaces n`
+const namespaceQuery = `SELECT n.name, n.created_at, (SELECT COUNT(*) FROM apps a WHERE a.namespace = n.name),
+	n.quota_apps, n.quota_instances, n.quota_memory, n.quota_exec FROM namespaces n`
 
 func scanNamespace(r scanner) (store.Namespace, error) {
 	var ns store.Namespace
 	var at int64
-	err := r.Scan(&ns.Name, &at, &ns.Apps)
+	var apps, instances, memory, exec sql.NullInt64
+	err := r.Scan(&ns.Name, &at, &ns.Apps, &apps, &instances, &memory, &exec)
 	ns.CreatedAt = fromNanos(at)
+	ns.Quota = store.Quota{Apps: int(apps.Int64), Instances: int(instances.Int64), Memory: memory.Int64, Exec: int(exec.Int64)}
 	return ns, err
+}
+
+// SetQuota writes NULL for a quota back at the default, so that the
+// operator's default, not a copy of it, applies.
+func (s *Store) SetQuota(ctx context.Context, namespace string, c store.QuotaChange) (store.Quota, error) {
+	var sets []string
+	var args []any
+	add := func(column string, v *int64) error {
+		if v == nil {
+			return nil
+		}
+		if *v < 0 {
+			return fmt.Errorf("%s %d: a quota is 0 (the default) or more", column, *v)
+		}
+		sets = append(sets, column+" = ?")
+		if *v == 0 {
+			args = append(args, nil)
+		} else {
+			args = append(args, *v)
+		}
+		return nil
+	}
+	widen := func(p *int) *int64 {
+		if p == nil {
+			return nil
+		}
+		v := int64(*p)
+		return &v
+	}
+	var q store.Quota
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		for _, f := range []struct {
+			column string
+			v      *int64
+		}{{"quota_apps", widen(c.Apps)}, {"quota_instances", widen(c.Instances)}, {"quota_memory", c.Memory}, {"quota_exec", widen(c.Exec)}} {
+			if err := add(f.column, f.v); err != nil {
+				return err
+			}
+		}
+		if len(sets) > 0 {
+			if _, err := tx.ExecContext(ctx, "UPDATE namespaces SET "+strings.Join(sets, ", ")+" WHERE name = ?", append(args, namespace)...); err != nil {
+				return err
+			}
+		}
+		ns, err := scanNamespace(tx.QueryRowContext(ctx, namespaceQuery+" WHERE n.name = ?", namespace))
+		q = ns.Quota
+		return notFound(err)
+	})
+	if err != nil {
+		return store.Quota{}, fmt.Errorf("namespace %q: %w", namespace, err)
+	}
+	return q, nil
 }
 
 func (s *Store) CreateNamespace(ctx context.Context, name string) (store.Namespace, error) {
@@ -93,9 +149,50 @@ func scanApp(r scanner) (store.App, error) {
 	return a, err
 }
 
+// CreateApp knows nothing of quotas (so it also works on a schema from
+// before them, as the migration tests need).
 func (s *Store) CreateApp(ctx context.Context, namespace, name string) (store.App, error) {
+	return s.createApp(ctx, namespace, name, nil)
+}
+
+// CreateAppWithin counts under the namespace's row lock (on MySQL; SQLite
+// serializes writers anyway), which every create in the namespace takes.
+func (s *Store) CreateAppWithin(ctx context.Context, namespace, name string, maxApps int) (store.App, error) {
+	return s.createApp(ctx, namespace, name, func(tx *sql.Tx) error {
+		query := "SELECT quota_apps FROM namespaces WHERE name = ?"
+		if s.driver == "mysql" {
+			query += " FOR UPDATE"
+		}
+		var own sql.NullInt64
+		switch err := tx.QueryRowContext(ctx, query, namespace).Scan(&own); {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("namespace %q: %w", namespace, store.ErrNotFound)
+		case err != nil:
+			return err
+		}
+		limit := (store.Quota{Apps: int(own.Int64)}).Or(store.Quota{Apps: maxApps}).Apps
+		if limit > 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM apps WHERE namespace = ?", namespace).Scan(&n); err != nil {
+				return err
+			}
+			if n >= limit {
+				return fmt.Errorf("namespace %q holds %d %s, its quota: %w", namespace, n, plural(n, "app", "apps"), store.ErrOverQuota)
+			}
+		}
+		return nil
+	})
+}
+
+// createApp runs check, when not nil, in the insert's transaction first.
+func (s *Store) createApp(ctx context.Context, namespace, name string, check func(tx *sql.Tx) error) (store.App, error) {
 	a := store.App{Namespace: namespace, Name: name, DeployBranch: store.DefaultDeployBranch, CreatedAt: now()}
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		if check != nil {
+			if err := check(tx); err != nil {
+				return err
+			}
+		}
 		_, err := tx.ExecContext(ctx, "INSERT INTO apps (namespace, name, deploy_branch, created_at) VALUES (?, ?, ?, ?)",
 			a.Namespace, a.Name, a.DeployBranch, a.CreatedAt.UnixNano())
 		switch violated(err) {

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentAddHost", testConcurrentAddHost},
 	}
 	tests = append(tests, lifecycleTests...)
+	tests = append(tests, quotaTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
