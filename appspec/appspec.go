@@ -417,25 +417,52 @@ func (c *checker) instances(v *yaml.Node) int {
 }
 
 func (c *checker) memory(v *yaml.Node) int64 {
-	var m []string
+	var n int64
+	err := errSizeSyntax
 	if isText(v) {
-		m = memoryRE.FindStringSubmatch(v.Value)
+		n, err = ParseSize(v.Value)
 	}
-	if m == nil {
+	switch {
+	case errors.Is(err, errSizeSyntax):
 		c.addf(v.Line, "memory: expected a size such as 256M or 2G, found %s", found(v))
-		return 0
+	case err != nil || n > maxMemory:
+		c.addf(v.Line, "memory: %s is above the maximum of 64G", names.Quote(v.Value))
+	case n < minMemory:
+		c.addf(v.Line, "memory: %s is below the minimum of 64M", names.Quote(v.Value))
+	default:
+		return n
+	}
+	return 0
+}
+
+var errSizeSyntax = errors.New("expected a size such as 256M or 2G")
+
+// ParseSize reads a size as app.yaml and the server's flags write it: a
+// whole number and K, M or G (powers of 1024; "Mi", "MB" and "MiB" too,
+// any case).
+func ParseSize(s string) (int64, error) {
+	m := memoryRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, errSizeSyntax
 	}
 	shift := 10 * uint(1+strings.IndexAny("KMG", strings.ToUpper(m[2])))
 	n, err := strconv.ParseUint(m[1], 10, 64)
-	switch {
-	case err != nil || n > maxMemory>>shift:
-		c.addf(v.Line, "memory: %s is above the maximum of 64G", names.Quote(v.Value))
-	case n<<shift < minMemory:
-		c.addf(v.Line, "memory: %s is below the minimum of 64M", names.Quote(v.Value))
-	default:
-		return int64(n << shift)
+	if err != nil || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%s is too large", s)
 	}
-	return 0
+	return int64(n << shift), nil
+}
+
+// FormatSize writes n bytes the way ParseSize reads them, in the largest
+// unit that divides it ("128M", "1G", "1536K"); n is rounded down to KiB.
+func FormatSize(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "G"
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "M"
+	}
+	return strconv.FormatInt(n>>10, 10) + "K"
 }
 
 // cpu checks a share of a core: a YAML number, so "0.5" in quotes is

@@ -450,3 +450,21 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+func TestSizes(t *testing.T) {
+	for in, want := range map[string]int64{"128M": 128 << 20, "1G": 1 << 30, "1gib": 1 << 30, "64MB": 64 << 20, "512K": 512 << 10, "8589934591G": 8589934591 << 30} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "1", "1T", "-1M", "1.5G", " 1G", "8589934592G", "99999999999999999999K"} {
+		if got, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
+		}
+	}
+	for n, want := range map[int64]string{128 << 20: "128M", 1 << 30: "1G", 3 << 29: "1536M", 1536 << 10: "1536K", 1 << 40: "1024G"} {
+		if got := FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
