@@ -52,6 +52,7 @@ type ContainerSpec struct {
 	Memory  int64
 	CPU     float64
 	PidsMax int64
+	ShmSize int64 // bytes of /dev/shm
 }
 
 // LogLine is one line of a container's output and when it was captured.
@@ -68,6 +69,7 @@ type Container struct {
 	PID       int
 	StartedAt time.Time
 	ExitCode  int
+	OOMKilled bool // its last run lost a process to the OOM killer
 }
 
 // Images builds and caches runtime images.
@@ -131,7 +133,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MethodDrop:    a.drop,
 		MethodExec:    a.exec,
 	}
-	a.sweepOneOffs()
+	a.sweepLeftovers()
 	for method, h := range handlers {
 		stop, err := a.bus.Handle(Subject(a.cfg.Host, method), h)
 		if err != nil {
@@ -473,7 +475,18 @@ func (a *Agent) prepare(ctx context.Context, c ReleaseContainer, progress func(s
 	maps.Copy(env, c.Env)
 	env[portEnv(c.Runtime)] = strconv.Itoa(Port)
 	return ContainerSpec{Name: c.Name, Image: img.Shifted, AppDir: dir, Command: c.Command,
-		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax}, nil
+		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax, ShmSize: shmSize(c.Memory)}, nil
+}
+
+// shmSize gives /dev/shm half the memory limit, at most 256 MiB: enough
+// for what uses it (Chromium, multiprocessing, PostgreSQL in tests), and
+// not the host's memory when there is no limit.
+func shmSize(memory int64) int64 {
+	const most = 256 << 20
+	if memory <= 0 {
+		return most
+	}
+	return max(min(memory/2, most), 1<<20)
 }
 
 func portEnv(r runtimes.Runtime) string {
