@@ -52,3 +52,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseSize covers sizes from app.yaml and the server's flags: what
+// parses is positive or zero, and its formatted form parses back the same.
+func FuzzParseSize(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			return
+		}
+		if n < 0 {
+			t.Fatalf("ParseSize(%q) = %d", s, n)
+		}
+		if back, err := ParseSize(FormatSize(n)); err != nil || back != n&^1023 {
+			t.Fatalf("ParseSize(FormatSize(%d)) = %d, %v", n, back, err)
+		}
+	})
+}

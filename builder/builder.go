@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -136,6 +137,17 @@ type Job struct {
 	Env     map[string]string
 	Host    string
 	Timeout time.Duration
+	// Limits of the build container (bytes, cores) and of its result
+	// (packed bytes, entries); 0 leaves each to the agent's default.
+	Memory     int64
+	CPU        float64
+	MaxOutput  int64
+	MaxEntries int
+}
+
+// SourceName is where a build's source is stored while it builds.
+func SourceName(app names.App, commit string) string {
+	return fmt.Sprintf("source/%s/%s/%s.tar", app.Namespace, app.Name, commit)
 }
 
 // ArtifactName is where release v of app is stored.
@@ -146,7 +158,7 @@ func ArtifactName(app names.App, v int) string {
 // Build runs job on its host and stores the result as the release's
 // artifact.
 func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Artifact, error) {
-	src := fmt.Sprintf("source/%s/%s/%s.tar", job.App.Namespace, job.App.Name, job.Source.Commit)
+	src := SourceName(job.App, job.Source.Commit)
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(job.Source.Archive(ctx, pw)) }()
 	_, err := b.PutArtifact(ctx, src, pr)
@@ -163,9 +175,15 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		Steps:   append(append([]string{}, job.Runtime.Build...), job.Steps...),
 		Env:     job.Env,
 		Timeout: job.Timeout,
+		Memory:  job.Memory, CPU: job.CPU, MaxOutput: job.MaxOutput, MaxEntries: job.MaxEntries,
 	}
 	var built hostagent.BuildReply
 	if err := b.Call(ctx, hostagent.Subject(job.Host, hostagent.MethodBuild), req, &built, progress); err != nil {
+		if errors.Is(err, bus.ErrNoAnswer) && ctx.Err() == nil {
+			// The agent went away mid-build (restarted, or its host
+			// died); the one that comes back removes the container.
+			return bus.Artifact{}, fmt.Errorf("%s stopped answering during the build (its agent restarted or the host is down): %w", job.Host, err)
+		}
 		return bus.Artifact{}, err
 	}
 	defer b.Call(context.WithoutCancel(ctx), hostagent.Subject(job.Host, hostagent.MethodDrop), hostagent.DropRequest{Outbox: built.Outbox}, nil, nil)

@@ -5,6 +5,7 @@
 package deploy
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -46,17 +47,24 @@ const DefaultMemory = 512 << 20
 
 // Deployer does deploys, restarts and stops.
 type Deployer struct {
-	Store         store.Store
-	Bus           builder.Bus
-	Router        Router
-	Hosts         Hosts
-	Catalog       *runtimes.Catalog
-	Repos         *repos.Repos
-	Domain        string
-	HTTPPort      string // public HTTP port; "" or "80" leave it out of URLs
-	BuildTimeout  time.Duration
-	HealthTimeout time.Duration
-	StopGrace     time.Duration
+	Store        store.Store
+	Bus          builder.Bus
+	Router       Router
+	Hosts        Hosts
+	Catalog      *runtimes.Catalog
+	Repos        *repos.Repos
+	Domain       string
+	HTTPPort     string // public HTTP port; "" or "80" leave it out of URLs
+	BuildTimeout time.Duration
+	// A build container's memory when app.yaml sets none, and its CPU
+	// (cores); the most a build may leave, packed and in entries. 0 is
+	// hostagent's default for each.
+	BuildMemory     int64
+	BuildCPU        float64
+	MaxBuildOutput  int64
+	MaxBuildEntries int
+	HealthTimeout   time.Duration
+	StopGrace       time.Duration
 	// Proofs looks up custom domains' proofs of ownership; nil turns
 	// domain checks off (every claim stays pending).
 	Proofs ProofChecker
@@ -156,8 +164,13 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 		d.failed(ctx, app, rel, by, err)
 		return rel, err
 	}
-	// The build container gets the same room as an instance.
-	hosts, err := d.place(ctx, 1, d.memory(spec.Memory), nil)
+	// The build container gets the app's memory, like an instance, or the
+	// build default: builds often need more than the app that runs.
+	buildMemory := spec.Memory
+	if buildMemory == 0 {
+		buildMemory = cmp.Or(d.BuildMemory, hostagent.DefaultBuildMemory)
+	}
+	hosts, err := d.place(ctx, 1, buildMemory, nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -166,6 +179,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 	built, err := builder.Build(ctx, d.Bus, builder.Job{
 		App: app, Release: rel.Version, Source: src, Runtime: rt, Steps: spec.Build,
 		Env: spec.Env, Host: hosts[0], Timeout: d.BuildTimeout,
+		Memory: buildMemory, CPU: d.BuildCPU, MaxOutput: d.MaxBuildOutput, MaxEntries: d.MaxBuildEntries,
 	}, out)
 	if err != nil {
 		return fail(fmt.Errorf("build failed: %w", err))

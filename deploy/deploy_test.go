@@ -46,6 +46,7 @@ type fakeBus struct {
 	// before it answers exit status 0.
 	execs    []hostagent.ExecRequest
 	execGate chan struct{}
+	onBuild  func(hostagent.BuildRequest)
 }
 
 func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progress func(string)) error {
@@ -75,6 +76,9 @@ func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progr
 	}
 	switch method := subject[strings.LastIndex(subject, ".")+1:]; method {
 	case hostagent.MethodBuild:
+		if b.onBuild != nil {
+			b.onBuild(req.(hostagent.BuildRequest))
+		}
 		if b.buildErr != nil {
 			return b.buildErr
 		}
@@ -358,6 +362,72 @@ func TestInstanceNames(t *testing.T) {
 		w := instanceName(app, "worker", 123)
 		if len(w) > 63 || !strings.Contains(w, "-worker-v123-") || strings.Contains(w, "--") {
 			t.Errorf("instanceName(%v, worker) = %q", app, w)
+		}
+	}
+}
+
+// A release left building by a server that died mid-build is failed when
+// the next one starts, and its source artifact deleted; the live release
+// and others' sources stay.
+func TestFailInterrupted(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	if _, _, err := r.push(t, 1); err != nil {
+		t.Fatal(err)
+	}
+	// What a crash mid-build leaves: the release row and the source.
+	rel, err := r.d.Store.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: r.src.Commit, Runtime: "python", By: "alice",
+		Config: store.ReleaseConfig{Note: "push " + r.src.Commit[:7]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.bus.objects[builder.SourceName(r.app, r.src.Commit)] = []byte("tar")
+	other := builder.SourceName(names.App{Namespace: "acme", Name: "api"}, r.src.Commit)
+	r.bus.objects[other] = []byte("tar")
+	if err := r.d.FailInterrupted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.d.Store.GetRelease(ctx, "acme", "web", rel.Version)
+	if got.Status != store.ReleaseFailed || got.Failure != "the build was interrupted: the server stopped while it ran" {
+		t.Errorf("interrupted release: %s %q", got.Status, got.Failure)
+	}
+	if live, err := r.d.Store.LiveRelease(ctx, "acme", "web"); err != nil || live.Version != 1 {
+		t.Errorf("live release v%d, %v; want v1", live.Version, err)
+	}
+	if _, ok := r.bus.objects[builder.SourceName(r.app, r.src.Commit)]; ok {
+		t.Error("the interrupted build's source is still stored")
+	}
+	if _, ok := r.bus.objects[other]; !ok {
+		t.Error("another app's source was deleted")
+	}
+	events, _ := r.d.Store.ListEvents(ctx, "acme", "web", 1)
+	if len(events) != 1 || events[0].Kind != "failure" || !strings.Contains(events[0].Message, "interrupted") {
+		t.Errorf("last event %+v, want the failure", events)
+	}
+	// Nothing is left building: a second pass changes nothing.
+	if err := r.d.FailInterrupted(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The build request carries the app's memory, else the build default, and
+// the server's limits on CPU and on the result.
+func TestBuildLimitsInRequest(t *testing.T) {
+	r := newRig(t)
+	r.d.BuildMemory, r.d.BuildCPU, r.d.MaxBuildOutput, r.d.MaxBuildEntries = 2<<30, 1.5, 3<<20, 42
+	var got []hostagent.BuildRequest
+	r.bus.onBuild = func(req hostagent.BuildRequest) { got = append(got, req) }
+	for _, memory := range []int64{0, 128 << 20} {
+		if _, _, err := r.d.Push(context.Background(), r.app, r.src, &appspec.Spec{Runtime: "python", Instances: 1, Memory: memory}, "alice", func(string) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || got[0].Memory != 2<<30 || got[1].Memory != 128<<20 {
+		t.Fatalf("build requests %+v, want memory 2G then the app's 128M", got)
+	}
+	for _, req := range got {
+		if req.CPU != 1.5 || req.MaxOutput != 3<<20 || req.MaxEntries != 42 {
+			t.Errorf("build request %+v, want the server's CPU and result limits", req)
 		}
 	}
 }

@@ -240,6 +240,7 @@ func TestExecPlacement(t *testing.T) {
 	hs.hosts[0].MemFree = 768 << 20
 	hs.hosts[1].MemFree = 600 << 20
 	r.d.Hosts = hs
+	r.d.BuildMemory = 256 << 20 // builds go to a host with that much free
 	// A test that fails must not wait for ever on the gate.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 
+	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
@@ -22,7 +25,9 @@ type GitService struct {
 	Repos      *repos.Repos
 	SocketPath string // the hook server's socket
 	Log        *slog.Logger
-	pushes     *pushRegistry
+	// MaxPushSize bounds a push's pack in bytes; 0 is no bound.
+	MaxPushSize int64
+	pushes      *pushRegistry
 }
 
 type ctxKey int
@@ -65,12 +70,19 @@ func (g *GitService) Serve(ctx context.Context, service string, app names.App, p
 	if v, _ := ctx.Value(gitProtocolKey).(string); v != "" {
 		env = append(env, "GIT_PROTOCOL="+v)
 	}
+	args := []string{sub, path}
+	var id string
 	if sub == "receive-pack" {
-		id := g.pushes.add(push{principal: p, app: app, repo: path})
+		id = g.pushes.add(push{principal: p, app: app, repo: path})
 		defer g.pushes.remove(id)
 		env = append(env, hooks.EnvSocket+"="+g.SocketPath, hooks.EnvPushID+"="+id)
+		if g.MaxPushSize > 0 {
+			// git's index-pack stops reading at the limit, before the
+			// quarantined objects or any hook: nothing is kept.
+			args = append([]string{"-c", "receive.maxInputSize=" + strconv.FormatInt(g.MaxPushSize, 10)}, args...)
+		}
 	}
-	cmd := exec.CommandContext(ctx, "git", sub, path)
+	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Env = repos.Env(env...)
 	cmd.Dir = path
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -86,13 +98,23 @@ func (g *GitService) Serve(ctx context.Context, service string, app names.App, p
 	}
 	// Not waited for: the client may keep its end open after git is done;
 	// Wait closes the pipe, which ends this copy on its next write.
+	// Counted as read, before git gets it: whatever git read is counted
+	// by the time it exits.
+	received := &countingReader{r: stdin}
 	go func() {
 		// Large writes: fewer pipe syscalls and wakeups of git per pushed MB
 		// (the wrapper keeps os.File.ReadFrom from choosing 32 KiB).
-		io.CopyBuffer(struct{ io.Writer }{in}, stdin, make([]byte, 1<<20))
+		io.CopyBuffer(struct{ io.Writer }{in}, received, make([]byte, 1<<20))
 		in.Close()
 	}()
 	err = cmd.Wait()
+	// git says only "pack exceeds maximum allowed size" (and exits 0): say
+	// which limit. More input than the limit that never reached a hook is
+	// a pack git refused (the commands before the pack are a few hundred
+	// bytes, and a pack just under the limit does reach the hooks).
+	if id != "" && g.MaxPushSize > 0 && received.n.Load() > g.MaxPushSize && !g.pushes.reachedHooks(id) {
+		fmt.Fprintf(stderr, "error: push refused: it is over this server's limit of %s per push; %s is unchanged\n", appspec.FormatSize(g.MaxPushSize), app)
+	}
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -102,4 +124,17 @@ func (g *GitService) Serve(ctx context.Context, service string, app names.App, p
 	}
 	g.Log.Warn("git ended", "service", sub, "app", app.String(), "err", err)
 	return 1
+}
+
+// countingReader counts what it reads; n is read while the copy may
+// still run.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }

@@ -17,6 +17,8 @@ type push struct {
 	repo      string
 	// release runs when the push ends (the app's deploy lock).
 	release []func()
+	// hooked: a hook asked for it, so git had received the whole pack.
+	hooked bool
 }
 
 type pushRegistry struct {
@@ -38,11 +40,22 @@ func (r *pushRegistry) add(p push) string {
 	return id
 }
 
+// get returns push id, and records that it reached its hooks.
 func (r *pushRegistry) get(id string) (push, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.pushes[id]
+	if ok && !p.hooked {
+		p.hooked = true
+		r.pushes[id] = p
+	}
 	return p, ok
+}
+
+func (r *pushRegistry) reachedHooks(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pushes[id].hooked
 }
 
 // holdUntilDone runs f when the push id ends (at once if it already has).

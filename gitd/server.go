@@ -46,6 +46,9 @@ type Config struct {
 	HookTimeout time.Duration
 	// Limits bound what one client can make the server hold.
 	Limits Limits
+	// MaxPushSize bounds the pack of one push, in bytes (git's
+	// receive.maxInputSize); 0 is no bound.
+	MaxPushSize int64
 }
 
 // Deploys is what a push to the deploy branch sets in motion.
@@ -81,7 +84,7 @@ func New(cfg Config) *Server {
 		cfg.HookTimeout = time.Minute
 	}
 	s := &Server{cfg: cfg, pushes: newPushRegistry(), gate: newGate(cfg.Limits)}
-	s.git = &GitService{Repos: cfg.Repos, SocketPath: cfg.SocketPath, Log: cfg.Log, pushes: s.pushes}
+	s.git = &GitService{Repos: cfg.Repos, SocketPath: cfg.SocketPath, Log: cfg.Log, MaxPushSize: cfg.MaxPushSize, pushes: s.pushes}
 	s.ssh = &ssh.Server{
 		Handler:              s.session,
 		HostSigners:          []ssh.Signer{cfg.HostKey},

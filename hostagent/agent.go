@@ -54,6 +54,7 @@ type ContainerSpec struct {
 	CPU     float64
 	PidsMax int64
 	IDBase  uint32 // host uid/gid of its root, the start of its namespace's range; the image is shifted by it
+	ShmSize int64  // bytes of /dev/shm
 }
 
 // LogLine is one line of a container's output and when it was captured.
@@ -70,6 +71,7 @@ type Container struct {
 	PID       int
 	StartedAt time.Time
 	ExitCode  int
+	OOMKilled bool // its last run lost a process to the OOM killer
 }
 
 // Images builds and caches runtime images.
@@ -144,7 +146,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MethodDrop:    a.drop,
 		MethodExec:    a.exec,
 	}
-	a.sweepOneOffs()
+	a.sweepLeftovers()
 	for method, h := range handlers {
 		stop, err := a.bus.Handle(Subject(a.cfg.Host, method), h)
 		if err != nil {
@@ -491,7 +493,7 @@ func (a *Agent) prepare(ctx context.Context, c ReleaseContainer, progress func(s
 	maps.Copy(env, c.Env)
 	env[portEnv(c.Runtime)] = strconv.Itoa(Port)
 	return ContainerSpec{Name: c.Name, Image: img.Shifted, AppDir: dir, Command: c.Command,
-		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax, IDBase: base}, nil
+		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax, IDBase: base, ShmSize: shmSize(c.Memory)}, nil
 }
 
 // idBase is the id range of the containers of app ("NS/APP"): its
@@ -505,6 +507,18 @@ func (a *Agent) idBase(ctx context.Context, app string) (uint32, error) {
 		return 0, err
 	}
 	return a.cfg.Ranges.For(ctx, parsed.Namespace)
+
+}
+
+// shmSize gives /dev/shm half the memory limit, at most 256 MiB: enough
+// for what uses it (Chromium, multiprocessing, PostgreSQL in tests), and
+// not the host's memory when there is no limit.
+func shmSize(memory int64) int64 {
+	const most = 256 << 20
+	if memory <= 0 {
+		return most
+	}
+	return max(min(memory/2, most), 1<<20)
 }
 
 func portEnv(r runtimes.Runtime) string {

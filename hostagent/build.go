@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/upscalehq/upscale/appspec"
 )
 
 // defaultBuildTimeout bounds a build whose request names no limit.
@@ -42,15 +44,22 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	if err := a.fetchInto(ctx, req.Source, "", src, base); err != nil {
 		return nil, fmt.Errorf("fetching the source: %w", err)
 	}
-	name := fmt.Sprintf("build-%s-%d", shortID(), req.Release)
+	name := fmt.Sprintf("%s%s-%d", buildPrefix, shortID(), req.Release)
 	timeout := req.Timeout
 	if timeout <= 0 {
 		timeout = defaultBuildTimeout
 	}
-	progress(fmt.Sprintf("-----> Building with %s (%d step(s), time limit %s)", req.Runtime.Name, len(req.Steps), timeout))
+	memory, cpu := req.Memory, req.CPU
+	if memory <= 0 {
+		memory = DefaultBuildMemory
+	}
+	if cpu <= 0 {
+		cpu = DefaultBuildCPU
+	}
+	progress(fmt.Sprintf("-----> Building with %s (%d step(s), time limit %s, memory %s)", req.Runtime.Name, len(req.Steps), timeout, appspec.FormatSize(memory)))
 	if _, err := a.rt.Create(ctx, ContainerSpec{
 		Name: name, Image: img.Shifted, AppDir: src, Command: buildScript(req.Steps),
-		Env: req.Env, PidsMax: a.cfg.PidsMax, IDBase: base,
+		Env: req.Env, Memory: memory, CPU: cpu, PidsMax: a.cfg.PidsMax, ShmSize: shmSize(memory), IDBase: base,
 	}); err != nil {
 		return nil, err
 	}
@@ -84,10 +93,23 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 		return nil, err
 	}
 	if code != 0 {
+		if c, err := a.rt.Get(name); err == nil && c.OOMKilled {
+			return nil, fmt.Errorf("a build step ran out of memory (limit %s); raise memory in app.yaml", appspec.FormatSize(memory))
+		}
 		return nil, fmt.Errorf("a build step failed (exit status %d)", code)
 	}
-	return a.pack(a.rt.AppDir(name), base)
+	lim := PackLimits{Bytes: req.MaxOutput, Entries: req.MaxEntries}
+	if lim.Bytes <= 0 {
+		lim.Bytes = DefaultMaxBuildOutput
+	}
+	if lim.Entries <= 0 {
+		lim.Entries = DefaultMaxBuildEntries
+	}
+	return a.pack(a.rt.AppDir(name), base, lim)
 }
+
+// buildPrefix starts the name of every build container.
+const buildPrefix = "build-"
 
 // buildScript runs each step in order, saying which one runs, and stops at
 // the first that fails.
@@ -113,7 +135,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 
 // pack puts the tree at dir, made by a container of range idBase, into
 // the outbox.
-func (a *Agent) pack(dir string, idBase uint32) (BuildReply, error) {
+func (a *Agent) pack(dir string, idBase uint32, lim PackLimits) (BuildReply, error) {
 	outbox := filepath.Join(a.cfg.StateDir, "outbox")
 	if err := os.MkdirAll(outbox, 0o700); err != nil {
 		return BuildReply{}, err
@@ -125,8 +147,12 @@ func (a *Agent) pack(dir string, idBase uint32) (BuildReply, error) {
 	defer f.Close()
 	h := sha256.New()
 	n := &countWriter{}
-	if err := Pack(dir, idBase, io.MultiWriter(f, h, n)); err != nil {
+	if err := Pack(dir, idBase, io.MultiWriter(f, h, n), lim); err != nil {
 		os.Remove(f.Name())
+		var le *LimitError
+		if errors.As(err, &le) {
+			return BuildReply{}, err
+		}
 		return BuildReply{}, fmt.Errorf("packing the build: %w", err)
 	}
 	if err := f.Close(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -88,19 +90,31 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 // them, see deploy.Exec).
 const execPrefix = "exec-"
 
-// sweepOneOffs destroys one-off containers a previous agent process left
-// behind (it died while they ran): nobody waits for their output any more,
-// and with no meta nothing else would ever remove them.
-func (a *Agent) sweepOneOffs() {
+// sweepLeftovers removes what a previous agent process left when it died
+// in the middle of a one-off command or a build: their containers (nobody
+// waits for their output any more, and with no meta nothing else would
+// ever remove them), build work dirs, half-fetched artifacts and releases,
+// and packed results. A packed result the server had yet to fetch is lost
+// with it: that build fails, as it would have anyway once its agent went
+// away.
+func (a *Agent) sweepLeftovers() {
 	cs, err := a.rt.List()
 	if err != nil {
-		a.cfg.Log.Warn("listing containers for leftover one-off commands", "err", err)
-		return
+		a.cfg.Log.Warn("listing containers for leftover one-off commands and builds", "err", err)
 	}
 	for _, c := range cs {
-		if strings.HasPrefix(c.Name, execPrefix) && a.loadMeta(c.Name).App == "" {
-			a.cfg.Log.Info("removing a one-off container left by a previous agent", "name", c.Name)
+		if (strings.HasPrefix(c.Name, execPrefix) || strings.HasPrefix(c.Name, buildPrefix)) && a.loadMeta(c.Name).App == "" {
+			a.cfg.Log.Info("removing a container left by a previous agent", "name", c.Name)
 			a.remove(c.Name)
+		}
+	}
+	for _, pattern := range []string{"build-*", "artifact-*", filepath.Join("outbox", "build-*"), filepath.Join("releases", "*.tmp")} {
+		paths, _ := filepath.Glob(filepath.Join(a.cfg.StateDir, pattern))
+		for _, p := range paths {
+			a.cfg.Log.Info("removing a build file left by a previous agent", "path", p)
+			if err := os.RemoveAll(p); err != nil {
+				a.cfg.Log.Warn("removing a leftover", "path", p, "err", err)
+			}
 		}
 	}
 }

@@ -10,18 +10,39 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/upscalehq/upscale/appspec"
 )
+
+// PackLimits bound what Pack writes; 0 is no bound.
+type PackLimits struct {
+	Bytes   int64 // of the gzipped tar
+	Entries int   // files, directories and links
+}
+
+// LimitError is a result over a PackLimits bound; its text is the line a
+// user sees.
+type LimitError struct{ msg string }
+
+func (e *LimitError) Error() string { return e.msg }
 
 // Pack writes the tree at dir as a gzipped tar, with owners as the
 // container sees them (host uid minus idBase): a release is portable
-// between hosts whatever their id mapping.
-func Pack(dir string, idBase uint32, w io.Writer) error {
-	zw := gzip.NewWriter(w)
+// between hosts whatever their id mapping. It stops with a *LimitError as
+// soon as the tree is over lim, without reading the rest.
+func Pack(dir string, idBase uint32, w io.Writer, lim PackLimits) error {
+	lw := &limitWriter{w: w, left: lim.Bytes}
+	if lim.Bytes <= 0 {
+		lw.left = math.MaxInt64
+	}
+	zw := gzip.NewWriter(lw)
 	tw := tar.NewWriter(zw)
+	entries := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -29,6 +50,9 @@ func Pack(dir string, idBase uint32, w io.Writer) error {
 		rel, err := filepath.Rel(dir, p)
 		if err != nil || rel == "." {
 			return err
+		}
+		if entries++; lim.Entries > 0 && entries > lim.Entries {
+			return &LimitError{fmt.Sprintf("the build left more than %d files and directories in /app, the limit; remove what the app does not need to run", lim.Entries)}
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -67,13 +91,40 @@ func Pack(dir string, idBase uint32, w io.Writer) error {
 		_, err = io.Copy(tw, f)
 		return err
 	})
+	if err == nil {
+		if err = tw.Close(); err == nil {
+			err = zw.Close()
+		}
+	}
+	if lw.over {
+		return &LimitError{fmt.Sprintf("the build's result is over the limit of %s (packed); remove what the app does not need to run", appspec.FormatSize(lim.Bytes))}
+	}
+	var le *LimitError
+	if errors.As(err, &le) {
+		return le
+	}
 	if err != nil {
 		return fmt.Errorf("packing %s: %w", dir, err)
 	}
-	if err := tw.Close(); err != nil {
-		return err
+	return nil
+}
+
+// limitWriter fails every write once left bytes are written.
+type limitWriter struct {
+	w    io.Writer
+	left int64
+	over bool
+}
+
+var errOverLimit = errors.New("over the size limit")
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.left {
+		l.over = true
+		return 0, errOverLimit
 	}
-	return zw.Close()
+	l.left -= int64(len(p))
+	return l.w.Write(p)
 }
 
 // containerID maps a host id into the container's range; ids outside it

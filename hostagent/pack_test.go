@@ -4,6 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -28,7 +31,7 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 	os.Chmod(filepath.Join(src, "run.sh"), 0o755|fs.ModeSetuid) // chown cleared it
 
 	var buf bytes.Buffer
-	if err := Pack(src, 100000, &buf); err != nil {
+	if err := Pack(src, 100000, &buf, PackLimits{}); err != nil {
 		t.Fatal(err)
 	}
 	// Owners in the archive are as the container sees them.
@@ -64,6 +67,45 @@ func TestPackUnpackRoundTrip(t *testing.T) {
 	st, _ := os.Stat(filepath.Join(dst, "run.sh"))
 	if st.Mode()&fs.ModeSetuid == 0 || st.Mode().Perm() != 0o755 {
 		t.Fatalf("run.sh mode %v: setuid lost", st.Mode())
+	}
+}
+
+// A tree over a limit is refused with the line users see, and Pack stops
+// there: it neither reads nor writes the rest.
+func TestPackLimits(t *testing.T) {
+	src := t.TempDir()
+	for i := range 200 {
+		b := make([]byte, 8<<10)
+		rand.Read(b) // incompressible: what is written shows what was read
+		os.WriteFile(filepath.Join(src, fmt.Sprintf("f%04d", i)), b, 0o644)
+	}
+	os.Mkdir(filepath.Join(src, "sub"), 0o755) // 201 entries in all
+	for _, tc := range []struct {
+		lim     PackLimits
+		err     string
+		written int64 // at most, when refused
+	}{
+		{PackLimits{}, "", 0},
+		{PackLimits{Entries: 201, Bytes: 2 << 20}, "", 0},
+		{PackLimits{Entries: 200}, "the build left more than 200 files and directories in /app, the limit; remove what the app does not need to run", 2 << 20},
+		{PackLimits{Entries: 5}, "the build left more than 5 files and directories in /app, the limit; remove what the app does not need to run", 100 << 10},
+		{PackLimits{Bytes: 512 << 10}, "the build's result is over the limit of 512K (packed); remove what the app does not need to run", 512 << 10},
+	} {
+		var n countWriter
+		err := Pack(src, 0, &n, tc.lim)
+		if tc.err == "" {
+			if err != nil || n.n < 200*8<<10 {
+				t.Errorf("%+v: %v after %d bytes; want the whole tree", tc.lim, err, n.n)
+			}
+			continue
+		}
+		var le *LimitError
+		if !errors.As(err, &le) || err.Error() != tc.err {
+			t.Errorf("%+v: %v; want %q", tc.lim, err, tc.err)
+		}
+		if n.n > tc.written {
+			t.Errorf("%+v: %d bytes written before the refusal, want at most %d", tc.lim, n.n, tc.written)
+		}
 	}
 }
 

@@ -42,7 +42,21 @@ type BuildRequest struct {
 	Steps   []string          `json:"steps"`  // shell steps, run in /app in order
 	Env     map[string]string `json:"env,omitempty"`
 	Timeout time.Duration     `json:"timeout"`
+	// The build container's limits and what its result may hold; 0 means
+	// the Default* below (a server that predates them).
+	Memory     int64   `json:"memory,omitempty"`
+	CPU        float64 `json:"cpu,omitempty"`
+	MaxOutput  int64   `json:"max_output,omitempty"`  // bytes of the packed result
+	MaxEntries int     `json:"max_entries,omitempty"` // files, directories and links in it
 }
+
+// Defaults of a build's limits, which the server's flags also start from.
+const (
+	DefaultBuildMemory     = 1 << 30
+	DefaultBuildCPU        = 1.0
+	DefaultMaxBuildOutput  = 1 << 30
+	DefaultMaxBuildEntries = 200000
+)
 
 // BuildReply names the packed result in the agent's outbox.
 type BuildReply struct {

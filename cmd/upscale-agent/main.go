@@ -212,7 +212,7 @@ func primaryAddress() string {
 type containers struct{ *lxc.Runtime }
 
 func (c containers) Create(ctx context.Context, s hostagent.ContainerSpec) (hostagent.Container, error) {
-	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, CPU: s.CPU, PidsMax: s.PidsMax, IDMapBase: s.IDBase})
+	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, CPU: s.CPU, PidsMax: s.PidsMax, IDMapBase: s.IDBase, ShmSize: s.ShmSize})
 	return container(got), err
 }
 
@@ -253,7 +253,7 @@ func (c containers) FollowLines(ctx context.Context, name string, from int64, ou
 }
 
 func container(c lxc.Container) hostagent.Container {
-	return hostagent.Container{Name: c.Name, IP: c.IP, State: c.State, PID: c.PID, StartedAt: c.StartedAt, ExitCode: c.ExitCode}
+	return hostagent.Container{Name: c.Name, IP: c.IP, State: c.State, PID: c.PID, StartedAt: c.StartedAt, ExitCode: c.ExitCode, OOMKilled: c.OOMKilled}
 }
 
 // imageCache is the image builder as the agent sees it.

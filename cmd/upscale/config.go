@@ -30,7 +30,8 @@ const defaultConfig = "/etc/upscale/upscale.yaml"
 var settings = []string{"listen", "data", "db", "domain", "runtimes", "http", "bus", "bus-listen",
 	"agent", "agent-args", "build-timeout", "health-timeout",
 	"ssh-login-grace", "ssh-max-startups", "ssh-max-startups-per-source", "ssh-max-sessions",
-	"dns-resolver", "default-cpu", "default-memory", "quota-apps", "quota-instances", "quota-memory", "quota-exec"}
+	"dns-resolver", "default-cpu", "default-memory", "quota-apps", "quota-instances", "quota-memory", "quota-exec",
+	"build-memory", "build-cpu", "max-push-size", "max-build-output", "max-build-files"}
 
 func (o *options) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Config, "config", defaultConfig, "settings file (optional); flags override it")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,4 +69,48 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("the file set the config path itself: %+v", o)
 		}
 	})
+}
+
+// The build and push limits: defaults, sizes in app.yaml's syntax, and one
+// line naming what is wrong otherwise.
+func TestBuildLimitFlags(t *testing.T) {
+	parse := func(args ...string) (*serverOptions, error) {
+		c := serverCommand(&options{}, io.Discard)
+		so := &serverOptions{}
+		if err := c.Flags().Parse(args); err != nil {
+			return nil, err
+		}
+		for _, name := range []string{"build-memory", "build-cpu", "max-push-size", "max-build-output", "max-build-files"} {
+			f := c.Flags().Lookup(name)
+			switch name {
+			case "build-memory":
+				so.BuildMemory = *f.Value.(sizeValue).p
+			case "build-cpu":
+				so.BuildCPU, _ = c.Flags().GetFloat64(name)
+			case "max-push-size":
+				so.MaxPushSize = *f.Value.(sizeValue).p
+			case "max-build-output":
+				so.MaxBuildOutput = *f.Value.(sizeValue).p
+			case "max-build-files":
+				so.MaxBuildEntries, _ = c.Flags().GetInt(name)
+			}
+		}
+		return so, so.checkLimits()
+	}
+	so, err := parse()
+	if err != nil || so.BuildMemory != 1<<30 || so.BuildCPU != 1 || so.MaxPushSize != 1<<30 || so.MaxBuildOutput != 1<<30 || so.MaxBuildEntries != 200000 {
+		t.Fatalf("defaults %+v, %v", so, err)
+	}
+	so, err = parse("--build-memory", "2G", "--build-cpu", "0.5", "--max-push-size", "1M", "--max-build-output", "512M", "--max-build-files", "1000")
+	if err != nil || so.BuildMemory != 2<<30 || so.BuildCPU != 0.5 || so.MaxPushSize != 1<<20 || so.MaxBuildOutput != 512<<20 || so.MaxBuildEntries != 1000 {
+		t.Fatalf("set %+v, %v", so, err)
+	}
+	for _, args := range [][]string{
+		{"--max-push-size", "100"}, {"--max-push-size", "512K"}, {"--build-memory", "lots"},
+		{"--build-cpu", "0"}, {"--build-cpu", "NaN"}, {"--max-build-files", "0"},
+	} {
+		if _, err := parse(args...); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: %v, want a one-line error", args, err)
+		}
+	}
 }

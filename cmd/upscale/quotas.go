@@ -22,10 +22,10 @@ type limitOptions struct {
 func (o *limitOptions) register(f *pflag.FlagSet) {
 	o.DefaultCPU, o.DefaultMemory, o.Quota = deploy.DefaultCPU, deploy.DefaultMemory, deploy.DefaultQuota
 	f.Var(cpuValue{&o.DefaultCPU}, "default-cpu", "CPU limit, in cores, of an instance or app exec container whose app.yaml sets no cpu; 0 for none")
-	f.Var(sizeValue{&o.DefaultMemory, false}, "default-memory", "memory limit of an instance or app exec container whose app.yaml sets no memory, 64M to 64G")
+	f.Var(sizeValue{&o.DefaultMemory, 64 << 20, 64 << 30, false}, "default-memory", "memory limit of an instance or app exec container whose app.yaml sets no memory, 64M to 64G")
 	f.Var(countValue{&o.Quota.Apps}, "quota-apps", "apps a namespace may have, unless namespace quota set says otherwise; 0 for no limit")
 	f.Var(countValue{&o.Quota.Instances}, "quota-instances", "instances (every process type, every app) a namespace may run; 0 for no limit")
-	f.Var(sizeValue{&o.Quota.Memory, true}, "quota-memory", "memory limits of a namespace's instances added up, such as 8G; 0 for no limit")
+	f.Var(sizeValue{&o.Quota.Memory, 64 << 20, 1 << 50, true}, "quota-memory", "memory limits of a namespace's instances added up, such as 8G; 0 for no limit")
 	f.Var(countValue{&o.Quota.Exec}, "quota-exec", "app exec commands a namespace may run at once; 0 for no limit")
 }
 
@@ -55,10 +55,12 @@ func (v countValue) Set(s string) error {
 	return nil
 }
 
-// sizeValue is a size flag; with orNone, 0 is no limit.
+// sizeValue is a size flag in app.yaml's syntax (512M, 2G), from min to
+// max; with orNone, 0 is no limit.
 type sizeValue struct {
-	p      *int64
-	orNone bool
+	p        *int64
+	min, max int64
+	orNone   bool
 }
 
 func (v sizeValue) String() string { return appspec.FormatSize(*v.p) }
@@ -69,11 +71,12 @@ func (v sizeValue) Set(s string) error {
 		return nil
 	}
 	n, err := appspec.ParseSize(s)
-	if !v.orNone && (err != nil || n < 64<<20 || n > 64<<30) {
-		return fmt.Errorf("want a size from 64M to 64G such as 512M or 2G")
-	}
-	if err != nil || n < 64<<20 || n > 1<<50 {
-		return fmt.Errorf("want a size from 64M such as 8G or 512M, or 0 for no limit")
+	if err != nil || n < v.min || n > v.max {
+		none := ""
+		if v.orNone {
+			none = ", or 0 for no limit"
+		}
+		return fmt.Errorf("want a size from %s to %s such as 512M or 2G%s", appspec.FormatSize(v.min), appspec.FormatSize(v.max), none)
 	}
 	*v.p = n
 	return nil

@@ -22,6 +22,7 @@ import (
 	"github.com/upscalehq/upscale/dnsproof"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/gitd"
+	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/router"
@@ -51,6 +52,12 @@ type serverOptions struct {
 	DNSResolver   string
 	SSH           gitd.Limits
 	Limits        limitOptions
+	// Builds and pushes (docs/security.md).
+	BuildMemory     int64
+	BuildCPU        float64
+	MaxPushSize     int64
+	MaxBuildOutput  int64
+	MaxBuildEntries int
 }
 
 // prefixValue is a netip.Prefix flag.
@@ -108,11 +115,31 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.IntVar(&so.SSH.MaxStartupsPerSource, "ssh-max-startups-per-source", 10, "SSH connections not yet authenticated from one address (an IPv6 /64)")
 	f.IntVar(&so.SSH.MaxSessions, "ssh-max-sessions", 10, "sessions open at once on one SSH connection")
 	so.Limits.register(f)
+	so.BuildMemory, so.MaxPushSize, so.MaxBuildOutput = hostagent.DefaultBuildMemory, 1<<30, hostagent.DefaultMaxBuildOutput
+	f.Var(sizeValue{&so.BuildMemory, 64 << 20, 64 << 30, false}, "build-memory", "memory of a build container when app.yaml sets none")
+	f.Float64Var(&so.BuildCPU, "build-cpu", hostagent.DefaultBuildCPU, "cores of CPU time a build container may use")
+	f.Var(sizeValue{&so.MaxPushSize, 1 << 20, 1 << 50, false}, "max-push-size", "the largest push (git's receive.maxInputSize)")
+	f.Var(sizeValue{&so.MaxBuildOutput, 1 << 20, 1 << 50, false}, "max-build-output", "the largest build result, packed")
+	f.IntVar(&so.MaxBuildEntries, "max-build-files", hostagent.DefaultMaxBuildEntries, "the most files, directories and links a build may leave")
 	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
 	return c
 }
 
+// checkLimits refuses build limits the flag types let through.
+func (so *serverOptions) checkLimits() error {
+	if !(so.BuildCPU >= 0.01 && so.BuildCPU <= 1024) {
+		return fmt.Errorf("--build-cpu %v: want cores from 0.01 to 1024, such as 0.5 or 2", so.BuildCPU)
+	}
+	if so.MaxBuildEntries < 1 {
+		return fmt.Errorf("--max-build-files %d: want at least 1", so.MaxBuildEntries)
+	}
+	return nil
+}
+
 func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.Writer) error {
+	if err := so.checkLimits(); err != nil {
+		return err
+	}
 	opts := so.options
 	env := &commands.Env{}
 	st, err := openEnv(ctx, opts, env)
@@ -164,9 +191,14 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
+		BuildMemory: so.BuildMemory, BuildCPU: so.BuildCPU, MaxBuildOutput: so.MaxBuildOutput, MaxBuildEntries: so.MaxBuildEntries,
 	}
 	if err := deployer.Sync(ctx); err != nil {
 		return fmt.Errorf("routing what the store says is live: %w", err)
+	}
+	// Before the SSH server takes pushes: every build now is a new one.
+	if err := deployer.FailInterrupted(ctx); err != nil {
+		log.Warn("cleaning up interrupted builds", "err", err)
 	}
 	env.Apps = deployer
 	env.Lifecycle = deployer
@@ -245,6 +277,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		Limits:      so.SSH,
 		Deploys:     deployer,
 		HookTimeout: so.BuildTimeout + so.HealthTimeout + 5*time.Minute,
+		MaxPushSize: so.MaxPushSize,
 		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
 			return commands.New(env, inv, nil).Execute(ctx, args)
 		},

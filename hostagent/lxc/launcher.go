@@ -16,6 +16,7 @@ const (
 	launcherIn  = stateDirIn + "/init"
 	logName     = "app.log"
 	exitName    = "exit"
+	oomName     = "oom"
 	defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	// Raising a score needs no privilege, so the launcher can set it from
 	// inside; lowering PID 1's instead would need CAP_SYS_RESOURCE on the
@@ -41,9 +42,12 @@ const (
 // The app's oom_score_adj is raised (appOOMScoreAdj) so that, over its
 // memory limit, the OOM killer takes the app rather than PID 1.
 //
-// The exit status is written to the state dir before the wrapper exits; when
-// the wrapper itself is SIGKILLed (grace expired) no status is written and
-// the runtime records 137 on its own.
+// The exit status, and the OOM killer's count for the container's cgroup
+// when it is not 0, are written to the state dir before the wrapper exits;
+// when the wrapper itself is SIGKILLed (grace expired) no status is written
+// and the runtime records 137 on its own. The count is read from inside
+// because LXC removes the cgroup as soon as the container stops, before the
+// host could look, and a status of 137 does not say who killed the app.
 type launcher struct {
 	StateDir string // stateDirIn, other values only in tests
 	AppDir   string // appDirIn, other values only in tests
@@ -59,7 +63,7 @@ func (l launcher) script() []byte {
 # It forwards TERM/INT/HUP to the app's process group (PID 1 ignores signals
 # it has no handler for) and records the app's exit status in %[2]s/exit.
 u=%[1]s
-rm -f "$u/exit"
+rm -f "$u/exit" "$u/%[5]s"
 pid=
 sig=
 stopping=
@@ -83,7 +87,7 @@ done
 	# Positional parameters rather than $sid: the exports below may set any
 	# variable, IFS and sid included.
 	if [ -n "$sid" ]; then set -- "$sid"; else set --; fi
-`, u, strings.ReplaceAll(l.StateDir, "\n", " "), shellQuote(l.AppDir), appOOMScoreAdj)
+`, u, strings.ReplaceAll(l.StateDir, "\n", " "), shellQuote(l.AppDir), appOOMScoreAdj, oomName)
 	for _, k := range sortedKeys(l.Env) {
 		fmt.Fprintf(&b, "\texport %s=%s\n", k, shellQuote(l.Env[k]))
 	}
@@ -103,9 +107,18 @@ done
 if [ -n "$stopping" ]; then
 	while kill -0 -"$pid" 2>/dev/null; do sleep 0.1 2>/dev/null || sleep 1 || break; done
 fi
+# cgroup v2's memory.events, else v1's memory.oom_control: both have a line
+# "oom_kill N" for this container's cgroup (the cgroup namespace's root).
+for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
+	[ -r "$f" ] || continue
+	while read -r k v; do
+		if [ "$k" = oom_kill ] && [ "$v" != 0 ]; then echo "$v" >"$u/%s"; fi
+	done <"$f"
+	break
+done
 echo "$code" >"$u/exit"
 exit "$code"
-`, shellQuote(l.Command), logName)
+`, shellQuote(l.Command), logName, oomName)
 	return b.Bytes()
 }
 

@@ -84,6 +84,7 @@ type Spec struct {
 	Memory    int64             // bytes, 0 = no limit
 	PidsMax   int64             // 0 = no limit
 	CPU       float64           // cores of CPU time per second (a CFS quota), 0 = no limit
+	ShmSize   int64             // bytes of /dev/shm; 0 = defaultShm
 	Hostname  string            // default Name
 }
 
@@ -96,6 +97,9 @@ type Container struct {
 	StartedAt time.Time  `json:"started_at"` // last start, zero if never started
 	ExitCode  int        `json:"exit_code"`  // last exit status when stopped, -1 unknown
 	IDMapBase uint32     `json:"idmap_base"` // host uid and gid of its root
+	// OOMKilled: when stopped, the kernel's OOM killer killed a process
+	// of its last run (over its memory limit, as the launcher saw it).
+	OOMKilled bool `json:"oom_killed,omitempty"`
 }
 
 var (
@@ -118,6 +122,9 @@ const (
 	lxcLogFile   = "lxc.log"
 	lockFile     = ".upscale.lock"
 	defaultLimit = 1 << 20
+	// Docker's default: an unsized tmpfs may take half the host's memory
+	// (charged to the container, but up to a limit it may not have).
+	defaultShm = 64 << 20
 	// How long LXC may take to tear a container down once its init is gone.
 	teardownTimeout = 15 * time.Second
 	pollInterval    = 10 * time.Millisecond
@@ -522,6 +529,9 @@ func (s *Spec) validate(cfg Config) error {
 	if s.PidsMax < 0 {
 		return fmt.Errorf("pids limit %d is negative", s.PidsMax)
 	}
+	if s.ShmSize < 0 || (s.ShmSize > 0 && s.ShmSize < 1<<20) {
+		return fmt.Errorf("/dev/shm size %d: want 0 (the default) or at least 1 MiB", s.ShmSize)
+	}
 	if s.CPU < 0 || s.CPU > 1024 || s.CPU != s.CPU {
 		return fmt.Errorf("cpu limit %v: want 0 (none) up to 1024 cores", s.CPU)
 	}
@@ -750,6 +760,10 @@ func writeOwned(path string, data []byte, mode os.FileMode, id int) error {
 func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 	base := strconv.FormatUint(uint64(c.idBase), 10)
 	size := strconv.FormatUint(uint64(r.cfg.IDMapSize), 10)
+	shm := s.ShmSize
+	if shm == 0 {
+		shm = defaultShm
+	}
 	kv := [][2]string{
 		{"lxc.uts.name", s.Hostname},
 		{"lxc.rootfs.path", "overlay:" + s.Image + ":" + upper},
@@ -761,7 +775,7 @@ func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 		// nothing, and runtimes (JVM, Node, Go) size themselves from the
 		// limits they find under /sys/fs/cgroup.
 		{"lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed:force"},
-		{"lxc.mount.entry", "tmpfs dev/shm tmpfs rw,nosuid,nodev,create=dir 0 0"},
+		{"lxc.mount.entry", fmt.Sprintf("tmpfs dev/shm tmpfs rw,nosuid,nodev,size=%dk,create=dir 0 0", shm>>10)},
 		{"lxc.autodev", "1"},
 		// No console and no ttys: nothing reads them, and each costs time at
 		// start. The launcher sends all output to the log file.
@@ -965,8 +979,10 @@ func (r *Runtime) Start(ctx context.Context, name string) error {
 		return fmt.Errorf("lxc: start %s: %w", name, err)
 	}
 	defer root.Close()
-	if err := root.Remove(filepath.Join(stateDirIn[1:], exitName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("lxc: start %s: %w", name, err)
+	for _, f := range []string{exitName, oomName} {
+		if err := root.Remove(filepath.Join(stateDirIn[1:], f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("lxc: start %s: %w", name, err)
+		}
 	}
 	if err := r.reopenLog(c, root); err != nil {
 		return fmt.Errorf("lxc: start %s: log: %w", name, err)
@@ -1219,6 +1235,7 @@ func (r *Runtime) status(c *ctr) Container {
 	out.StartedAt = m.StartedAt
 	if st == golxc.STOPPED {
 		out.ExitCode = r.exitCode(c, m)
+		out.OOMKilled = r.oomKilled(c)
 		return out
 	}
 	if pid := lx.InitPid(); pid > 0 {
@@ -1227,27 +1244,40 @@ func (r *Runtime) status(c *ctr) Container {
 	return out
 }
 
-// exitCode prefers what the launcher wrote; the file is in the
-// container's writable layer, so it is read through an os.Root (no
-// symlink leads out) and bounded.
+// exitCode prefers what the launcher wrote.
 func (r *Runtime) exitCode(c *ctr, m meta) int {
-	root, err := os.OpenRoot(filepath.Join(c.dir, "upper"))
-	if err != nil {
-		return m.ExitCode
-	}
-	defer root.Close()
-	f, err := root.OpenFile(filepath.Join(stateDirIn[1:], exitName), os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return m.ExitCode
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return m.ExitCode
-	}
-	buf := make([]byte, 16)
-	n, _ := f.Read(buf)
-	if code, ok := parseExitCode(buf[:n]); ok {
+	if code, ok := parseExitCode(r.stateFile(c, exitName)); ok {
 		return code
 	}
 	return m.ExitCode
+}
+
+// oomKilled says whether the launcher found OOM kills in its cgroup. The
+// container can write the file too: it can only make its own failure read
+// as a lack of memory.
+func (r *Runtime) oomKilled(c *ctr) bool {
+	n, ok := parseCount(r.stateFile(c, oomName))
+	return ok && n > 0
+}
+
+// stateFile reads a small file the launcher wrote. It is in the
+// container's writable layer, so it is read through an os.Root (no symlink
+// leads out), only if regular, and bounded; nil when unreadable.
+func (r *Runtime) stateFile(c *ctr, name string) []byte {
+	root, err := os.OpenRoot(filepath.Join(c.dir, "upper"))
+	if err != nil {
+		return nil
+	}
+	defer root.Close()
+	f, err := root.OpenFile(filepath.Join(stateDirIn[1:], name), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	buf := make([]byte, 24)
+	n, _ := f.Read(buf)
+	return buf[:n]
 }

@@ -708,6 +708,42 @@ func TestMemoryLimit(t *testing.T) {
 	t.Logf("after the OOM kill: state %s, logs %q", got.State, lines)
 }
 
+// A build step over its memory limit is killed by the kernel: the
+// container stops with 137 and says the OOM killer did it, which a process
+// that SIGKILLs itself does not. /dev/shm has the size asked for.
+func TestOOMKilledAndShmSize(t *testing.T) {
+	e := newEnv(t, nil)
+	s := e.spec("oom", `df -k /dev/shm | tail -n 1; head -c 524288000 /dev/zero | tail > /dev/null`)
+	s.Memory, s.ShmSize = 32<<20, 8<<20
+	e.create(s)
+	e.create(e.spec("self", `kill -9 $$`))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, name := range []string{"oom", "self"} {
+		e.start(name)
+		if code, err := e.rt.Wait(ctx, name); err != nil || code != 137 {
+			lines, _ := e.rt.Logs(name, 5)
+			t.Fatalf("%s: Wait = %d, %v; want 137; logs %q", name, code, err, lines)
+		}
+	}
+	if c := e.get("oom"); !c.OOMKilled {
+		t.Errorf("over its memory limit: %+v, want OOMKilled", c)
+	}
+	if c := e.get("self"); c.OOMKilled {
+		t.Errorf("killed by itself: %+v, want not OOMKilled", c)
+	}
+	if lines, _ := e.rt.Logs("oom", 5); len(lines) == 0 || !strings.Contains(lines[0], " 8192 ") {
+		t.Errorf("df /dev/shm: %q, want a size of 8192 KiB", lines)
+	}
+	// A new run starts with a clean record.
+	c, _ := e.rt.get("oom")
+	os.WriteFile(filepath.Join(c.dir, "upper", stateDirIn[1:], oomName), []byte("1\n"), 0o644)
+	e.start("self")
+	if _, err := e.rt.Wait(ctx, "self"); err != nil || e.get("self").OOMKilled {
+		t.Errorf("second run of self: %+v, %v", e.get("self"), err)
+	}
+}
+
 func TestPidsLimit(t *testing.T) {
 	e := newEnv(t, nil)
 	s := e.spec("forky", `(i=0; while [ $i -lt 40 ]; do sleep 1000 & i=$((i+1)); done); echo spawned; exec sleep 1000`)

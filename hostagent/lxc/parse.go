@@ -52,6 +52,20 @@ func parseExitCode(data []byte) (int, bool) {
 	return n, true
 }
 
+// parseCount reads a count the launcher wrote (OOM kills): a plain
+// decimal below 2^31, as written by the container's shell, or not ok.
+func parseCount(data []byte) (int, bool) {
+	s := strings.TrimSpace(string(data))
+	if s == "" || len(s) > 10 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 1<<31-1 || strconv.Itoa(n) != s {
+		return 0, false
+	}
+	return n, true
+}
+
 // meta is what the runtime keeps next to each container's LXC config: the
 // address (so a restarted agent never hands it out twice) and what LXC does
 // not know.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,18 @@ func TestParseExitCode(t *testing.T) {
 		got, ok := parseExitCode([]byte(in))
 		if got != want || ok != (want >= 0) {
 			t.Errorf("parseExitCode(%q) = %d, %v; want %d", in, got, ok, want)
+		}
+	}
+}
+
+func TestParseCount(t *testing.T) {
+	for in, want := range map[string]int{"1\n": 1, "0": 0, "2147483647": 1<<31 - 1, "2147483648": -1, "-1": -1, "01": -1, "": -1, "x": -1, "1 2": -1} {
+		got, ok := parseCount([]byte(in))
+		if !ok {
+			got = -1
+		}
+		if got != want {
+			t.Errorf("parseCount(%q) = %d, %v; want %d", in, got, ok, want)
 		}
 	}
 }
@@ -143,6 +156,16 @@ func FuzzParseExitCode(f *testing.F) {
 		code, ok := parseExitCode(data)
 		if ok != (code >= 0) || code > 255 || code < -1 {
 			t.Fatalf("parseExitCode(%q) = %d, %v", data, code, ok)
+		}
+	})
+}
+
+func FuzzParseCount(f *testing.F) {
+	f.Add([]byte("1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, ok := parseCount(data)
+		if ok != (n >= 0 && strings.TrimSpace(string(data)) == strconv.Itoa(n)) || n < 0 {
+			t.Fatalf("parseCount(%q) = %d, %v", data, n, ok)
 		}
 	})
 }
