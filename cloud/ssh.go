@@ -163,9 +163,6 @@ func splitAddr(a string) (addr, host string) {
 
 func connect(ctx context.Context, t SSHTarget, progress func(string)) (*remote, ssh.PublicKey, error) {
 	addr, host := splitAddr(t.Addr)
-	if len(t.HostKeys) == 0 {
-		return nil, nil, fmt.Errorf("no host key to verify %s against", addr)
-	}
 	signer, err := ssh.ParsePrivateKey(t.Identity)
 	if err != nil {
 		var pm *ssh.PassphraseMissingError
@@ -173,6 +170,9 @@ func connect(ctx context.Context, t SSHTarget, progress func(string)) (*remote, 
 			return nil, nil, errors.New("reading the identity: the key is protected by a passphrase; give a key without one")
 		}
 		return nil, nil, fmt.Errorf("reading the identity: %s", strings.TrimPrefix(err.Error(), "ssh: "))
+	}
+	if len(t.HostKeys) == 0 {
+		return nil, nil, fmt.Errorf("no host key to verify %s against", addr)
 	}
 	timeout := t.Timeout
 	if timeout <= 0 {

@@ -182,6 +182,9 @@ func TestMultiHost(t *testing.T) {
 	})
 
 	t.Run("a push that fits no host is rejected and the old release serves", func(t *testing.T) {
+		// Within the namespace's quota, so that placement is what refuses it.
+		w.ssh(t, "namespace", "quota", "set", "acme", "memory=1024G")
+		defer w.ssh(t, "namespace", "quota", "set", "acme", "memory=default")
 		before := w.placement(t, "acme/web")
 		head := gitOut(t, webDir, "rev-parse", "HEAD")
 		defer gitOut(t, webDir, "reset", "-q", "--hard", head)

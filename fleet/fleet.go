@@ -36,6 +36,9 @@ type Fleet struct {
 	log     *slog.Logger
 	// OnChange is called (from Watch) when a host goes up or down.
 	OnChange func(h Host)
+	// RouterFrom, when set, is the router's address toward a host, sent
+	// with every status call (hostagent.StatusRequest).
+	RouterFrom func(h store.Host) string
 }
 
 // New makes an empty fleet that logs hosts going up and down to log.
@@ -154,8 +157,12 @@ func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Cont
 				asked := f.now()
 				cctx, cancel := context.WithTimeout(ctx, interval*2)
 				defer cancel()
+				var req hostagent.StatusRequest
+				if f.RouterFrom != nil {
+					req.Router = f.RouterFrom(h.Record)
+				}
 				var b hostagent.Beat
-				if err := bus.Call(cctx, hostagent.Subject(h.Name, hostagent.MethodStatus), struct{}{}, &b, nil); err == nil {
+				if err := bus.Call(cctx, hostagent.Subject(h.Name, hostagent.MethodStatus), req, &b, nil); err == nil {
 					f.beat(h.Name, b, asked)
 				}
 			}()

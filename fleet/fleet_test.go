@@ -116,3 +116,39 @@ func TestWatchIsNotHeldUpBySilentHosts(t *testing.T) {
 		t.Errorf("up = %+v, want fast only", up)
 	}
 }
+
+// recordingBus answers every status call and keeps what was asked.
+type recordingBus struct {
+	mu   sync.Mutex
+	reqs map[string]hostagent.StatusRequest
+}
+
+func (b *recordingBus) Call(_ context.Context, subject string, req, _ any, _ func(string)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.reqs[subject] = req.(hostagent.StatusRequest)
+	return nil
+}
+
+// Each status call tells the agent where the router's connections come
+// from, as RouterFrom says for its host.
+func TestStatusCallsCarryTheRouter(t *testing.T) {
+	f := New(slog.New(slog.DiscardHandler))
+	f.RouterFrom = func(h store.Host) string {
+		if h.Name == "remote" {
+			return "10.0.0.9"
+		}
+		return ""
+	}
+	bus := &recordingBus{reqs: map[string]hostagent.StatusRequest{}}
+	records := func(context.Context) ([]store.Host, error) {
+		return []store.Host{{Name: "remote"}, {Name: "local"}}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // one round: Watch asks once before it looks at ctx
+	f.Watch(ctx, bus, records, time.Second)
+	got := bus.reqs
+	if got[hostagent.Subject("remote", hostagent.MethodStatus)].Router != "10.0.0.9" || got[hostagent.Subject("local", hostagent.MethodStatus)].Router != "" {
+		t.Errorf("status requests %+v", got)
+	}
+}

@@ -106,7 +106,10 @@ type Config struct {
 	// nil puts every container in IDBase's.
 	Ranges  NamespaceRanges
 	PidsMax int64 // per container
-	Log     *slog.Logger
+	// OnRouter gets the router's address from every status call, to let
+	// it reach the containers (StatusRequest).
+	OnRouter func(addr string)
+	Log      *slog.Logger
 }
 
 // NamespaceRanges is where a namespace's containers get their ids:
@@ -160,6 +163,9 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) status(ctx context.Context, raw json.RawMessage, p func(string)) (any, error) {
+	if req, err := decode[StatusRequest](raw); err == nil && req.Router != "" && a.cfg.OnRouter != nil {
+		a.cfg.OnRouter(req.Router)
+	}
 	b := Beat{Info: Local(a.cfg.Address), At: time.Now().UTC()}
 	b.Name = a.cfg.Host
 	if l, err := a.list(ctx, raw, p); err == nil {

@@ -2,6 +2,7 @@ package hostagent
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,4 +86,20 @@ func FuzzParseStampedLine(f *testing.F) {
 			t.Fatalf("StampLine(%v, %q) parsed as %v, %q, %v", at, text, got, rest, ok)
 		}
 	})
+}
+
+// A status call's router address reaches OnRouter, which lets it through
+// to the containers; a call without one does not.
+func TestStatusPassesTheRouterOn(t *testing.T) {
+	var got []string
+	a := New(Config{Host: "h1", StateDir: t.TempDir(), Log: slog.New(slog.DiscardHandler), OnRouter: func(addr string) { got = append(got, addr) }},
+		newFakeRuntime(), &fakeImages{}, nil)
+	for _, raw := range []string{`{"router":"10.0.0.9"}`, `{}`} {
+		if _, err := a.status(context.Background(), json.RawMessage(raw), func(string) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 1 || got[0] != "10.0.0.9" {
+		t.Errorf("OnRouter got %q, want just 10.0.0.9", got)
+	}
 }

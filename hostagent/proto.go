@@ -194,6 +194,14 @@ type ImageInfo struct {
 	Built   time.Time `json:"built"`
 }
 
+// StatusRequest is what the server says with each MethodStatus call.
+type StatusRequest struct {
+	// Router is the address the router's connections to this host's
+	// containers come from (the server's source address toward the host):
+	// the agent lets it reach them. Hosts made on EC2 learn it only so.
+	Router string `json:"router,omitempty"`
+}
+
 // Beat is an agent's answer to MethodStatus, which the server asks every
 // second: a heartbeat the server pulls, so that only the real agent can
 // answer for its host.

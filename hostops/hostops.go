@@ -144,7 +144,7 @@ func (o *Ops) Add(ctx context.Context, r AddRequest, out func(string)) error {
 		undo()
 		return err
 	}
-	in := cloud.Install{Host: r.Name, Address: host, Subnet: subnet, Credentials: creds, Agent: o.Agent, Dir: r.Dir, Router: routeSource(host)}
+	in := cloud.Install{Host: r.Name, Address: host, Subnet: subnet, Credentials: creds, Agent: o.Agent, Dir: r.Dir, Router: RouteSource(host)}
 	if _, err := cloud.Provision(ctx, cloud.SSHTarget{Addr: net.JoinHostPort(host, port), User: r.User, Identity: r.Identity, HostKeys: hostKeys}, in, out); err != nil {
 		undo()
 		return err
@@ -368,7 +368,7 @@ func (o *Ops) Create(ctx context.Context, r CreateRequest, out func(string)) err
 	}
 	// The instance's address is not known yet; the router reaches it from
 	// the address its default route leaves from (one VPC, one subnet).
-	in := cloud.Install{Host: r.Name, Subnet: subnet, Router: routeSource("1.1.1.1")}
+	in := cloud.Install{Host: r.Name, Subnet: subnet, Router: RouteSource("1.1.1.1")}
 	userData := cloud.UserData(in, o.SSH, o.HostKey, pem.EncodeToMemory(block))
 	out(fmt.Sprintf("-----> Starting an EC2 instance for %s (%s, %s)", r.Name, r.EC2.InstanceType, r.EC2.AMI))
 	id, ip, err := e.Create(ctx, r.Name, userData)
@@ -427,10 +427,10 @@ func Route(h store.Host) error {
 	return nil
 }
 
-// routeSource is the address this box's packets to addr leave from: the
+// RouteSource is the address this box's packets to addr leave from: the
 // router's source as the host sees it, the one its containers accept
 // connections from. "" if there is no route.
-func routeSource(addr string) string {
+func RouteSource(addr string) string {
 	out, err := exec.Command("ip", "-o", "route", "get", addr).Output()
 	if err != nil {
 		return ""

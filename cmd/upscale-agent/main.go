@@ -127,6 +127,15 @@ func run(log *slog.Logger) error {
 	ranges := &hostagent.IDRanges{Path: filepath.Join(*lxcpath, hostagent.IDRangesFile), Files: subids.System}
 	a := hostagent.New(hostagent.Config{
 		Host: host, Address: *address, StateDir: *state, IDBase: rt.IDMapBase(), Ranges: ranges, PidsMax: 512, Log: log,
+		OnRouter: func(addr string) {
+			p, err := parsePrefix(addr)
+			if err == nil {
+				err = rt.AllowIngress(p)
+			}
+			if err != nil {
+				log.Warn("letting the router reach the containers", "router", addr, "err", err)
+			}
+		},
 	}, containers{rt}, imageCache{&images.Builder{CacheDir: *imageDir, Mirror: *mirror}}, conn)
 	if err := a.Run(ctx); err != nil {
 		return err

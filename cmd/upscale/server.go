@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -58,6 +59,26 @@ type serverOptions struct {
 	MaxPushSize     int64
 	MaxBuildOutput  int64
 	MaxBuildEntries int
+}
+
+// routerFrom is the router's (this box's) source address toward a host,
+// looked up once per address: the status calls carry it every second.
+func routerFrom() func(store.Host) string {
+	var mu sync.Mutex
+	seen := map[string]string{}
+	return func(h store.Host) string {
+		if h.Provider == "local" || h.Address == "" {
+			return ""
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		src, ok := seen[h.Address]
+		if !ok {
+			src = hostops.RouteSource(h.Address)
+			seen[h.Address] = src
+		}
+		return src
+	}
 }
 
 // prefixValue is a netip.Prefix flag.
@@ -173,6 +194,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	env.Router = func(ctx context.Context) string { return routerLine(rt.Status(ctx)) }
 
 	hosts := fleet.New(log)
+	hosts.RouterFrom = routerFrom()
 	agents := newAgentSupervisor(so, embedded, log, logOut)
 	if err := agents.register(ctx, st); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -280,6 +281,27 @@ func ensureFirewall(cfg Config, ports []string) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nft: %w: %s", err, bytes.TrimSpace(out))
 	}
+	return nil
+}
+
+// AllowIngress lets connections from p (a router) reach the containers,
+// as Config.IngressAllow does, from now on.
+func (r *Runtime) AllowIngress(p netip.Prefix) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if slices.Contains(r.cfg.IngressAllow, p) {
+		return nil
+	}
+	cfg := r.cfg
+	cfg.IngressAllow = append(slices.Clip(cfg.IngressAllow), p)
+	var ports []string
+	for _, c := range r.ctrs {
+		ports = append(ports, r.port(c))
+	}
+	if err := ensureFirewall(cfg, ports); err != nil {
+		return fmt.Errorf("lxc: firewall: %w", err)
+	}
+	r.cfg = cfg
 	return nil
 }
 

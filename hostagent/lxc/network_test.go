@@ -187,4 +187,11 @@ func TestIngressOnlyFromRoutersRegression(t *testing.T) {
 	if got := router.get(urls[1]); got != "blocked" {
 		t.Errorf("another machine reached a container: %q", got)
 	}
+	// A router learnt later (an EC2 host hears of it in status calls).
+	if err := closed.rt.AllowIngress(netip.PrefixFrom(routerAddr, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if got := router.get(urls[1]); got != "web" {
+		t.Errorf("the router allowed later does not reach the container: %q", got)
+	}
 }
