@@ -147,6 +147,8 @@ type Runtime struct {
 	ctrs   map[string]*ctr
 	cursor netip.Addr // last address handed out; allocation continues after it
 	closed bool
+	// ingress are the routers allowed since New (AllowIngress).
+	ingress []netip.Prefix
 
 	quit chan struct{}
 	done chan struct{}

@@ -289,11 +289,12 @@ func ensureFirewall(cfg Config, ports []string) error {
 func (r *Runtime) AllowIngress(p netip.Prefix) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if slices.Contains(r.cfg.IngressAllow, p) {
+	if slices.Contains(r.cfg.IngressAllow, p) || slices.Contains(r.ingress, p) {
 		return nil
 	}
+	// r.cfg stays as New made it: it is read without the lock.
 	cfg := r.cfg
-	cfg.IngressAllow = append(slices.Clip(cfg.IngressAllow), p)
+	cfg.IngressAllow = append(slices.Clone(cfg.IngressAllow), append(r.ingress, p)...)
 	var ports []string
 	for _, c := range r.ctrs {
 		ports = append(ports, r.port(c))
@@ -301,7 +302,7 @@ func (r *Runtime) AllowIngress(p netip.Prefix) error {
 	if err := ensureFirewall(cfg, ports); err != nil {
 		return fmt.Errorf("lxc: firewall: %w", err)
 	}
-	r.cfg = cfg
+	r.ingress = append(r.ingress, p)
 	return nil
 }
 
