@@ -51,10 +51,9 @@ func (d *Deployer) Heal(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		err := d.healApp(ctx, a, byApp[app.String()], hosts)
-		if err == nil {
-			err = d.removeOrphans(ctx, app, byApp[app.String()], hosts)
-		}
+		// Orphans go even when no replacement can start (every host
+		// draining, none with room): they serve nobody and hold a host.
+		err := errors.Join(d.healApp(ctx, a, byApp[app.String()], hosts), d.removeOrphans(ctx, app, byApp[app.String()], hosts))
 		unlock()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", app, err))

@@ -239,3 +239,34 @@ func TestHealRemovesOrphansOfANamespaceNamedBuild(t *testing.T) {
 		t.Errorf("destroyed %v, want %v (the orphan and the stray of namespace build, not the build)", got, want)
 	}
 }
+
+// A container of the app that the store does not list goes even while
+// the app cannot be healed (every host draining, no replacement can
+// start); before, the failed heal returned before removing orphans and the
+// container ran on for good.
+func TestHealRemovesOrphansWhenItCannotReplace(t *testing.T) {
+	r, hs, ins := threeHosts(t)
+	ctx := context.Background()
+	old := time.Now().Add(-time.Minute)
+	var list []hostagent.ContainerInfo
+	for _, in := range ins {
+		if in.Host == "h1" {
+			list = append(list, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
+		}
+	}
+	list = append(list, hostagent.ContainerInfo{Name: "acme-web-v1-0rphan", App: "acme/web", State: "running", StartedAt: old})
+	for _, h := range []string{"h1", "h2", "h3"} {
+		if h == "h1" {
+			hs.set(h, true, store.HostDraining, list...)
+		} else {
+			hs.set(h, true, store.HostDraining)
+		}
+	}
+	r.bus.destroyed = nil
+	if err := r.d.Heal(ctx); err == nil {
+		t.Error("Heal with every host draining: no error, want the replacements it could not start")
+	}
+	if !slices.Contains(r.bus.destroyed, "acme-web-v1-0rphan") {
+		t.Errorf("destroyed %v, want the orphan among them", r.bus.destroyed)
+	}
+}
