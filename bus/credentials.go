@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/upscalehq/upscale/atomicfile"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -190,7 +190,7 @@ func (c Credentials) Write(path string) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, append(data, '\n'), 0o600)
+	return atomicfile.Write(path, append(data, '\n'), 0o600)
 }
 
 func (c Credentials) validate() error {
@@ -269,39 +269,4 @@ func userKey(seed string) (nkeys.KeyPair, error) {
 		return nil, errors.New("nkey is not a valid seed")
 	}
 	return kp, nil
-}
-
-// WriteFileAtomic writes via a synced temporary file in the same directory so a
-// crash leaves either the old or the new content, never a truncated secret.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // best effort: makes the rename durable on ext4/xfs
-		d.Close()
-	}
-	return nil
 }

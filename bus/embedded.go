@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 
+	"github.com/upscalehq/upscale/atomicfile"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -230,7 +231,7 @@ func (e *Embedded) AgentCredentials(host string) (Credentials, error) {
 		}
 		seed = string(b)
 		path := e.agentKeyPath(host)
-		if err := WriteFileAtomic(path, []byte(seed+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(path, []byte(seed+"\n"), 0o600); err != nil {
 			return Credentials{}, fmt.Errorf("bus: store agent key: %w", err)
 		}
 		e.agents[host] = seed
@@ -322,7 +323,7 @@ func (e *Embedded) loadKeys() error {
 		if kerr != nil {
 			return fmt.Errorf("bus: new server key: %w", kerr)
 		}
-		seed, err = string(b), WriteFileAtomic(e.serverPath(), append(b, '\n'), 0o600)
+		seed, err = string(b), atomicfile.Write(e.serverPath(), append(b, '\n'), 0o600)
 	}
 	if err != nil {
 		return fmt.Errorf("bus: server key: %w", err)

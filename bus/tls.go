@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upscalehq/upscale/atomicfile"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -169,10 +170,10 @@ func (m *certManager) createCA() error {
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	// Key first: a certificate on disk means its key is there too.
-	if err := WriteFileAtomic(m.caKeyPath(), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(m.caKeyPath(), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("bus: store CA key: %w", err)
 	}
-	if err := WriteFileAtomic(m.caPath(), certPEM, 0o600); err != nil {
+	if err := atomicfile.Write(m.caPath(), certPEM, 0o600); err != nil {
 		return fmt.Errorf("bus: store CA: %w", err)
 	}
 	m.ca, m.caKey, m.caPEM = ca, key, string(certPEM)
@@ -249,10 +250,10 @@ func (m *certManager) issue(why string) error {
 	}
 	// A crash between the two writes leaves a pair that does not match,
 	// which the next start reissues.
-	if err := WriteFileAtomic(m.serverKeyPath(), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(m.serverKeyPath(), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("bus: store server TLS key: %w", err)
 	}
-	if err := WriteFileAtomic(m.serverPath(), certPEM, 0o600); err != nil {
+	if err := atomicfile.Write(m.serverPath(), certPEM, 0o600); err != nil {
 		return fmt.Errorf("bus: store server certificate: %w", err)
 	}
 	m.mu.Lock()

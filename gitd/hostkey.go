@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/upscalehq/upscale/atomicfile"
 )
 
 // LoadHostKey reads the server's ed25519 host key from path, generating and
@@ -60,7 +62,7 @@ func generateHostKey(path string) (gossh.Signer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("writing host key: %w", err)
 	}
-	err = publish(path, pem.EncodeToMemory(block))
+	err = atomicfile.Create(path, pem.EncodeToMemory(block), 0o600)
 	if errors.Is(err, os.ErrExist) {
 		// Another process starting at once published its key first.
 		return LoadHostKey(path)
@@ -69,40 +71,4 @@ func generateHostKey(path string) (gossh.Signer, error) {
 		return nil, fmt.Errorf("writing host key: %w", err)
 	}
 	return gossh.NewSignerFromKey(priv)
-}
-
-// publish makes path hold data, whole and on disk, or fails with
-// os.ErrExist if path exists: written to a temporary file and synced, then
-// linked to path. A link, not a rename: rename would replace a key that
-// another process just published and is serving.
-func publish(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // the new name, durable too
-		d.Close()
-	}
-	return nil
 }

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/atomicfile"
 	"github.com/upscalehq/upscale/hostagent/subids"
 	"github.com/upscalehq/upscale/names"
 )
@@ -154,5 +154,5 @@ func writeIDRanges(path string, ranges map[string]uint32) error {
 	if err != nil {
 		return err
 	}
-	return bus.WriteFileAtomic(path, append(data, '\n'), 0o600)
+	return atomicfile.Write(path, append(data, '\n'), 0o600)
 }
