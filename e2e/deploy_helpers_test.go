@@ -238,7 +238,7 @@ func mustHave(t *testing.T, errs string, want ...string) {
 	t.Helper()
 	for _, w := range want {
 		if !strings.Contains(errs, w) {
-			t.Errorf("push output lacks %q:\n%s", w, errs)
+			t.Errorf("output lacks %q:\n%s", w, errs)
 		}
 	}
 }

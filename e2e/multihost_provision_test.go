@@ -165,15 +165,16 @@ func TestMultiHostEC2Create(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		inst, _ := ec2.Instance(insts[0].ID)
-		if (inst.State == "terminated" || inst.State == "shutting-down") && len(h.AgentPIDs()) == 0 {
+		// The supervisor writes its line just after the agent has exited.
+		said := strings.Contains(h.AgentLog(), "upscale-agent exited 3 (credentials revoked): not restarting")
+		if (inst.State == "terminated" || inst.State == "shutting-down") && len(h.AgentPIDs()) == 0 && said {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after destroy: instance %s, agents %v", inst.State, h.AgentPIDs())
+			t.Fatalf("after destroy: instance %s, agents %v, supervisor said it would not restart: %v", inst.State, h.AgentPIDs(), said)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	mustHave(t, h.AgentLog(), "upscale-agent exited 3 (credentials revoked): not restarting")
 }
 
 func hostRows(t *testing.T, d *deployWorld) []rig.HostRow {
