@@ -143,6 +143,7 @@ type Job struct {
 	CPU        float64
 	MaxOutput  int64
 	MaxEntries int
+	Disk       int64 // what the build may write beyond its source; 0: the agent's default
 }
 
 // SourceName is where a build's source is stored while it builds.
@@ -175,7 +176,7 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		Steps:   append(append([]string{}, job.Runtime.Build...), job.Steps...),
 		Env:     job.Env,
 		Timeout: job.Timeout,
-		Memory:  job.Memory, CPU: job.CPU, MaxOutput: job.MaxOutput, MaxEntries: job.MaxEntries,
+		Memory:  job.Memory, CPU: job.CPU, MaxOutput: job.MaxOutput, MaxEntries: job.MaxEntries, Disk: job.Disk,
 	}
 	var built hostagent.BuildReply
 	if err := b.Call(ctx, hostagent.Subject(job.Host, hostagent.MethodBuild), req, &built, progress); err != nil {

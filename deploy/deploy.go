@@ -63,8 +63,12 @@ type Deployer struct {
 	BuildCPU        float64
 	MaxBuildOutput  int64
 	MaxBuildEntries int
-	HealthTimeout   time.Duration
-	StopGrace       time.Duration
+	BuildDisk       int64 // what a build may write beyond its source
+	// ContainerDisk is what an instance or exec container may write to
+	// its filesystem beyond its release; 0 is no limit.
+	ContainerDisk int64
+	HealthTimeout time.Duration
+	StopGrace     time.Duration
 	// Proofs looks up custom domains' proofs of ownership; nil turns
 	// domain checks off (every claim stays pending).
 	Proofs ProofChecker
@@ -179,7 +183,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 	built, err := builder.Build(ctx, d.Bus, builder.Job{
 		App: app, Release: rel.Version, Source: src, Runtime: rt, Steps: spec.Build,
 		Env: spec.Env, Host: hosts[0], Timeout: d.BuildTimeout,
-		Memory: buildMemory, CPU: d.BuildCPU, MaxOutput: d.MaxBuildOutput, MaxEntries: d.MaxBuildEntries,
+		Memory: buildMemory, CPU: d.BuildCPU, MaxOutput: d.MaxBuildOutput, MaxEntries: d.MaxBuildEntries, Disk: d.BuildDisk,
 	}, out)
 	if err != nil {
 		return fail(fmt.Errorf("build failed: %w", err))
@@ -585,5 +589,5 @@ func (d *Deployer) container(name string, app names.App, rel store.Release, rt r
 		cpu = d.DefaultCPU
 	}
 	return hostagent.ReleaseContainer{Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
-		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: cpu}
+		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: cpu, Disk: d.ContainerDisk}
 }

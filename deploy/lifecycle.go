@@ -287,6 +287,10 @@ func (d *Deployer) noteCrashes(ctx context.Context, hosts map[string]fleet.Host)
 				continue
 			}
 			seen[c.Name] = true
+			if c.DiskOver > 0 {
+				d.noteDiskOver(ctx, h.Name, c)
+				continue
+			}
 			prev, _ := d.crashes.Load(c.Name)
 			n, _ := prev.(int)
 			if c.Restarts <= n {
@@ -309,6 +313,20 @@ func (d *Deployer) noteCrashes(ctx context.Context, hosts map[string]fleet.Host)
 		}
 		return true
 	})
+}
+
+// noteDiskOver records, once, that an agent stopped c for writing past
+// its disk limit; healing replaces it.
+func (d *Deployer) noteDiskOver(ctx context.Context, host string, c hostagent.ContainerInfo) {
+	if _, noted := d.crashes.LoadOrStore(c.Name, -1); noted {
+		return
+	}
+	app, err := names.ParseApp(c.App)
+	if err != nil {
+		return
+	}
+	d.event(ctx, app, "disk", "upscale", fmt.Sprintf("%s on %s wrote more than its limit of %s to its filesystem and was stopped; a fresh instance replaces it (files an app keeps belong in a database or object storage)",
+		c.Name, host, appspec.FormatSize(c.Disk)))
 }
 
 func truncate(s string, n int) string {

@@ -82,7 +82,9 @@ func (d *Deployer) RunHealer(ctx context.Context, interval time.Duration) {
 
 // alive reports whether in exists as far as its host's last status says.
 // A container that exited still counts: its agent restarts it (with
-// backoff), and starting it elsewhere would not cure a crashing app.
+// backoff), and starting it elsewhere would not cure a crashing app. One
+// its agent stopped for writing past its disk limit does not: only a
+// fresh container has an empty writable layer.
 func alive(in store.Instance, h fleet.Host, ok bool) bool {
 	if !ok || !h.Up {
 		return false
@@ -90,7 +92,7 @@ func alive(in store.Instance, h fleet.Host, ok bool) bool {
 	if h.At.Before(in.CreatedAt.Add(settle)) {
 		return true // too new for the status to tell
 	}
-	return slices.ContainsFunc(h.List, func(c hostagent.ContainerInfo) bool { return c.Name == in.Name })
+	return slices.ContainsFunc(h.List, func(c hostagent.ContainerInfo) bool { return c.Name == in.Name && c.DiskOver == 0 })
 }
 
 func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instance, hosts map[string]fleet.Host) error {

@@ -270,3 +270,52 @@ func TestHealRemovesOrphansWhenItCannotReplace(t *testing.T) {
 		t.Errorf("destroyed %v, want the orphan among them", r.bus.destroyed)
 	}
 }
+
+// An instance its agent stopped for writing past its disk limit is
+// replaced by a fresh one (restarting it would keep the full layer), and
+// the app's events say why, once.
+func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
+	r, hs, ins := threeHosts(t)
+	ctx := context.Background()
+	full := ins[0]
+	for _, in := range ins {
+		c := hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute), Disk: 64 << 20}
+		if in.Name == full.Name {
+			c.State, c.DiskOver = "stopped", 70<<20
+		}
+		hs.set(in.Host, true, store.HostActive, c)
+	}
+	for i := range hs.hosts {
+		hs.hosts[i].At = time.Now().Add(time.Minute) // the status is newer than the instances
+	}
+	r.bus.destroyed = nil
+	for range 2 {
+		if err := r.d.Heal(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	if len(now) != 2 || slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == full.Name }) {
+		t.Fatalf("after healing: %+v, want 2 instances without %s", now, full.Name)
+	}
+	if !slices.Contains(r.bus.destroyed, full.Name) {
+		t.Errorf("destroyed %v, want %s among them", r.bus.destroyed, full.Name)
+	}
+	if routed := r.router.servers("acme/web"); len(routed) != 2 || slices.Contains(routed, full.Addr) {
+		t.Errorf("router routes %v, the stopped instance was %s", routed, full.Addr)
+	}
+	events, err := r.d.Store.ListEvents(ctx, "acme", "web", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk []string
+	for _, e := range events {
+		if e.Kind == "disk" {
+			disk = append(disk, e.Message)
+		}
+	}
+	want := full.Name + " on " + full.Host + " wrote more than its limit of 64M to its filesystem and was stopped; a fresh instance replaces it"
+	if len(disk) != 1 || !strings.HasPrefix(disk[0], want) {
+		t.Errorf("disk events %q, want one starting %q", disk, want)
+	}
+}

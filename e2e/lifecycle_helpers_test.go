@@ -11,7 +11,8 @@ import (
 // lifecycleApp is a Python app for the lifecycle tests: / answers
 // $MESSAGE, /env/NAME the variable NAME (404 when unset), /slow answers
 // after 2 s, /crash makes it exit with status 3, then and on every start
-// after a moment (a crash loop). A worker process prints ticks.
+// after a moment (a crash loop), /fill starts writing 320 MiB to /tmp
+// over 8 s. A worker process prints ticks.
 const lifecycleApp = `import os, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,11 +23,22 @@ if os.path.exists(MARK):
     os._exit(3)
 
 
+def fill():
+    os.makedirs("/tmp/fill", exist_ok=True)
+    for i in range(40):
+        with open("/tmp/fill/%d" % i, "wb") as f:
+            f.write(os.urandom(8 << 20))
+        time.sleep(0.2)
+    print("wrote 320 MiB", flush=True)
+
+
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/crash":
             open(MARK, "w").close()
             os._exit(3)
+        if self.path == "/fill":
+            threading.Thread(target=fill, daemon=True).start()
         if self.path == "/slow":
             time.sleep(2)
         status, body = 200, os.environ.get("MESSAGE", "unset") + "\n"

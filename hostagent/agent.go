@@ -41,6 +41,8 @@ type Runtime interface {
 	// AppDir is the host path of the container's /app, where a build
 	// leaves its result.
 	AppDir(name string) string
+	// Layer is the host path of the container's writable layer.
+	Layer(name string) string
 }
 
 // ContainerSpec is one container to create.
@@ -127,6 +129,7 @@ type Agent struct {
 
 	mu       sync.Mutex // guards release extraction
 	releases map[string]*sync.Mutex
+	layers   layers // writable layers with a limit (disk.go)
 }
 
 // New makes an agent; Run serves it.
@@ -150,6 +153,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		MethodExec:    a.exec,
 	}
 	a.sweepLeftovers()
+	a.adoptLayers()
 	for method, h := range handlers {
 		stop, err := a.bus.Handle(Subject(a.cfg.Host, method), h)
 		if err != nil {
@@ -158,6 +162,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer stop()
 	}
 	a.cfg.Log.Info("agent serving", "host", a.cfg.Host)
+	go a.diskLoop(ctx)
 	a.superviseLoop(ctx)
 	return nil
 }
@@ -200,6 +205,11 @@ type meta struct {
 	NextAt   time.Time `json:"next_at,omitzero"`
 	// Held is set when the server stopped it on purpose: no restart.
 	Held bool `json:"held,omitempty"`
+	// Its writable layer's limit, usage when it was made, and what it had
+	// added when it was stopped for passing the limit (disk.go).
+	Disk     int64 `json:"disk,omitempty"`
+	DiskBase int64 `json:"disk_base,omitempty"`
+	DiskOver int64 `json:"disk_over,omitempty"`
 }
 
 func (a *Agent) metaPath(name string) string {
@@ -242,6 +252,7 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 		a.forget(req.Name)
 		return nil, err
 	}
+	base := a.watchLayer(req.Name, req.Disk)
 	fail := func(err error) (any, error) {
 		a.remove(req.Name)
 		return nil, err
@@ -254,7 +265,7 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	if err := a.waitHealthy(ctx, req, addr); err != nil {
 		return fail(err)
 	}
-	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release}); err != nil {
+	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Disk: req.Disk, DiskBase: base}); err != nil {
 		return fail(err)
 	}
 	return StartReply{Addr: addr, Start: started.Sub(begin), Health: time.Since(started)}, nil
@@ -358,7 +369,10 @@ func (a *Agent) remove(name string) {
 	a.forget(name)
 }
 
-func (a *Agent) forget(name string) { os.Remove(a.metaPath(name)) }
+func (a *Agent) forget(name string) {
+	os.Remove(a.metaPath(name))
+	a.unwatchLayer(name)
+}
 
 func (a *Agent) stop(ctx context.Context, raw json.RawMessage, _ func(string)) (any, error) {
 	req, err := decode[StopRequest](raw)
@@ -403,7 +417,7 @@ func (a *Agent) list(context.Context, json.RawMessage, func(string)) (any, error
 	for _, c := range cs {
 		m := a.loadMeta(c.Name)
 		info := ContainerInfo{Name: c.Name, App: m.App, Release: m.Release, State: c.State, PID: c.PID, StartedAt: c.StartedAt,
-			ExitCode: c.ExitCode, Restarts: m.Restarts, LastExit: m.LastExit}
+			ExitCode: c.ExitCode, Restarts: m.Restarts, LastExit: m.LastExit, Disk: m.Disk, DiskOver: m.DiskOver}
 		if c.IP.IsValid() {
 			info.Addr = netip.AddrPortFrom(c.IP, Port).String()
 		}

@@ -1,6 +1,7 @@
 package hostagent
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,6 +65,7 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 		return nil, err
 	}
 	defer a.remove(name)
+	a.watchLayer(name, cmp.Or(req.Disk, DefaultBuildDisk))
 	if err := a.rt.Start(ctx, name); err != nil {
 		return nil, err
 	}
@@ -93,6 +95,9 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 		return nil, err
 	}
 	if code != 0 {
+		if over, limit := a.layerOver(name); over > 0 {
+			return nil, fmt.Errorf("%s; clean up caches in the build steps, or ask the operator to raise --build-disk", diskOverMessage("the build", limit))
+		}
 		if c, err := a.rt.Get(name); err == nil && c.OOMKilled {
 			return nil, fmt.Errorf("a build step ran out of memory (limit %s); raise memory in app.yaml", appspec.FormatSize(memory))
 		}

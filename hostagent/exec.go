@@ -39,6 +39,7 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 		return nil, err
 	}
 	defer a.remove(req.Name)
+	a.watchLayer(req.Name, req.Disk)
 	if err := a.rt.Start(ctx, req.Name); err != nil {
 		return nil, err
 	}
@@ -82,6 +83,9 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 	case <-time.After(5 * time.Second):
 		cancel()
 		<-followed
+	}
+	if over, limit := a.layerOver(req.Name); over > 0 {
+		progress(ExecNote + diskOverMessage("the command", limit))
 	}
 	return ExecReply{ExitCode: code}, nil
 }

@@ -48,6 +48,7 @@ type BuildRequest struct {
 	CPU        float64 `json:"cpu,omitempty"`
 	MaxOutput  int64   `json:"max_output,omitempty"`  // bytes of the packed result
 	MaxEntries int     `json:"max_entries,omitempty"` // files, directories and links in it
+	Disk       int64   `json:"disk,omitempty"`        // what the build may write beyond its source
 }
 
 // Defaults of a build's limits, which the server's flags also start from.
@@ -98,6 +99,9 @@ type ReleaseContainer struct {
 	Env      map[string]string `json:"env,omitempty"`
 	Memory   int64             `json:"memory,omitempty"`
 	CPU      float64           `json:"cpu,omitempty"`
+	// Disk bounds what it may write to its filesystem (its writable
+	// layer) beyond its release; 0 is no limit.
+	Disk int64 `json:"disk,omitempty"`
 }
 
 // StartRequest asks for one running, healthy instance of a release.
@@ -141,6 +145,11 @@ type ContainerInfo struct {
 	ExitCode  int       `json:"exit_code"`
 	Restarts  int       `json:"restarts,omitempty"`  // crash restarts by the agent
 	LastExit  int       `json:"last_exit,omitempty"` // exit status of the last crash
+	// Disk is its writable layer's limit; DiskOver, when set, what it had
+	// written when its agent stopped it for passing that limit (for good:
+	// the server replaces it).
+	Disk     int64 `json:"disk,omitempty"`
+	DiskOver int64 `json:"disk_over,omitempty"`
 }
 
 // ListReply lists a host's containers.

@@ -16,6 +16,7 @@ type fakeRuntime struct {
 	starts map[string]int
 	specs  map[string]ContainerSpec // what each was created from
 	appDir string                   // AppDir of every container
+	layers map[string]string        // Layer of each container
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -78,6 +79,7 @@ func (f *fakeRuntime) FollowLines(context.Context, string, int64, func(LogLine))
 }
 func (f *fakeRuntime) Wait(context.Context, string) (int, error) { return 0, nil }
 func (f *fakeRuntime) AppDir(string) string                      { return f.appDir }
+func (f *fakeRuntime) Layer(name string) string                  { return f.layers[name] }
 
 func TestCrashRestartsBackOff(t *testing.T) {
 	rt := newFakeRuntime()

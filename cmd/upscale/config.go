@@ -31,7 +31,8 @@ var settings = []string{"listen", "data", "db", "domain", "runtimes", "http", "b
 	"agent", "agent-args", "build-timeout", "health-timeout",
 	"ssh-login-grace", "ssh-max-startups", "ssh-max-startups-per-source", "ssh-max-sessions",
 	"dns-resolver", "default-cpu", "default-memory", "quota-apps", "quota-instances", "quota-memory", "quota-exec",
-	"build-memory", "build-cpu", "max-push-size", "max-build-output", "max-build-files"}
+	"build-memory", "build-cpu", "max-push-size", "max-build-output", "max-build-files",
+	"build-disk", "container-disk"}
 
 func (o *options) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Config, "config", defaultConfig, "settings file (optional); flags override it")

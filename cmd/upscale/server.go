@@ -55,6 +55,8 @@ type serverOptions struct {
 	Limits        limitOptions
 	// Builds and pushes (docs/security.md).
 	BuildMemory     int64
+	BuildDisk       int64
+	ContainerDisk   int64
 	BuildCPU        float64
 	MaxPushSize     int64
 	MaxBuildOutput  int64
@@ -142,6 +144,9 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.Var(sizeValue{&so.MaxPushSize, 1 << 20, 1 << 50, false}, "max-push-size", "the largest push (git's receive.maxInputSize)")
 	f.Var(sizeValue{&so.MaxBuildOutput, 1 << 20, 1 << 50, false}, "max-build-output", "the largest build result, packed")
 	f.IntVar(&so.MaxBuildEntries, "max-build-files", hostagent.DefaultMaxBuildEntries, "the most files, directories and links a build may leave")
+	so.BuildDisk, so.ContainerDisk = hostagent.DefaultBuildDisk, hostagent.DefaultContainerDisk
+	f.Var(sizeValue{&so.BuildDisk, 64 << 20, 1 << 50, false}, "build-disk", "what a build may write to its container's filesystem beyond its source (dependencies, caches, its result)")
+	f.Var(sizeValue{&so.ContainerDisk, 16 << 20, 1 << 50, true}, "container-disk", "what an instance or app exec container may write to its filesystem beyond its release (over it, it is stopped and replaced)")
 	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
 	return c
 }
@@ -214,6 +219,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
 		BuildMemory: so.BuildMemory, BuildCPU: so.BuildCPU, MaxBuildOutput: so.MaxBuildOutput, MaxBuildEntries: so.MaxBuildEntries,
+		BuildDisk: so.BuildDisk, ContainerDisk: so.ContainerDisk,
 	}
 	if err := deployer.Sync(ctx); err != nil {
 		return fmt.Errorf("routing what the store says is live: %w", err)

@@ -443,11 +443,20 @@ func (r *Runtime) dir(name string) (string, error) {
 // AppDir is the host path of the container's /app (in its upper dir), where
 // a build container leaves its result. "" for an invalid name.
 func (r *Runtime) AppDir(name string) string {
+	if l := r.Layer(name); l != "" {
+		return filepath.Join(l, "app")
+	}
+	return ""
+}
+
+// Layer is the host path of the container's writable layer (its overlay's
+// upper dir). "" for an invalid name.
+func (r *Runtime) Layer(name string) string {
 	d, err := r.dir(name)
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(d, "upper", "app")
+	return filepath.Join(d, "upper")
 }
 
 func (r *Runtime) get(name string) (*ctr, error) {
