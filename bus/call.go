@@ -380,11 +380,11 @@ func (hd *handler) onRequest(msg *nats.Msg) {
 			hd.mu.Unlock()
 			cancel()
 		}()
-		hd.run(ctx, msg)
+		hd.run(ctx, cancel, msg)
 	}()
 }
 
-func (hd *handler) run(ctx context.Context, msg *nats.Msg) {
+func (hd *handler) run(ctx context.Context, cancel context.CancelFunc, msg *nats.Msg) {
 	out := &replier{c: hd.c, subject: msg.Reply}
 	// The ack is sent after the call is registered for cancellation, so a
 	// caller that cancels after seeing it always finds the call.
@@ -403,9 +403,24 @@ func (hd *handler) run(ctx context.Context, msg *nats.Msg) {
 		defer close(keepaliveDone)
 		t := time.NewTicker(every)
 		defer t.Stop()
+		var down time.Time
 		for {
 			select {
 			case <-t.C:
+				// The caller gives up after three keepalives' worth of
+				// silence; once this end has been cut off from the bus for
+				// that long, nobody waits for the call (its caller gave up
+				// or died with the server) and it is cancelled, so that a
+				// build or command does not run on for nobody.
+				switch {
+				case hd.c.nc.IsConnected():
+					down = time.Time{}
+				case down.IsZero():
+					down = time.Now()
+				case time.Since(down) > 3*every:
+					hd.c.log.Warn("bus call cancelled: cut off from the bus for longer than its caller waits", "subject", hd.subject, "for", time.Since(down).Round(time.Millisecond).String())
+					cancel()
+				}
 				out.send(frame{Kind: kindKeepalive}, false)
 			case <-stopKeepalive:
 				return

@@ -292,3 +292,34 @@ func TestTruncateKeepsRunes(t *testing.T) {
 		t.Fatal("short string changed")
 	}
 }
+
+// A handler's call is cancelled once its end has been cut off from the
+// bus for as long as its caller waits: when the server that asked dies
+// with its embedded bus, a build does not run on for nobody.
+func TestCallCancelledWhenCutOffLongerThanItsCallerWaits(t *testing.T) {
+	e := newEnv(t)
+	started := make(chan struct{})
+	handlerSaw := make(chan error, 1)
+	stop, err := e.agent.Handle("upscale.agent.h1.build", func(ctx context.Context, _ json.RawMessage, _ func(string)) (any, error) {
+		close(started)
+		<-ctx.Done()
+		handlerSaw <- ctx.Err()
+		return nil, ctx.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	caller := connect(t, e.bus.ServerCredentials(), "dies", WithSilenceTimeout(600*time.Millisecond))
+	go caller.Call(testCtx(t), "upscale.agent.h1.build", nil, nil, nil)
+	<-started
+	e.bus.Shutdown()
+	select {
+	case herr := <-handlerSaw:
+		if !errors.Is(herr, context.Canceled) {
+			t.Fatalf("handler ctx err = %v, want context.Canceled", herr)
+		}
+	case <-testCtx(t).Done():
+		t.Fatal("the handler ran on with its caller gone and the bus down")
+	}
+}

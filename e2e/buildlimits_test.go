@@ -163,6 +163,54 @@ func TestBuildInterruptedByAgentRestartRegression(t *testing.T) {
 
 // buildFiles are the agent's build work dirs, fetched artifacts and packed
 // results under its state dir.
+// The server killed in the middle of a build: the push fails; the agent,
+// cut off from the bus that died with the server, gives the build up once
+// its caller would have, and removes its container and files; the server
+// that starts next marks the release failed, and the old one serves on.
+func TestBuildInterruptedByServerCrashRegression(t *testing.T) {
+	d := newDeployWorld(t)
+	const app, old = "acme/web", "old body\n"
+	good := "runtime: python\n"
+	dir := rig.Repo(t, helloApp(t, "old body", good))
+	d.mustPush(t, dir, app)
+	before := d.snapshot(t, app, old)
+
+	rig.Commit(t, dir, "slow build", helloApp(t, "new body", good+"build:\n  - echo sleeping; sleep 600\n"))
+	done := make(chan int, 1)
+	go func() {
+		_, code := d.push(dir, app)
+		done <- code
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !slices.ContainsFunc(d.containers(t), func(n string) bool { return strings.HasPrefix(n, "build-") }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no build container within 60 s: %v", d.containers(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := buildFiles(t, d.srv.Agent.State); len(got) == 0 {
+		t.Fatalf("no build work dir in %s while the build runs: the check below could not fail", d.srv.Agent.State)
+	}
+	d.srv.Kill()
+	if code := <-done; code == 0 {
+		t.Fatal("the push succeeded although its server was killed")
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for !slices.Equal(d.containers(t), before.containers) || len(buildFiles(t, d.srv.Agent.State)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("60 s after the server was killed: containers %v (want %v), build files %v", d.containers(t), before.containers, buildFiles(t, d.srv.Agent.State))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.srv.Run()
+	d.srv.WaitHostUp()
+	d.mustServe(t, app, old)
+	if rels := d.releases(t, app); rels[0].Version != 2 || rels[0].Status != "failed" || !strings.Contains(rels[0].Failure, "the server stopped while it ran") {
+		t.Errorf("newest release %+v, want v2 failed as interrupted", rels[0])
+	}
+	d.unchanged(t, app, before)
+}
+
 func buildFiles(t *testing.T, state string) []string {
 	t.Helper()
 	var out []string

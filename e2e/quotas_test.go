@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/upscalehq/upscale/e2e/rig"
 )
@@ -71,6 +73,39 @@ func TestQuotasRegression(t *testing.T) {
 			if got := cpuQuota(t, d.lxcpath(), name); got != "50000" {
 				t.Errorf("%s: CPU quota %q µs per 100 ms, want 50000 (--default-cpu 0.5)", name, got)
 			}
+		}
+	})
+
+	t.Run("app exec past the exec quota is refused until one ends", func(t *testing.T) {
+		d.ssh(t, "namespace", "quota", "set", "acme", "exec=1")
+		defer d.ssh(t, "namespace", "quota", "set", "acme", "exec=default")
+		first := make(chan string, 1)
+		go func() {
+			out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "sh", "-c", "'echo started; sleep 4; echo first done'")
+			first <- fmt.Sprintf("exit %d, stdout %q, stderr %q", code, out, errs)
+		}()
+		// Until the first runs (it is counted from its start), a second may
+		// still pass; once it does, the second is refused.
+		var refused bool
+		deadline := time.Now().Add(30 * time.Second)
+		for !refused && time.Now().Before(deadline) {
+			out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "echo", "second")
+			switch {
+			case code == 1 && errs == "error: over quota: namespace acme already runs 1 app exec command(s), its exec quota; "+
+				"wait for one to end, or an admin raises it with: namespace quota set acme exec=N\n" && out == "":
+				refused = true
+			case code != 0 || out != "second\n":
+				t.Fatalf("second exec: exit %d, stdout %q, stderr %q", code, out, errs)
+			}
+		}
+		if !refused {
+			t.Fatal("a second exec was never refused while the first ran")
+		}
+		if got := <-first; got != `exit 0, stdout "started\nfirst done\n", stderr ""` {
+			t.Errorf("first exec: %s", got)
+		}
+		if out := d.ssh(t, "app", "exec", app, "--", "echo", "third"); out != "third\n" {
+			t.Errorf("exec after the first ended: %q", out)
 		}
 	})
 

@@ -278,6 +278,20 @@ func (s *Server) Stop() error {
 	return err
 }
 
+// Kill ends the server with SIGKILL, as a crash would: it cleans up
+// nothing, and what it started (its local agent, HAProxy) stays.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	// What it started holds its output pipe open: wait for the process,
+	// not for them.
+	s.cmd.WaitDelay = time.Second
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
 // terminate sends cmd SIGTERM and waits for it, for at most grace before
 // it sends SIGKILL; it returns whether it was killed and cmd's exit error.
 func terminate(cmd *exec.Cmd, grace time.Duration) (killed bool, err error) {
