@@ -25,6 +25,7 @@ import (
 	"github.com/upscalehq/upscale/hostagent/images"
 	"github.com/upscalehq/upscale/hostagent/lxc"
 	"github.com/upscalehq/upscale/runtimes"
+	"github.com/upscalehq/upscale/shellquote"
 )
 
 // lxcEnv is the bench's own container runtime for the start and density
@@ -332,7 +333,7 @@ func (l *lxcEnv) hostEnv(port int, message string) []string {
 func (l *lxcEnv) startHost(port int, message, procs string) *exec.Cmd {
 	script := l.start
 	if procs != "" {
-		script = "echo $$ >" + shellQuote(procs) + " || exit 1; " + script
+		script = "echo $$ >" + shellquote.Quote(procs) + " || exit 1; " + script
 	}
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Dir, cmd.Env = l.appDir, l.hostEnv(port, message)
@@ -375,5 +376,3 @@ func exited(cmd *exec.Cmd) bool {
 	}
 	return false
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/upscalehq/upscale/shellquote"
 )
 
 // SSHTarget is an existing machine reached over SSH.
@@ -358,7 +360,7 @@ got=$(sha256sum < %[2]s | cut -d ' ' -f 1)
 if [ "$got" != %[3]s ]; then rm -f %[2]s; echo "error: the copy arrived damaged (sha256 $got)"; exit 1; fi
 chmod %[4]s %[2]s
 mv -f %[2]s %[5]s
-`, shellQuote(dir), shellQuote(tmp), sum, mode, shellQuote(dst))
+`, shellquote.Quote(dir), shellquote.Quote(tmp), sum, mode, shellquote.Quote(dst))
 	out, err := r.run(ctx, script, true, src, nil)
 	if err != nil {
 		if _, cause, ok := ScriptError(out); ok {
@@ -417,7 +419,7 @@ func (r *remote) run(ctx context.Context, script string, asRoot bool, stdin io.R
 	s.Stderr = &stderr
 	// The login shell runs this line, whatever it is: one /bin/sh -c with
 	// a single-quoted word reads the same to sh, bash, zsh, fish and csh.
-	cmd := "/bin/sh -c " + shellQuote(script) + " 2>&1"
+	cmd := "/bin/sh -c " + shellquote.Quote(script) + " 2>&1"
 	if asRoot {
 		cmd = r.sudo + cmd
 	}

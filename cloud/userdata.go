@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/upscalehq/upscale/shellquote"
 )
 
 // BootstrapUser is the account the user-data script asks the Upscale ssh
@@ -117,7 +119,7 @@ umask 022
 cat > "$DIR/install.sh" <<'UPSCALE_INSTALL_EOF'
 %[9]sUPSCALE_INSTALL_EOF
 sh "$DIR/install.sh"
-`, in.Host, shellQuote(in.Dir), shellQuote(host), shellQuote(port), shellQuote(in.Host),
-		shellQuote(strings.TrimSpace(string(bootstrapKey))), shellQuote(known), BootstrapUser, Script(in))
+`, in.Host, shellquote.Quote(in.Dir), shellquote.Quote(host), shellquote.Quote(port), shellquote.Quote(in.Host),
+		shellquote.Quote(strings.TrimSpace(string(bootstrapKey))), shellquote.Quote(known), BootstrapUser, Script(in))
 	return b.String()
 }

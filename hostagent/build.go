@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/shellquote"
 )
 
 // defaultBuildTimeout bounds a build whose request names no limit.
@@ -122,7 +123,7 @@ func buildScript(steps []string) string {
 	var b strings.Builder
 	b.WriteString("set -e\n")
 	for i, s := range steps {
-		fmt.Fprintf(&b, "echo %s\n", shellQuote(fmt.Sprintf("step %d: %s", i+1, firstLine(s))))
+		fmt.Fprintf(&b, "echo %s\n", shellquote.Quote(fmt.Sprintf("step %d: %s", i+1, firstLine(s))))
 		fmt.Fprintf(&b, "( %s\n)\n", s)
 	}
 	return b.String()
@@ -135,8 +136,6 @@ func firstLine(s string) string {
 	}
 	return l
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // pack puts the tree at dir, made by a container of range idBase, into
 // the outbox.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/upscalehq/upscale/shellquote"
 )
 
 // Paths inside the container. The state directory lives in the upper dir so
@@ -57,7 +59,7 @@ type launcher struct {
 
 func (l launcher) script() []byte {
 	var b bytes.Buffer
-	u := shellQuote(l.StateDir)
+	u := shellquote.Quote(l.StateDir)
 	fmt.Fprintf(&b, `#!/bin/sh
 # Written by upscale-agent (hostagent/lxc): the container's PID 1.
 # It forwards TERM/INT/HUP to the app's process group (PID 1 ignores signals
@@ -87,9 +89,9 @@ done
 	# Positional parameters rather than $sid: the exports below may set any
 	# variable, IFS and sid included.
 	if [ -n "$sid" ]; then set -- "$sid"; else set --; fi
-`, u, strings.ReplaceAll(l.StateDir, "\n", " "), shellQuote(l.AppDir), appOOMScoreAdj, oomName)
+`, u, strings.ReplaceAll(l.StateDir, "\n", " "), shellquote.Quote(l.AppDir), appOOMScoreAdj, oomName)
 	for _, k := range sortedKeys(l.Env) {
-		fmt.Fprintf(&b, "\texport %s=%s\n", k, shellQuote(l.Env[k]))
+		fmt.Fprintf(&b, "\texport %s=%s\n", k, shellquote.Quote(l.Env[k]))
 	}
 	fmt.Fprintf(&b, `	exec "$@" /bin/sh -c %s
 ) </dev/null >>"$u/%s" 2>&1 &
@@ -118,7 +120,7 @@ for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; 
 done
 echo "$code" >"$u/exit"
 exit "$code"
-`, shellQuote(l.Command), logName, oomName)
+`, shellquote.Quote(l.Command), logName, oomName)
 	return b.Bytes()
 }
 
@@ -135,13 +137,6 @@ func appEnv(env map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
-}
-
-// shellQuote makes s one single-quoted word for a POSIX shell. Inside single
-// quotes nothing is special, so the only work is closing the quote around
-// each embedded quote.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func sortedKeys(m map[string]string) []string {

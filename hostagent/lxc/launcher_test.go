@@ -226,16 +226,3 @@ func waitFile(t *testing.T, path string) {
 	}
 	t.Fatalf("%s never appeared", path)
 }
-
-func TestShellQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"":      "''",
-		"a b":   "'a b'",
-		"it's":  `'it'\''s'`,
-		"$x\n'": `'$x` + "\n" + `'\'''`,
-	} {
-		if got := shellQuote(in); got != want {
-			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
