@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/e2e/rig"
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // benchFailover: an app of 2 instances on 3 hosts (network namespaces
@@ -256,7 +257,7 @@ func startFailoverLoad(srv *rig.Server, host string, rate int) *failoverLoad {
 					r.body = strings.TrimSpace(string(b))
 					r.ok = rerr == nil && resp.StatusCode == 200 && strings.HasPrefix(r.body, "fo ")
 					if !r.ok {
-						r.err = fmt.Sprintf("%s %q", resp.Status, foTruncate(r.body, 60))
+						r.err = fmt.Sprintf("%s %q", resp.Status, msgtext.Truncate(r.body, 60))
 					}
 				} else {
 					r.err = err.Error()
@@ -325,11 +326,4 @@ func foFirstFailures(rs []foResult, n int) string {
 		return "none"
 	}
 	return strings.Join(out, "; ")
-}
-
-func foTruncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/msgtext"
 
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/hostagent"
@@ -105,13 +106,13 @@ func (s Source) AppYAML(ctx context.Context) (data []byte, problem string, err e
 	f := strings.Fields(header)
 	switch {
 	case len(f) == 2 && f[1] == "missing":
-		return nil, fmt.Sprintf("app.yaml: missing at the root of %s; add one, e.g. \"runtime: python\" (see docs/app-yaml.md)", short(commit)), nil
+		return nil, fmt.Sprintf("app.yaml: missing at the root of %s; add one, e.g. \"runtime: python\" (see docs/app-yaml.md)", msgtext.Short(commit)), nil
 	case len(f) != 3:
 		return nil, "", fmt.Errorf("git cat-file: unexpected header %q", header)
 	case f[1] == "tree":
-		return nil, fmt.Sprintf("app.yaml: at the root of %s is a directory, not a file", short(commit)), nil
+		return nil, fmt.Sprintf("app.yaml: at the root of %s is a directory, not a file", msgtext.Short(commit)), nil
 	case f[1] != "blob":
-		return nil, fmt.Sprintf("app.yaml: at the root of %s is a %s, not a file", short(commit), f[1]), nil
+		return nil, fmt.Sprintf("app.yaml: at the root of %s is a %s, not a file", msgtext.Short(commit), f[1]), nil
 	}
 	size, err := strconv.ParseInt(f[2], 10, 64)
 	if err != nil {
@@ -216,11 +217,4 @@ func fetch(ctx context.Context, b Bus, host, outbox string, w io.Writer) error {
 		}
 		off += int64(len(chunk.Data))
 	}
-}
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
 }

@@ -9,10 +9,11 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // Size limits keep every frame well under NATS's 1 MB payload: a line or an
@@ -429,12 +430,12 @@ func (hd *handler) run(ctx context.Context, cancel context.CancelFunc, msg *nats
 	}()
 
 	v, err := hd.call(ctx, env.Body, func(line string) {
-		out.send(frame{Kind: kindProgress, Line: truncate(line, maxLine)}, false)
+		out.send(frame{Kind: kindProgress, Line: msgtext.Truncate(line, maxLine)}, false)
 	})
 	close(stopKeepalive)
 	<-keepaliveDone
 	if err != nil {
-		out.send(frame{Kind: kindError, Error: truncate(err.Error(), maxLine)}, true)
+		out.send(frame{Kind: kindError, Error: msgtext.Truncate(err.Error(), maxLine)}, true)
 		return
 	}
 	result, err := json.Marshal(v)
@@ -487,16 +488,4 @@ func (r *replier) send(f frame, final bool) {
 	}
 	r.seq++
 	r.done = final
-}
-
-// truncate cuts s to at most n bytes on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len("…")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -282,17 +282,6 @@ func TestOversizedMessagesAreRefused(t *testing.T) {
 	}
 }
 
-func TestTruncateKeepsRunes(t *testing.T) {
-	s := strings.Repeat("é", 100)
-	got := truncate(s, 51)
-	if len(got) > 51 || !strings.HasSuffix(got, "…") || strings.ContainsRune(got, '\uFFFD') {
-		t.Fatalf("truncate = %q", got)
-	}
-	if truncate("short", 10) != "short" {
-		t.Fatal("short string changed")
-	}
-}
-
 // A handler's call is cancelled once its end has been cut off from the
 // bus for as long as its caller waits: when the server that asked dies
 // with its embedded bus, a build does not run on for nobody.

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // EC2Config says where and how hosts are launched.
@@ -95,7 +97,7 @@ func (e *Error) Unwrap() error { return e.err }
 func ec2Error(op string, err error) error {
 	var api smithy.APIError
 	if errors.As(err, &api) {
-		return &Error{Op: op, Code: api.ErrorCode(), Message: oneLine(api.ErrorMessage()), err: err}
+		return &Error{Op: op, Code: api.ErrorCode(), Message: msgtext.OneLine(api.ErrorMessage()), err: err}
 	}
 	var oe *smithy.OperationError
 	if errors.As(err, &oe) {
@@ -215,7 +217,7 @@ func (e *EC2) waitRunning(ctx context.Context, id string) (string, error) {
 		}
 		reason := ""
 		if inst.StateReason != nil && inst.StateReason.Message != nil {
-			reason = ": " + oneLine(*inst.StateReason.Message)
+			reason = ": " + msgtext.OneLine(*inst.StateReason.Message)
 		}
 		return "", fmt.Errorf("EC2 instance %s is %s instead of running%s", id, inst.State.Name, reason)
 	}

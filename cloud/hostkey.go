@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -46,7 +47,7 @@ func ParseHostKey(s string) (ssh.PublicKey, error) {
 func KnownHostKeys(file, host, port string) ([]ssh.PublicKey, error) {
 	check, err := knownhosts.New(file)
 	if err != nil {
-		return nil, fmt.Errorf("reading the known hosts file: %s", oneLine(strings.TrimPrefix(err.Error(), "knownhosts: ")))
+		return nil, fmt.Errorf("reading the known hosts file: %s", msgtext.OneLine(strings.TrimPrefix(err.Error(), "knownhosts: ")))
 	}
 	// The package checks keys and lists none; a key nobody has is a
 	// mismatch for every line of the host, and the error lists them.
@@ -71,7 +72,7 @@ func KnownHostKeys(file, host, port string) ([]ssh.PublicKey, error) {
 		}
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s has no key for %s", names.Quote(file), oneLine(knownhosts.Normalize(net.JoinHostPort(host, port))))
+		return nil, fmt.Errorf("%s has no key for %s", names.Quote(file), msgtext.OneLine(knownhosts.Normalize(net.JoinHostPort(host, port))))
 	}
 	return keys, nil
 }

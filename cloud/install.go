@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/shellquote"
 )
@@ -203,7 +204,7 @@ func UninstallScript(in Install) string {
 }
 
 func refusal(err error) string {
-	return "#!/bin/sh\necho " + shellquote.Quote("error: checking the install: "+oneLine(err.Error())) + "\nexit 1\n"
+	return "#!/bin/sh\necho " + shellquote.Quote("error: checking the install: "+msgtext.OneLine(err.Error())) + "\nexit 1\n"
 }
 
 // prelude holds what both scripts share: settings and helpers.
@@ -424,21 +425,9 @@ func ScriptError(output string) (step, cause string, ok bool) {
 		}
 		step, cause, found = strings.Cut(rest, ": ")
 		if !found || step == "" {
-			return "", oneLine(rest), true
+			return "", msgtext.OneLine(rest), true
 		}
-		return oneLine(step), oneLine(cause), true
+		return msgtext.OneLine(step), msgtext.OneLine(cause), true
 	}
 	return "", "", false
-}
-
-// oneLine keeps an error to one line: control characters from a remote
-// host must not break, nor forge, the output they end up in.
-func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

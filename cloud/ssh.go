@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/shellquote"
 )
 
@@ -236,7 +237,7 @@ func handshakeError(err error, addr, user string, timeout time.Duration) error {
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("connecting to %s: the server closed the connection during the SSH handshake", addr)
 	}
-	return fmt.Errorf("connecting to %s: %s", addr, oneLine(strings.TrimPrefix(err.Error(), "ssh: handshake failed: ")))
+	return fmt.Errorf("connecting to %s: %s", addr, msgtext.OneLine(strings.TrimPrefix(err.Error(), "ssh: handshake failed: ")))
 }
 
 func (r *remote) keepalive() {
@@ -298,11 +299,11 @@ func parseProbe(out string) (probe, error) {
 		case strings.HasPrefix(rest, "uid="):
 			n, err := strconv.Atoi(rest[len("uid="):])
 			if err != nil || n < 0 {
-				return probe{}, fmt.Errorf("unexpected answer to id -u: %q", oneLine(rest[len("uid="):]))
+				return probe{}, fmt.Errorf("unexpected answer to id -u: %q", msgtext.OneLine(rest[len("uid="):]))
 			}
 			p.UID, uid = n, true
 		case strings.HasPrefix(rest, "debian="):
-			p.Debian = oneLine(rest[len("debian="):])
+			p.Debian = msgtext.OneLine(rest[len("debian="):])
 			if p.Debian == "" {
 				p.Debian = "(unknown version)"
 			}
@@ -460,7 +461,7 @@ func (r *remote) run(ctx context.Context, script string, asRoot bool, stdin io.R
 	}
 	var last string
 	if len(tail) > 0 {
-		last = ": " + oneLine(tail[len(tail)-1])
+		last = ": " + msgtext.OneLine(tail[len(tail)-1])
 	}
 	var ee *ssh.ExitError
 	var em *ssh.ExitMissingError

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/shellquote"
 )
 
@@ -36,7 +37,7 @@ func UserData(in Install, server, serverHostKey string, bootstrapKey []byte) str
 	addr, host := splitAddr(server)
 	_, port, _ := net.SplitHostPort(addr)
 	if !safeAddress.MatchString(host) || strings.HasPrefix(host, "-") {
-		return refusal(fmt.Errorf("invalid server address %q", oneLine(server)))
+		return refusal(fmt.Errorf("invalid server address %q", msgtext.OneLine(server)))
 	}
 	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(serverHostKey))
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -86,7 +87,7 @@ func (s *session) appCommands() *cobra.Command {
 		}
 		if rel, err := s.env.Store.LiveRelease(cmd.Context(), app.Namespace, app.Name); err == nil {
 			v.Release = fmt.Sprintf("v%d", rel.Version)
-			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
+			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, msgtext.Short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
 		}
 		if ins, err := s.env.Store.ListInstances(cmd.Context(), app.Namespace, app.Name); err == nil {
 			v.Instances = len(ins)
@@ -104,7 +105,7 @@ func (s *session) appCommands() *cobra.Command {
 			row(w, "Deploy branch:", v.DeployBranch)
 			row(w, "Created:", v.CreatedAt)
 			if p := v.LastPush; p != nil {
-				row(w, "Last push:", fmt.Sprintf("%s %q by %s at %s", short(p.Commit), p.Subject, p.By, p.At))
+				row(w, "Last push:", fmt.Sprintf("%s %q by %s at %s", msgtext.Short(p.Commit), p.Subject, p.By, p.At))
 			} else {
 				row(w, "Last push:", "none yet")
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -103,7 +104,7 @@ func (s *session) configCommands() *cobra.Command {
 		for _, a := range args[1:] {
 			k, v, ok := strings.Cut(a, "=")
 			if !ok {
-				return sc, fmt.Errorf("%s is not KEY=VALUE", names.Quote(truncate(a, 80)))
+				return sc, fmt.Errorf("%s is not KEY=VALUE", names.Quote(msgtext.Truncate(a, 80)))
 			}
 			if err := checkConfigKey(k); err != nil {
 				return sc, err
@@ -277,11 +278,4 @@ func (s *session) changeConfig(cmd *cobra.Command, app names.App, set map[string
 // ctx is the command's context with who runs it, for releases and events.
 func (s *session) ctx(cmd *cobra.Command) context.Context {
 	return deploy.WithBy(cmd.Context(), s.inv.Principal.Name)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -49,7 +50,7 @@ func (s *session) eventsCommand(g *cobra.Command) {
 		return output(cmd, *format, views, func(w io.Writer) {
 			row(w, "WHEN", "EVENT", "BY", "WHAT")
 			for _, v := range views {
-				row(w, v.At, v.Kind, dash(v.By), oneLine(v.Message))
+				row(w, v.At, v.Kind, dash(v.By), msgtext.OneLine(v.Message))
 			}
 		})
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -56,7 +57,7 @@ func (s *session) appExec(g *cobra.Command) {
 			func(l string) { fmt.Fprintln(stderr, l) })
 		switch {
 		case errors.Is(err, deploy.ErrExecTimeout):
-			fmt.Fprintf(stderr, "error: %s\n", oneLine(err.Error()))
+			fmt.Fprintf(stderr, "error: %s\n", msgtext.OneLine(err.Error()))
 			return exitStatus(execTimeoutStatus)
 		case errors.Is(err, store.ErrNotFound):
 			return errors.New(appNotFound(app))

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -55,7 +56,7 @@ func TestLifecycleBadInput(t *testing.T) {
 	} {
 		r := run(w.env, w.admin, c.stdin, strings.Fields(c.args)...)
 		if r.code == 0 || !strings.HasPrefix(r.stderr, c.want) || strings.Count(r.stderr, "\n") != 1 {
-			t.Errorf("%s: exit %d, stderr %q; want an error starting %q", truncate(c.args, 60), r.code, r.stderr, c.want)
+			t.Errorf("%s: exit %d, stderr %q; want an error starting %q", msgtext.Truncate(c.args, 60), r.code, r.stderr, c.want)
 		}
 	}
 	if vars, _ := w.env.Store.GetConfig(context.Background(), "acme", "web"); vars != nil {

@@ -67,10 +67,3 @@ func dash(s string) string {
 	}
 	return s
 }
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
-}

@@ -13,6 +13,7 @@ import (
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -185,10 +186,10 @@ func parseQuota(args []string) (store.QuotaChange, error) {
 	for _, a := range args {
 		key, value, ok := strings.Cut(a, "=")
 		if !ok {
-			return c, fmt.Errorf("%s: write each quota as KEY=VALUE, such as instances=40 (keys: %s)", names.Quote(truncate(a, 40)), strings.Join(quotaKeys, ", "))
+			return c, fmt.Errorf("%s: write each quota as KEY=VALUE, such as instances=40 (keys: %s)", names.Quote(msgtext.Truncate(a, 40)), strings.Join(quotaKeys, ", "))
 		}
 		if !slices.Contains(quotaKeys, key) {
-			return c, fmt.Errorf("%s is not a quota; the quotas are %s", names.Quote(truncate(key, 40)), strings.Join(quotaKeys, ", "))
+			return c, fmt.Errorf("%s is not a quota; the quotas are %s", names.Quote(msgtext.Truncate(key, 40)), strings.Join(quotaKeys, ", "))
 		}
 		if seen[key] {
 			return c, fmt.Errorf("quota %s is given twice", key)
@@ -200,13 +201,13 @@ func parseQuota(args []string) (store.QuotaChange, error) {
 		case key == "memory":
 			m, err := appspec.ParseSize(value)
 			if err != nil || m < minQuotaMemory || m > maxQuotaMemory {
-				return c, fmt.Errorf("memory=%s: want a size from 64M to %s such as 8G or 512M, or default", truncate(value, 40), appspec.FormatSize(maxQuotaMemory))
+				return c, fmt.Errorf("memory=%s: want a size from 64M to %s such as 8G or 512M, or default", msgtext.Truncate(value, 40), appspec.FormatSize(maxQuotaMemory))
 			}
 			n = m
 		default:
 			v, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || v < 1 || v > maxQuotaCount {
-				return c, fmt.Errorf("%s=%s: want a whole number from 1 to %d, or default", key, truncate(value, 40), maxQuotaCount)
+				return c, fmt.Errorf("%s=%s: want a whole number from 1 to %d, or default", key, msgtext.Truncate(value, 40), maxQuotaCount)
 			}
 			n = v
 		}

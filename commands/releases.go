@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -67,7 +68,7 @@ func (s *session) releasesCommands() []*cobra.Command {
 		return output(cmd, *format, views, func(w io.Writer) {
 			row(w, "RELEASE", "COMMIT", "SUBJECT", "AUTHOR", "BY", "WHEN", "STATUS", "CHANGE")
 			for _, v := range views {
-				row(w, "v"+strconv.Itoa(v.Version), short(v.Commit), truncate(oneLine(v.Subject), 50), dash(v.Author),
+				row(w, "v"+strconv.Itoa(v.Version), msgtext.Short(v.Commit), msgtext.Truncate(msgtext.OneLine(v.Subject), 50), dash(v.Author),
 					dash(v.By), v.At, v.Status, dash(v.Change))
 			}
 		})
@@ -92,7 +93,7 @@ func (s *session) releasesCommands() []*cobra.Command {
 		if len(args) == 2 {
 			v, err := strconv.Atoi(strings.TrimPrefix(args[1], "v"))
 			if err != nil || v < 1 {
-				return scope{}, fmt.Errorf("%s is not a release; write it as v3", names.Quote(truncate(args[1], 40)))
+				return scope{}, fmt.Errorf("%s is not a release; write it as v3", names.Quote(msgtext.Truncate(args[1], 40)))
 			}
 			version = v
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -68,14 +69,14 @@ func parseScale(args []string) (map[string]int, error) {
 			typ, n = deploy.Web, a
 		}
 		if !processName.MatchString(typ) {
-			return nil, fmt.Errorf("%s is not a process type (like web or worker)", names.Quote(truncate(typ, 40)))
+			return nil, fmt.Errorf("%s is not a process type (like web or worker)", names.Quote(msgtext.Truncate(typ, 40)))
 		}
 		if _, dup := change[typ]; dup {
 			return nil, fmt.Errorf("process type %s is given twice", typ)
 		}
 		v, err := strconv.Atoi(n)
 		if err != nil {
-			return nil, fmt.Errorf("%s=%s: the count must be a whole number from 0 to %d", typ, truncate(n, 40), deploy.MaxScale)
+			return nil, fmt.Errorf("%s=%s: the count must be a whole number from 0 to %d", typ, msgtext.Truncate(n, 40), deploy.MaxScale)
 		}
 		if v < 0 || v > deploy.MaxScale {
 			return nil, fmt.Errorf("%s=%d: the count must be from 0 to %d", typ, v, deploy.MaxScale)

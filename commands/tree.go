@@ -20,6 +20,7 @@ import (
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/runtimes"
@@ -211,7 +212,7 @@ func (t *Tree) Execute(ctx context.Context, args []string) int {
 	case errors.As(err, &st):
 		return int(st)
 	}
-	fmt.Fprintf(t.s.inv.Stderr, "error: %s\n", oneLine(err.Error()))
+	fmt.Fprintf(t.s.inv.Stderr, "error: %s\n", msgtext.OneLine(err.Error()))
 	if t.s.running {
 		return 1
 	}
@@ -225,8 +226,6 @@ func (t *Tree) Gated(cmd *cobra.Command) bool {
 	_, ok := t.s.gates[cmd]
 	return ok
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func (s *session) authorize(cmd *cobra.Command, args []string) error {
 	// Parsing is done: from here on failures are the command's, not usage.

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -256,7 +257,7 @@ func (d *Deployer) Rollback(ctx context.Context, app names.App, version int, out
 	case target.Version == live.Version:
 		return store.Release{}, fmt.Errorf("v%d is already live", target.Version)
 	case target.Status == store.ReleaseFailed:
-		return store.Release{}, fmt.Errorf("v%d failed, so there is nothing to roll back to: %s", target.Version, truncate(target.Failure, 200))
+		return store.Release{}, fmt.Errorf("v%d failed, so there is nothing to roll back to: %s", target.Version, msgtext.Truncate(target.Failure, 200))
 	case target.Status == store.ReleaseBuilding:
 		return store.Release{}, fmt.Errorf("v%d is still building", target.Version)
 	case target.Pruned || target.Artifact == "":
@@ -282,6 +283,6 @@ func (d *Deployer) Rollback(ctx context.Context, app names.App, version int, out
 	if err != nil {
 		d.Log.Error("restoring config vars of a rollback", "app", app.String(), "err", err)
 	}
-	d.event(ctx, app, "rollback", by, fmt.Sprintf("rollback to v%d (%s) as v%d", target.Version, short(target.Commit), rel.Version))
+	d.event(ctx, app, "rollback", by, fmt.Sprintf("rollback to v%d (%s) as v%d", target.Version, msgtext.Short(target.Commit), rel.Version))
 	return rel, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/router"
@@ -150,7 +151,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 	if err != nil {
 		return store.Release{}, err
 	}
-	cfg.Note = "push " + short(src.Commit)
+	cfg.Note = "push " + msgtext.Short(src.Commit)
 	// Over a quota, refuse before building anything.
 	release, err := d.reserveRelease(ctx, app, cfg)
 	if err != nil {
@@ -178,7 +179,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 	if err != nil {
 		return fail(err)
 	}
-	out(fmt.Sprintf("-----> Building %s (v%d) on %s", short(src.Commit), rel.Version, hosts[0]))
+	out(fmt.Sprintf("-----> Building %s (v%d) on %s", msgtext.Short(src.Commit), rel.Version, hosts[0]))
 	buildStart := time.Now()
 	built, err := builder.Build(ctx, d.Bus, builder.Job{
 		App: app, Release: rel.Version, Source: src, Runtime: rt, Steps: spec.Build,
@@ -197,7 +198,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 		return fail(err)
 	}
 	rel.Status = store.ReleaseLive
-	d.event(ctx, app, "deploy", by, fmt.Sprintf("v%d deployed: push of %s %q", rel.Version, short(src.Commit), info.Subject))
+	d.event(ctx, app, "deploy", by, fmt.Sprintf("v%d deployed: push of %s %q", rel.Version, msgtext.Short(src.Commit), info.Subject))
 	d.prune(ctx, app, out)
 	return rel, nil
 }
@@ -205,10 +206,10 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 // failed records rel as failed, and the failure as an event.
 func (d *Deployer) failed(ctx context.Context, app names.App, rel store.Release, by string, err error) {
 	ctx = context.WithoutCancel(ctx)
-	if ferr := d.Store.FailRelease(ctx, app.Namespace, app.Name, rel.Version, oneLine(err.Error())); ferr != nil {
+	if ferr := d.Store.FailRelease(ctx, app.Namespace, app.Name, rel.Version, msgtext.OneLine(err.Error())); ferr != nil {
 		d.Log.Error("recording a failed release", "app", app.String(), "release", rel.Version, "err", ferr)
 	}
-	d.event(ctx, app, "failure", by, fmt.Sprintf("v%d failed (%s): %s", rel.Version, rel.Config.Note, truncate(oneLine(err.Error()), 300)))
+	d.event(ctx, app, "failure", by, fmt.Sprintf("v%d failed (%s): %s", rel.Version, rel.Config.Note, msgtext.Truncate(msgtext.OneLine(err.Error()), 300)))
 }
 
 // start runs the live release again, on fresh instances.
@@ -571,15 +572,6 @@ func instanceName(app names.App, typ string, version int) string {
 	}
 	return strings.TrimRight(prefix, "-") + suffix
 }
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
-}
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // container is what the agent makes a container of rel from: app.yaml's
 // cpu, else the operator's default.

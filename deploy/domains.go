@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -177,7 +178,7 @@ func (d *Deployer) checkDomain(ctx context.Context, dom store.Domain, by string)
 	}
 	if why != nil {
 		// The store keeps up to 1,024 bytes; names from DNS make it long.
-		return d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), truncate(oneLine(why.Error()), 1000))
+		return d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), msgtext.Truncate(msgtext.OneLine(why.Error()), 1000))
 	}
 	verified, err := d.Store.VerifyDomain(ctx, dom.Namespace, dom.App, dom.Hostname, d.now())
 	if errors.Is(err, store.ErrConflict) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/scheduler"
 	"github.com/upscalehq/upscale/store"
@@ -86,7 +87,7 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 	}
 	host := hosts[0]
 	d.placedExec(name, host)
-	d.execEvent(ctx, app, by, fmt.Sprintf("exec %s in v%d on %s", truncateLine(command, 200), rel.Version, host))
+	d.execEvent(ctx, app, by, fmt.Sprintf("exec %s in v%d on %s", msgtext.Truncate(msgtext.OneLine(command), 200), rel.Version, host))
 
 	var reply hostagent.ExecReply
 	err = d.Bus.Call(ctx, hostagent.Subject(host, hostagent.MethodExec), hostagent.ExecRequest{
@@ -132,15 +133,4 @@ func (d *Deployer) execEvent(ctx context.Context, app names.App, by, msg string)
 	if _, err := d.Store.RecordEvent(ctx, store.Event{Namespace: app.Namespace, App: app.Name, Kind: "exec", Message: msg, By: by}); err != nil {
 		d.Log.Warn("recording an event", "app", app.String(), "kind", "exec", "err", err)
 	}
-}
-
-func truncateLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xc0 == 0x80 {
-		n--
-	}
-	return s[:n] + "..."
 }

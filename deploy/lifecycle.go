@@ -13,6 +13,7 @@ import (
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -163,7 +164,7 @@ func (d *Deployer) derive(ctx context.Context, app names.App, base store.Release
 		return rel, err
 	}
 	rel.Artifact, rel.Digest, rel.Size, rel.Status = base.Artifact, base.Digest, base.Size, store.ReleaseBuilt
-	out(fmt.Sprintf("-----> v%d: %s (%s of v%d)", rel.Version, cfg.Note, short(base.Commit), base.Version))
+	out(fmt.Sprintf("-----> v%d: %s (%s of v%d)", rel.Version, cfg.Note, msgtext.Short(base.Commit), base.Version))
 	if err := d.rollout(ctx, app, rel, out, &Timing{}); err != nil {
 		d.failed(ctx, app, rel, by, err)
 		return rel, fmt.Errorf("v%d failed, v%d still serves: %w", rel.Version, base.Version, err)
@@ -327,11 +328,4 @@ func (d *Deployer) noteDiskOver(ctx context.Context, host string, c hostagent.Co
 	}
 	d.event(ctx, app, "disk", "upscale", fmt.Sprintf("%s on %s wrote more than its limit of %s to its filesystem and was stopped; a fresh instance replaces it (files an app keeps belong in a database or object storage)",
 		c.Name, host, appspec.FormatSize(c.Disk)))
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
 )
@@ -56,7 +57,7 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
 		return err
 	}
-	d.event(ctx, app, "run", by, "build of "+a.DeployBranch+" at "+short(head))
+	d.event(ctx, app, "run", by, "build of "+a.DeployBranch+" at "+msgtext.Short(head))
 	rel, _, err := d.Push(ctx, app, src, spec, by, out)
 	if err != nil {
 		return err
@@ -77,7 +78,7 @@ func (d *Deployer) Restart(ctx context.Context, app names.App, out func(string))
 		return fmt.Errorf("app %s is stopped; start it with app run", app)
 	}
 	if err := d.start(ctx, app, byOf(ctx), out); err != nil {
-		d.event(ctx, app, "failure", byOf(ctx), "restart failed: "+truncate(oneLine(err.Error()), 300))
+		d.event(ctx, app, "failure", byOf(ctx), "restart failed: "+msgtext.Truncate(msgtext.OneLine(err.Error()), 300))
 		return err
 	}
 	d.event(ctx, app, "restart", byOf(ctx), "instances replaced")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/e2e/rig"
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // deployWorld is a server that runs apps, with namespace acme, apps
@@ -321,7 +322,7 @@ func startLoopFunc(t *testing.T, srv *rig.Server, app string, good func(body str
 				b, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if err != nil || resp.StatusCode != 200 || !good(string(b)) {
-					failure = fmt.Sprintf("%s %q %v", resp.Status, truncate(string(b), 80), err)
+					failure = fmt.Sprintf("%s %q %v", resp.Status, msgtext.Truncate(string(b), 80), err)
 				}
 			}
 			took := time.Since(start)
@@ -380,13 +381,6 @@ func (l *loop) checkRate(t *testing.T, what string, maxRate float64) {
 	} else {
 		t.Logf("%s: %d requests, %d failed, slowest %s", what, total, len(l.failures), l.slow.Round(time.Millisecond))
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // tail is the last n lines of s.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/e2e/rig"
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // What a user does with a deployed app: see where it runs (as a mapped
@@ -263,7 +264,7 @@ func TestDeployLifecycle(t *testing.T) {
 		}
 		for _, host := range []string{"web.acme.upscale.localhost", "lifecycle.example.test"} {
 			if code, page := getHost(d.srv, host, "/"); code != 404 || !strings.Contains(page, "No app at "+host) {
-				t.Errorf("Host %s after app delete: %d %q, want Upscale's 404 page", host, code, truncate(page, 200))
+				t.Errorf("Host %s after app delete: %d %q, want Upscale's 404 page", host, code, msgtext.Truncate(page, 200))
 			}
 		}
 		if got := d.containers(t); len(got) != 0 {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/upscalehq/upscale/dnsproof/dnsprooftest"
 	"github.com/upscalehq/upscale/e2e/rig"
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // getHost fetches path through the router with the Host header host, as a
@@ -55,7 +56,7 @@ func (d *deployWorld) addPending(t *testing.T, app, host string) string {
 func notRouted(t *testing.T, srv *rig.Server, host, when string) {
 	t.Helper()
 	if code, got := getHost(srv, host, "/"); code != 404 || !strings.Contains(got, "No app at "+host) {
-		t.Errorf("%s, Host %s: %d %q; want Upscale's 404 page", when, host, code, truncate(got, 200))
+		t.Errorf("%s, Host %s: %d %q; want Upscale's 404 page", when, host, code, msgtext.Truncate(got, 200))
 	}
 }
 
@@ -176,7 +177,7 @@ func TestDomains(t *testing.T) {
 		}
 		code, got := getHost(d.srv, host, "/")
 		if code != 404 || !strings.Contains(got, "No app at "+host) {
-			t.Errorf("after remove, Host %s: %d %q, want Upscale's 404 page", host, code, truncate(got, 200))
+			t.Errorf("after remove, Host %s: %d %q, want Upscale's 404 page", host, code, msgtext.Truncate(got, 200))
 		}
 		d.mustServe(t, app, "domains two\n")
 		_, errs, code2 := d.srv.SSH(d.key, "", "domains", "remove", app, host)
@@ -187,7 +188,7 @@ func TestDomains(t *testing.T) {
 			t.Errorf("domains add with the CNAME in place said %q", out)
 		}
 		if code, got := getHost(d.srv, host, "/"); code != 503 || !strings.Contains(got, "beta/site is not running") {
-			t.Errorf("Host %s on an app without instances: %d %q", host, code, truncate(got, 200))
+			t.Errorf("Host %s on an app without instances: %d %q", host, code, msgtext.Truncate(got, 200))
 		}
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // lifecycleApp is a Python app for the lifecycle tests: / answers
@@ -79,7 +81,7 @@ func (d *deployWorld) failsIn(t *testing.T, stdin, want string, args ...string) 
 	t.Helper()
 	out, errs, code := d.srv.SSH(d.key, stdin, args...)
 	if code != 1 || errs != want+"\n" || out != "" {
-		t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and stderr %q", truncate(strings.Join(args, " "), 80), code, truncate(out, 200), errs, want)
+		t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 and stderr %q", msgtext.Truncate(strings.Join(args, " "), 80), code, msgtext.Truncate(out, 200), errs, want)
 	}
 }
 
@@ -180,7 +182,7 @@ func (d *deployWorld) mustAnswer(t *testing.T, app, path string, code int) {
 		got, body = c, b
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("GET %s of %s answers %d %q, want %d", path, app, got, truncate(body, 100), code)
+	t.Fatalf("GET %s of %s answers %d %q, want %d", path, app, got, msgtext.Truncate(body, 100), code)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

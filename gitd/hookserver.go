@@ -17,6 +17,7 @@ import (
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/hooks"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/store"
 )
@@ -80,7 +81,7 @@ func (s *Server) preReceive(ctx context.Context, p push, req hooks.Request, verd
 			out.line("-----> %s", v.Note)
 			continue
 		}
-		out.line("-----> Checking app.yaml at %s", short(v.New))
+		out.line("-----> Checking app.yaml at %s", msgtext.Short(v.New))
 		checkStart := time.Now()
 		data, problem, err := builder.Source{Repo: p.repo, Env: qenv, Commit: v.New}.AppYAML(ctx)
 		if err != nil {
@@ -173,7 +174,7 @@ func (s *Server) postReceive(ctx context.Context, p push, verdicts []hooks.Verdi
 		}
 		if v.Deploy && s.cfg.Deploys == nil {
 			out.line("=====> %s is now at %s %q, pushed by %s (push %d; this server does not deploy)",
-				strings.TrimPrefix(v.Ref, "refs/heads/"), short(v.New), rec.Subject, rec.KeyName, rec.ID)
+				strings.TrimPrefix(v.Ref, "refs/heads/"), msgtext.Short(v.New), rec.Subject, rec.KeyName, rec.ID)
 		}
 	}
 	return 0
@@ -230,13 +231,6 @@ func quarantineEnv(repo string, req hooks.Request) ([]string, error) {
 		}
 	}
 	return env, nil
-}
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
 }
 
 // hookOutput writes replies to the hook client. Write errors (the pusher

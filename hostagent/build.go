@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/shellquote"
 )
 
@@ -131,10 +132,7 @@ func buildScript(steps []string) string {
 
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	if len(l) > 120 {
-		l = l[:120] + "..."
-	}
-	return l
+	return msgtext.Truncate(l, 120)
 }
 
 // pack puts the tree at dir, made by a container of range idBase, into

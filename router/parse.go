@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // Parsers for HAProxy 2.6 runtime API answers. They are strict about what
@@ -213,9 +215,4 @@ func nonEmptyLines(s string) []string {
 }
 
 // truncate keeps error messages about a huge answer readable.
-func truncate(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "..."
-	}
-	return s
-}
+func truncate(s string) string { return msgtext.Truncate(s, 200) }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
+
+	"github.com/upscalehq/upscale/msgtext"
 )
 
 // options are the settings shared by the server and the local admin CLI:
@@ -103,5 +105,5 @@ func parseConfig(b []byte) (map[string]string, error) {
 		return out, nil
 	}
 	// Quoted values may hold newlines; the error must stay one line.
-	return nil, errors.New(strings.Join(strings.Fields(err.Error()), " "))
+	return nil, errors.New(msgtext.OneLine(err.Error()))
 }
