@@ -14,11 +14,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/yamlerr"
 )
 
 // MaxSize is the largest app.yaml accepted, in bytes. It is checked first
@@ -175,28 +175,9 @@ func document(data []byte) (*yaml.Node, *Problem) {
 	return top, nil
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
-
-// yamlProblem turns yaml.v3's "yaml: line N: msg" into a Problem at line N.
 func yamlProblem(err error) *Problem {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = strings.TrimPrefix(err.Error(), m[0])
-	}
-	return &Problem{line, "not valid YAML: " + oneLine(msg)}
-}
-
-// oneLine blanks control characters in yaml.v3's text, which is not ours to
-// trust to fit on a line.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
-		}
-		return r
-	}, s)
+	line, msg := yamlerr.Syntax(err)
+	return &Problem{line, msg}
 }
 
 type aliasBomb struct{ line int }

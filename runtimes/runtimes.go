@@ -14,13 +14,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/yamlerr"
 )
 
 //go:embed *.yaml
@@ -217,12 +217,12 @@ func decode(data []byte) (parsed, *problem) {
 		if errors.Is(err, io.EOF) {
 			return parsed{}, problemf(0, "the file is empty")
 		}
-		return parsed{}, yamlError(err.Error())
+		return parsed{}, yamlError(err)
 	}
 	if err := dec.Decode(&next); err == nil {
 		return parsed{}, problemf(next.Line, "a second YAML document starts here; a runtime file holds one")
 	} else if !errors.Is(err, io.EOF) {
-		return parsed{}, yamlError(err.Error())
+		return parsed{}, yamlError(err)
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
@@ -245,7 +245,7 @@ func decode(data []byte) (parsed, *problem) {
 		if errors.As(err, &te) && len(te.Errors) > 0 {
 			return parsed{}, typeError(te.Errors[0], keys)
 		}
-		return parsed{}, yamlError(err.Error())
+		return parsed{}, yamlError(err)
 	}
 	if prob := check(p); prob != nil {
 		return parsed{}, prob
@@ -304,29 +304,18 @@ func check(p parsed) *problem {
 }
 
 var (
-	yamlLineRE  = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
 	unknownRE   = regexp.MustCompile(`(?s)^field (.*) not found in type \S+$`)
 	typeErrorRE = regexp.MustCompile(`(?s)^cannot unmarshal (!!\w+)(?: .*)? into (\S+)$`)
 )
 
-// yamlError turns yaml.v3's "yaml: line N: msg" into a problem at line N.
-func yamlError(msg string) *problem {
-	line, msg := splitLine(msg)
-	return problemf(line, "not valid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
-}
-
-func splitLine(msg string) (int, string) {
-	m := yamlLineRE.FindStringSubmatch(msg)
-	if m == nil {
-		return 0, msg
-	}
-	line, _ := strconv.Atoi(m[1])
-	return line, msg[len(m[0]):]
+func yamlError(err error) *problem {
+	line, msg := yamlerr.Syntax(err)
+	return &problem{line, msg}
 }
 
 // typeError rewrites one of yaml.v3's unmarshal errors in the file's terms.
 func typeError(e string, keys []*yaml.Node) *problem {
-	line, msg := splitLine(e)
+	line, msg := yamlerr.Split(e)
 	if m := unknownRE.FindStringSubmatch(msg); m != nil {
 		return problemf(line, "unknown field %s; known: %s", names.Quote(m[1]), strings.Join(fields, ", "))
 	}
