@@ -418,8 +418,10 @@ func (r *remote) run(ctx context.Context, script string, asRoot bool, stdin io.R
 	}
 	var stderr capped
 	s.Stderr = &stderr
-	// The login shell runs this line, whatever it is: one /bin/sh -c with
-	// a single-quoted word reads the same to sh, bash, zsh, fish and csh.
+	// The login shell runs this line: one /bin/sh -c with a single-quoted
+	// word reads the same to POSIX shells (sh, dash, bash, zsh). Not to
+	// fish (backslashes inside single quotes) or csh (no newline inside
+	// them): a host whose login shell is one of those is not supported.
 	cmd := "/bin/sh -c " + shellquote.Quote(script) + " 2>&1"
 	if asRoot {
 		cmd = r.sudo + cmd

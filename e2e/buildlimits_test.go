@@ -163,10 +163,11 @@ func TestBuildInterruptedByAgentRestartRegression(t *testing.T) {
 
 // buildFiles are the agent's build work dirs, fetched artifacts and packed
 // results under its state dir.
-// The server killed in the middle of a build: the push fails; the agent,
-// cut off from the bus that died with the server, gives the build up once
-// its caller would have, and removes its container and files; the server
-// that starts next marks the release failed, and the old one serves on.
+// The server killed in the middle of a build: the push fails; the server
+// that starts next marks the release failed, no build container or file is
+// left (the agent cut off from the bus gives the build up, or, when it died
+// with the server as under systemd, the next one sweeps it), and the old
+// release serves on.
 func TestBuildInterruptedByServerCrashRegression(t *testing.T) {
 	d := newDeployWorld(t)
 	const app, old = "acme/web", "old body\n"
@@ -195,6 +196,8 @@ func TestBuildInterruptedByServerCrashRegression(t *testing.T) {
 	if code := <-done; code == 0 {
 		t.Fatal("the push succeeded although its server was killed")
 	}
+	d.srv.Run()
+	d.srv.WaitHostUp()
 	deadline = time.Now().Add(60 * time.Second)
 	for !slices.Equal(d.containers(t), before.containers) || len(buildFiles(t, d.srv.Agent.State)) > 0 {
 		if time.Now().After(deadline) {
@@ -202,8 +205,6 @@ func TestBuildInterruptedByServerCrashRegression(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	d.srv.Run()
-	d.srv.WaitHostUp()
 	d.mustServe(t, app, old)
 	if rels := d.releases(t, app); rels[0].Version != 2 || rels[0].Status != "failed" || !strings.Contains(rels[0].Failure, "the server stopped while it ran") {
 		t.Errorf("newest release %+v, want v2 failed as interrupted", rels[0])
