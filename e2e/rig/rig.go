@@ -326,8 +326,14 @@ func (s *Server) Log() string { return s.log.String() }
 
 // Local runs the local admin CLI against the server's data directory.
 func (s *Server) Local(args ...string) (string, string, int) {
-	full := append(args, "--data", s.Data, "--config", filepath.Join(filepath.Dir(s.Data), "none.yaml"))
-	return Exec(exec.Command(s.Bin, full...), "")
+	argv := s.LocalCommand(args...)
+	return Exec(exec.Command(argv[0], argv[1:]...), "")
+}
+
+// LocalCommand is the command line of the local admin CLI with args,
+// acting on the server's data directory.
+func (s *Server) LocalCommand(args ...string) []string {
+	return slices.Concat([]string{s.Bin}, args, []string{"--data", s.Data, "--config", filepath.Join(filepath.Dir(s.Data), "none.yaml")})
 }
 
 // Key is an SSH key pair made by ssh-keygen.
