@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -132,8 +133,15 @@ func (a *agentSupervisor) once(ctx context.Context, credPath string) error {
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = a.output, a.output
 	// Its own process group: a Ctrl-C at the server's terminal must not
-	// reach the agent before the server has finished with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// reach the agent before the server has finished with it. It gets
+	// SIGTERM when the server dies (killed, crashed) and stops cleanly, as
+	// under systemd: left running, it would hold this host's containers
+	// where the next server's agent cannot take them over. The kernel
+	// sends that signal when the thread that started the agent ends, so
+	// this goroutine keeps its thread while the agent runs.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
