@@ -265,6 +265,13 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	if err := a.waitHealthy(ctx, req, addr); err != nil {
 		return fail(err)
 	}
+	// Started idle so as not to cost the host's other apps latency (see
+	// lxc's Ready); serving now, it gets its full share.
+	if r, ok := a.rt.(interface{ Ready(name string) error }); ok {
+		if err := r.Ready(req.Name); err != nil {
+			a.cfg.Log.Warn("container stays at idle CPU priority until its start bound", "container", req.Name, "err", err)
+		}
+	}
 	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Disk: req.Disk, DiskBase: base}); err != nil {
 		return fail(err)
 	}

@@ -74,7 +74,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--subnet: %w", err)
 	}
-	lxcCfg := lxc.Config{LXCPath: *lxcpath, Bridge: *bridge, Subnet: prefix, NAT: *nat, EgressAllow: egress}
+	lxcCfg := lxc.Config{LXCPath: *lxcpath, Bridge: *bridge, Subnet: prefix, NAT: *nat, EgressAllow: egress, Log: log}
 	if *teardown {
 		return teardownAll(lxcCfg, log)
 	}

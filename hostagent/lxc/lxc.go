@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -67,7 +68,8 @@ type Config struct {
 	// IngressAllow are the routers on other machines: the only sources,
 	// besides this host, that may open connections to the containers.
 	IngressAllow []netip.Prefix
-	LogLimit     int64 // bytes of app output kept per container; default 1 MiB
+	LogLimit     int64        // bytes of app output kept per container; default 1 MiB
+	Log          *slog.Logger // warnings; nil = none
 }
 
 // Spec describes one container.
@@ -139,9 +141,11 @@ type Runtime struct {
 	gateway  netip.Addr
 	lxcStart string
 	cgroup2  bool
-	swapKey  bool   // a swap limit key exists, so Memory can be a hard limit
-	seccomp  string // LXC's default seccomp profile, "" when missing
-	lock     *os.File
+	swapKey  bool // a swap limit key exists, so Memory can be a hard limit
+	// idleStart: containers start with cpu.idle set, until Ready (quiet.go).
+	idleStart bool
+	seccomp   string // LXC's default seccomp profile, "" when missing
+	lock      *os.File
 
 	mu     sync.Mutex
 	ctrs   map[string]*ctr
@@ -216,6 +220,11 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("lxc: lxcpath: %w", err)
 	}
 	r.detectCgroups()
+	if why := r.detectIdle(); why != "" {
+		r.cfg.Log.Warn("containers start at the ordinary CPU priority: a starting app may cost its neighbours latency", "why", why)
+	} else {
+		r.idleStart = true
+	}
 	if _, err := os.Stat("/usr/share/lxc/config/common.seccomp"); err == nil {
 		r.seccomp = "/usr/share/lxc/config/common.seccomp"
 	}
@@ -231,6 +240,10 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	if err := ensureFirewall(r.cfg, ports); err != nil {
 		return nil, fmt.Errorf("lxc: firewall: %w", err)
+	}
+	for _, c := range r.ctrs {
+		// One an agent left idle when it died waiting for its app.
+		r.ready(c)
 	}
 	ok = true
 	go r.capLoop()
@@ -260,6 +273,9 @@ func (cfg *Config) normalize() error {
 	}
 	if cfg.LogLimit == 0 {
 		cfg.LogLimit = defaultLimit
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.LogLimit < 4096 {
 		return fmt.Errorf("lxc: LogLimit %d too small (min 4096)", cfg.LogLimit)
@@ -839,6 +855,9 @@ func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 			}
 		}
 	}
+	if r.idleStart {
+		kv = append(kv, [2]string{cg + "cpu.idle", "1"})
+	}
 	if s.PidsMax > 0 {
 		kv = append(kv, [2]string{cg + "pids.max", strconv.FormatInt(s.PidsMax, 10)})
 	}
@@ -1025,6 +1044,7 @@ func (r *Runtime) Start(ctx context.Context, name string) error {
 	if err := writeMeta(c.dir, m); err != nil {
 		return fmt.Errorf("lxc: start %s: %w", name, err)
 	}
+	r.readyLater(c, started)
 	return nil
 }
 

@@ -228,7 +228,8 @@ func (r *Runtime) setPort(add bool, element string) error {
 	if add {
 		verb = "add"
 	}
-	out, err := run("nft", verb, "element", "bridge", natTable(r.cfg.Bridge), "ports", "{ "+element+" }")
+	// Idle: it runs on every container start and stop (quiet.go).
+	out, err := runWith(startIdle, "nft", verb, "element", "bridge", natTable(r.cfg.Bridge), "ports", "{ "+element+" }")
 	if err != nil && !add && strings.Contains(out, "No such file") {
 		return nil
 	}
@@ -327,7 +328,19 @@ func (r *Runtime) RemoveNetwork() error {
 }
 
 func run(name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).CombinedOutput()
+	return runWith((*exec.Cmd).Start, name, args...)
+}
+
+// runWith is run with start in place of exec.Cmd's Start.
+func runWith(start func(*exec.Cmd) error, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	err := start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	out := buf.Bytes()
 	if err != nil {
 		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}

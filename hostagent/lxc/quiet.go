@@ -1,0 +1,155 @@
+package lxc
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A container starts with its cgroup marked idle (cpu.idle = 1, the
+// cgroup form of SCHED_IDLE) and gets its ordinary share once its app is
+// ready (Ready) or, at the latest, startIdleMax after the start. Measured
+// on two cores, one app's redeploys raised another app's p99 latency
+// mostly through scheduling delays of a millisecond or more: the
+// scheduler lets a running task finish its slice (about 1.5 ms on two
+// cores) before a task that just woke up, HAProxy or the other app's
+// process with a request to serve, may run; a lower weight or nice value
+// does not shorten that wait, an idle entity is preempted at once. While
+// the CPU has room, idle changes nothing else: the starting app gets all
+// the CPU nobody else wants.
+const startIdleMax = 5 * time.Second
+
+// detectIdle says whether the cgroup the containers get has cpu.idle
+// (Linux 5.15 and later, with the cpu controller): LXC refuses to start a
+// container whose configuration names a cgroup file that does not exist.
+func (r *Runtime) detectIdle() string {
+	if !r.cgroup2 {
+		// v1: the cpu hierarchy's root has the file when the kernel does.
+		if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.idle"); err != nil {
+			return "no cpu.idle in the v1 cpu hierarchy (/sys/fs/cgroup/cpu): Linux 5.15 or later with the cpu controller mounted"
+		}
+		return ""
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return "uname: " + err.Error()
+	}
+	if !kernelAtLeast(unix.ByteSliceToString(uts.Release[:]), 5, 15) {
+		return "cpu.idle needs Linux 5.15 or later, this is " + unix.ByteSliceToString(uts.Release[:])
+	}
+	own := "/"
+	self, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(string(self), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			own = filepath.Clean("/" + p)
+		}
+	}
+	ctrls, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", own, "cgroup.controllers"))
+	if err != nil || !hasWord(string(ctrls), "cpu") {
+		return fmt.Sprintf("the cpu controller is not delegated to this process's cgroup %s (systemd: Delegate=yes)", own)
+	}
+	return ""
+}
+
+func hasWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+// kernelAtLeast compares a release string such as "6.1.0-18-amd64".
+func kernelAtLeast(release string, major, minor int) bool {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	digits := parts[1]
+	if i := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		digits = digits[:i] // "15rc1", "15-arch1"
+	}
+	mi, err2 := strconv.Atoi(digits)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+// Ready gives a started container its ordinary CPU share: the agent calls
+// it once the app answers. A stopped container, or one already ready, is
+// left as it is.
+func (r *Runtime) Ready(name string) error {
+	c, err := r.get(name)
+	if err != nil {
+		return err
+	}
+	return r.ready(c)
+}
+
+func (r *Runtime) ready(c *ctr) error {
+	if !r.idleStart {
+		return nil
+	}
+	lx, err := c.lxc(r.cfg.LXCPath)
+	if err != nil {
+		return err
+	}
+	if !lx.Running() {
+		return nil
+	}
+	if err := lx.SetCgroupItem("cpu.idle", "0"); err != nil && lx.Running() {
+		return fmt.Errorf("lxc: %s: cpu.idle: %w", c.name, err)
+	}
+	return nil
+}
+
+// readyLater is the bound on a start's idle time, for the starts nobody
+// calls Ready on (a crash restart, a build, an exec container, an agent
+// that died waiting for the app).
+func (r *Runtime) readyLater(c *ctr, started time.Time) {
+	if !r.idleStart {
+		return
+	}
+	time.AfterFunc(startIdleMax, func() {
+		c.mu.Lock()
+		same := c.meta.StartedAt.Equal(started) && !c.gone
+		c.mu.Unlock()
+		if same {
+			r.ready(c)
+		}
+	})
+}
+
+// startIdle starts cmd with the SCHED_IDLE policy, for the agent's short
+// helpers on the path of every container start and stop (nft): a process
+// woken to serve a request preempts an idle one at once. The child gets
+// the policy of the thread that forks it, so that thread is set for the
+// fork and put back after. Where the policy cannot be set, cmd starts as
+// usual.
+func startIdle(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	prev, err := unix.SchedGetAttr(0, 0)
+	if err == nil {
+		err = unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
+	}
+	serr := cmd.Start()
+	if err == nil {
+		if err := unix.SchedSetAttr(0, prev, 0); err != nil {
+			// Left locked, the thread ends with this goroutine instead of
+			// running other goroutines at idle priority.
+			return serr
+		}
+	}
+	runtime.UnlockOSThread()
+	return serr
+}
