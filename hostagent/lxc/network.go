@@ -228,8 +228,7 @@ func (r *Runtime) setPort(add bool, element string) error {
 	if add {
 		verb = "add"
 	}
-	// Idle: it runs on every container start and stop (quiet.go).
-	out, err := runWith(startIdle, "nft", verb, "element", "bridge", natTable(r.cfg.Bridge), "ports", "{ "+element+" }")
+	out, err := run("nft", verb, "element", "bridge", natTable(r.cfg.Bridge), "ports", "{ "+element+" }")
 	if err != nil && !add && strings.Contains(out, "No such file") {
 		return nil
 	}
@@ -328,19 +327,7 @@ func (r *Runtime) RemoveNetwork() error {
 }
 
 func run(name string, args ...string) (string, error) {
-	return runWith((*exec.Cmd).Start, name, args...)
-}
-
-// runWith is run with start in place of exec.Cmd's Start.
-func runWith(start func(*exec.Cmd) error, name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	err := start(cmd)
-	if err == nil {
-		err = cmd.Wait()
-	}
-	out := buf.Bytes()
+	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}

@@ -3,9 +3,7 @@ package lxc
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -128,28 +126,4 @@ func (r *Runtime) readyLater(c *ctr, started time.Time) {
 			r.ready(c)
 		}
 	})
-}
-
-// startIdle starts cmd with the SCHED_IDLE policy, for the agent's short
-// helpers on the path of every container start and stop (nft): a process
-// woken to serve a request preempts an idle one at once. The child gets
-// the policy of the thread that forks it, so that thread is set for the
-// fork and put back after. Where the policy cannot be set, cmd starts as
-// usual.
-func startIdle(cmd *exec.Cmd) error {
-	runtime.LockOSThread()
-	prev, err := unix.SchedGetAttr(0, 0)
-	if err == nil {
-		err = unix.SchedSetAttr(0, &unix.SchedAttr{Policy: unix.SCHED_IDLE}, 0)
-	}
-	serr := cmd.Start()
-	if err == nil {
-		if err := unix.SchedSetAttr(0, prev, 0); err != nil {
-			// Left locked, the thread ends with this goroutine instead of
-			// running other goroutines at idle priority.
-			return serr
-		}
-	}
-	runtime.UnlockOSThread()
-	return serr
 }

@@ -2,14 +2,10 @@ package lxc
 
 import (
 	"net/netip"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 func TestKernelAtLeast(t *testing.T) {
@@ -121,39 +117,5 @@ func TestIdleUntilReady(t *testing.T) {
 	}
 	if err := e.rt.Ready("nosuch"); err == nil {
 		t.Fatal("Ready on a container that does not exist: no error")
-	}
-}
-
-// The helper runs at SCHED_IDLE; the agent's thread that forked it does
-// not.
-func TestStartIdle(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	before, err := unix.SchedGetAttr(0, 0)
-	if err != nil {
-		t.Skipf("sched_getattr: %v", err)
-	}
-	cmd := exec.Command("sleep", "5")
-	if err := startIdle(cmd); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	got, err := unix.SchedGetAttr(cmd.Process.Pid, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Policy != unix.SCHED_IDLE {
-		t.Fatalf("helper's policy = %d, want SCHED_IDLE (%d)", got.Policy, unix.SCHED_IDLE)
-	}
-	after, err := unix.SchedGetAttr(0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after.Policy != before.Policy || after.Nice != before.Nice {
-		t.Fatalf("the forking thread's policy is %d nice %d after, %d nice %d before", after.Policy, after.Nice, before.Policy, before.Nice)
-	}
-	out, err := runWith(startIdle, "sh", "-c", "echo out; echo err >&2; exit 3")
-	if err == nil || !strings.Contains(out, "out") || !strings.Contains(out, "err") || !strings.Contains(err.Error(), "exit status 3") {
-		t.Fatalf("runWith: %q, %v", out, err)
 	}
 }
