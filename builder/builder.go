@@ -16,11 +16,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/msgtext"
 
 	"github.com/upscalehq/upscale/bus"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/runtimes"
@@ -169,7 +169,7 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		return bus.Artifact{}, fmt.Errorf("exporting the source: %w", err)
 	}
 	defer b.DeleteArtifact(context.WithoutCancel(ctx), src)
-	req := hostagent.BuildRequest{
+	req := agentapi.BuildRequest{
 		App:     job.App.String(),
 		Release: job.Release,
 		Runtime: job.Runtime,
@@ -179,8 +179,8 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		Timeout: job.Timeout,
 		Memory:  job.Memory, CPU: job.CPU, MaxOutput: job.MaxOutput, MaxEntries: job.MaxEntries, Disk: job.Disk,
 	}
-	var built hostagent.BuildReply
-	if err := b.Call(ctx, hostagent.Subject(job.Host, hostagent.MethodBuild), req, &built, progress); err != nil {
+	var built agentapi.BuildReply
+	if err := b.Call(ctx, agentapi.Subject(job.Host, agentapi.MethodBuild), req, &built, progress); err != nil {
 		if errors.Is(err, bus.ErrNoAnswer) && ctx.Err() == nil {
 			// The agent went away mid-build (restarted, or its host
 			// died); the one that comes back removes the container.
@@ -188,7 +188,7 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		}
 		return bus.Artifact{}, err
 	}
-	defer b.Call(context.WithoutCancel(ctx), hostagent.Subject(job.Host, hostagent.MethodDrop), hostagent.DropRequest{Outbox: built.Outbox}, nil, nil)
+	defer b.Call(context.WithoutCancel(ctx), agentapi.Subject(job.Host, agentapi.MethodDrop), agentapi.DropRequest{Outbox: built.Outbox}, nil, nil)
 	// Agents only read the store: the server carries the result over.
 	pr, pw = io.Pipe()
 	go func() { pw.CloseWithError(fetch(ctx, b, job.Host, built.Outbox, pw)) }()
@@ -205,8 +205,8 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 
 func fetch(ctx context.Context, b Bus, host, outbox string, w io.Writer) error {
 	for off := int64(0); ; {
-		var chunk hostagent.FetchReply
-		if err := b.Call(ctx, hostagent.Subject(host, hostagent.MethodFetch), hostagent.FetchRequest{Outbox: outbox, Offset: off}, &chunk, nil); err != nil {
+		var chunk agentapi.FetchReply
+		if err := b.Call(ctx, agentapi.Subject(host, agentapi.MethodFetch), agentapi.FetchRequest{Outbox: outbox, Offset: off}, &chunk, nil); err != nil {
 			return err
 		}
 		if len(chunk.Data) == 0 {

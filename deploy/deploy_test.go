@@ -17,11 +17,11 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/router"
 	"github.com/upscalehq/upscale/runtimes"
@@ -38,21 +38,21 @@ type fakeBus struct {
 	buildErr  error
 	startErr  error
 	started   []string
-	starts    []hostagent.StartRequest
-	stopped   []hostagent.StopRequest
+	starts    []agentapi.StartRequest
+	stopped   []agentapi.StopRequest
 	destroyed []string
 	next      int
 	// execs records exec requests; each waits for execGate, when set,
 	// before it answers exit status 0.
-	execs    []hostagent.ExecRequest
+	execs    []agentapi.ExecRequest
 	execGate chan struct{}
-	onBuild  func(hostagent.BuildRequest)
+	onBuild  func(agentapi.BuildRequest)
 }
 
 func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progress func(string)) error {
-	if strings.HasSuffix(subject, "."+hostagent.MethodExec) {
+	if strings.HasSuffix(subject, "."+agentapi.MethodExec) {
 		b.mu.Lock()
-		b.execs = append(b.execs, req.(hostagent.ExecRequest))
+		b.execs = append(b.execs, req.(agentapi.ExecRequest))
 		gate := b.execGate
 		b.mu.Unlock()
 		if gate != nil {
@@ -62,7 +62,7 @@ func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progr
 				return ctx.Err()
 			}
 		}
-		*resp.(*hostagent.ExecReply) = hostagent.ExecReply{ExitCode: 0}
+		*resp.(*agentapi.ExecReply) = agentapi.ExecReply{ExitCode: 0}
 		return nil
 	}
 	b.mu.Lock()
@@ -75,9 +75,9 @@ func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progr
 		return json.Unmarshal(raw, resp)
 	}
 	switch method := subject[strings.LastIndex(subject, ".")+1:]; method {
-	case hostagent.MethodBuild:
+	case agentapi.MethodBuild:
 		if b.onBuild != nil {
-			b.onBuild(req.(hostagent.BuildRequest))
+			b.onBuild(req.(agentapi.BuildRequest))
 		}
 		if b.buildErr != nil {
 			return b.buildErr
@@ -85,14 +85,14 @@ func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progr
 		progress("       step 1: true")
 		b.outbox = []byte("packed app")
 		sum := sha256.Sum256(b.outbox)
-		return set(hostagent.BuildReply{Outbox: "build-1.tar.gz", Digest: hex.EncodeToString(sum[:]), Size: int64(len(b.outbox))})
-	case hostagent.MethodFetch:
-		r := req.(hostagent.FetchRequest)
-		return set(hostagent.FetchReply{Data: b.outbox[min(r.Offset, int64(len(b.outbox))):]})
-	case hostagent.MethodDrop:
+		return set(agentapi.BuildReply{Outbox: "build-1.tar.gz", Digest: hex.EncodeToString(sum[:]), Size: int64(len(b.outbox))})
+	case agentapi.MethodFetch:
+		r := req.(agentapi.FetchRequest)
+		return set(agentapi.FetchReply{Data: b.outbox[min(r.Offset, int64(len(b.outbox))):]})
+	case agentapi.MethodDrop:
 		return nil
-	case hostagent.MethodStart:
-		r := req.(hostagent.StartRequest)
+	case agentapi.MethodStart:
+		r := req.(agentapi.StartRequest)
 		if b.startErr != nil {
 			b.started = append(b.started, r.Name)
 			return b.startErr
@@ -100,12 +100,12 @@ func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progr
 		b.started = append(b.started, r.Name)
 		b.starts = append(b.starts, r)
 		b.next++
-		return set(hostagent.StartReply{Addr: fmt.Sprintf("10.77.0.%d:8080", b.next)})
-	case hostagent.MethodStop:
-		b.stopped = append(b.stopped, req.(hostagent.StopRequest))
+		return set(agentapi.StartReply{Addr: fmt.Sprintf("10.77.0.%d:8080", b.next)})
+	case agentapi.MethodStop:
+		b.stopped = append(b.stopped, req.(agentapi.StopRequest))
 		return nil
-	case hostagent.MethodDestroy:
-		b.destroyed = append(b.destroyed, req.(hostagent.DestroyRequest).Name)
+	case agentapi.MethodDestroy:
+		b.destroyed = append(b.destroyed, req.(agentapi.DestroyRequest).Name)
 		return nil
 	}
 	return fmt.Errorf("unexpected call %s", subject)
@@ -164,7 +164,7 @@ type oneHost struct{}
 func (h oneHost) Hosts() []fleet.Host { return h.Up() }
 
 func (oneHost) Up() []fleet.Host {
-	return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Info{Name: "h1", MemFree: 8 << 30}}}}
+	return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: agentapi.Info{Name: "h1", MemFree: 8 << 30}}}}
 }
 
 type rig struct {
@@ -415,8 +415,8 @@ func TestFailInterrupted(t *testing.T) {
 func TestBuildLimitsInRequest(t *testing.T) {
 	r := newRig(t)
 	r.d.BuildMemory, r.d.BuildCPU, r.d.MaxBuildOutput, r.d.MaxBuildEntries = 2<<30, 1.5, 3<<20, 42
-	var got []hostagent.BuildRequest
-	r.bus.onBuild = func(req hostagent.BuildRequest) { got = append(got, req) }
+	var got []agentapi.BuildRequest
+	r.bus.onBuild = func(req agentapi.BuildRequest) { got = append(got, req) }
 	for _, memory := range []int64{0, 128 << 20} {
 		if _, _, err := r.d.Push(context.Background(), r.app, r.src, &appspec.Spec{Runtime: "python", Instances: 1, Memory: memory}, "alice", func(string) {}); err != nil {
 			t.Fatal(err)

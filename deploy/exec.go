@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/scheduler"
@@ -89,15 +89,15 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 	d.placedExec(name, host)
 	d.execEvent(ctx, app, by, fmt.Sprintf("exec %s in v%d on %s", msgtext.Truncate(msgtext.OneLine(command), 200), rel.Version, host))
 
-	var reply hostagent.ExecReply
-	err = d.Bus.Call(ctx, hostagent.Subject(host, hostagent.MethodExec), hostagent.ExecRequest{
+	var reply agentapi.ExecReply
+	err = d.Bus.Call(ctx, agentapi.Subject(host, agentapi.MethodExec), agentapi.ExecRequest{
 		ReleaseContainer: d.container(name, app, rel, rt, command, Env(rel.Config), memory), Timeout: timeout,
 	}, &reply, func(l string) {
 		switch {
-		case strings.HasPrefix(l, hostagent.ExecOutput):
-			out(l[len(hostagent.ExecOutput):])
-		case strings.HasPrefix(l, hostagent.ExecNote):
-			note(l[len(hostagent.ExecNote):])
+		case strings.HasPrefix(l, agentapi.ExecOutput):
+			out(l[len(agentapi.ExecOutput):])
+		case strings.HasPrefix(l, agentapi.ExecNote):
+			note(l[len(agentapi.ExecNote):])
 		}
 	})
 	if ctx.Err() != nil {

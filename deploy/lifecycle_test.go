@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -104,7 +104,7 @@ func TestRetireStopsWithGrace(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.bus.stopped) != 1 || r.bus.stopped[0] != (hostagent.StopRequest{Name: old[0].Name, Grace: 7 * time.Second}) || !slices.Contains(r.bus.destroyed, old[0].Name) {
+	if len(r.bus.stopped) != 1 || r.bus.stopped[0] != (agentapi.StopRequest{Name: old[0].Name, Grace: 7 * time.Second}) || !slices.Contains(r.bus.destroyed, old[0].Name) {
 		t.Fatalf("stopped %+v, destroyed %v; want %s stopped with 7s grace, then destroyed", r.bus.stopped, r.bus.destroyed, old[0].Name)
 	}
 }
@@ -225,7 +225,7 @@ func TestHealPerProcessType(t *testing.T) {
 		}
 	}
 	// The host's status, a minute on, lists the web instance only.
-	hs.set("h1", true, store.HostActive, hostagent.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
+	hs.set("h1", true, store.HostActive, agentapi.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
 	hs.hosts[0].At = time.Now().Add(time.Minute)
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
@@ -25,15 +26,15 @@ type logsBus struct {
 	live    map[string][]hostagent.LogLine
 	bare    bool // an agent from before stamps: plain lines, no marker
 	mu      sync.Mutex
-	asked   []hostagent.LogsRequest
+	asked   []agentapi.LogsRequest
 }
 
 func (b *logsBus) Call(ctx context.Context, subject string, req, _ any, progress func(string)) error {
-	r := req.(hostagent.LogsRequest)
+	r := req.(agentapi.LogsRequest)
 	b.mu.Lock()
 	b.asked = append(b.asked, r)
 	b.mu.Unlock()
-	if !strings.HasSuffix(subject, "."+hostagent.MethodLogs) {
+	if !strings.HasSuffix(subject, "."+agentapi.MethodLogs) {
 		return fmt.Errorf("unexpected call %s", subject)
 	}
 	h := b.history[r.Name]
@@ -45,7 +46,7 @@ func (b *logsBus) Call(ctx context.Context, subject string, req, _ any, progress
 			progress(l.Text)
 			continue
 		}
-		progress(hostagent.StampLine(l.At, l.Text))
+		progress(agentapi.StampLine(l.At, l.Text))
 	}
 	if b.bare && r.Follow {
 		<-ctx.Done()
@@ -56,7 +57,7 @@ func (b *logsBus) Call(ctx context.Context, subject string, req, _ any, progress
 	}
 	progress("")
 	for _, l := range b.live[r.Name] {
-		progress(hostagent.StampLine(l.At, l.Text))
+		progress(agentapi.StampLine(l.At, l.Text))
 	}
 	<-ctx.Done()
 	return ctx.Err()
@@ -243,23 +244,23 @@ type laggingBus struct {
 }
 
 func (b *laggingBus) Call(ctx context.Context, subject string, req, _ any, progress func(string)) error {
-	r := req.(hostagent.LogsRequest)
+	r := req.(agentapi.LogsRequest)
 	t0 := time.Date(2026, 11, 25, 2, 3, 4, 0, time.UTC)
-	if strings.HasPrefix(subject, hostagent.Subject("h2", "")) {
+	if strings.HasPrefix(subject, agentapi.Subject("h2", "")) {
 		select {
 		case <-b.letGo:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		progress(hostagent.StampLine(t0, "slow history"))
+		progress(agentapi.StampLine(t0, "slow history"))
 		progress("")
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	progress(hostagent.StampLine(t0, "fast history"))
+	progress(agentapi.StampLine(t0, "fast history"))
 	progress("")
 	for i := range b.flood {
-		progress(hostagent.StampLine(t0.Add(time.Second), fmt.Sprintf("%s live %d", r.Name, i)))
+		progress(agentapi.StampLine(t0.Add(time.Second), fmt.Sprintf("%s live %d", r.Name, i)))
 	}
 	close(b.flooded)
 	<-ctx.Done()

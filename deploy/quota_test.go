@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -274,7 +274,7 @@ func TestExecPlacement(t *testing.T) {
 	}
 	// Once h1's heartbeat lists the container it is counted there, once.
 	for name := range placed["h1"] {
-		hs.hosts[0].List = []hostagent.ContainerInfo{{Name: name}}
+		hs.hosts[0].List = []agentapi.ContainerInfo{{Name: name}}
 		hs.hosts[0].Containers = 1
 	}
 	if hosts := r.d.schedulerHosts(); hosts[0].Containers != 1 {

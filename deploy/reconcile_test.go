@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -40,7 +40,7 @@ func (s *hostSet) Up() []fleet.Host {
 	return up
 }
 
-func (s *hostSet) set(name string, up bool, state store.HostState, list ...hostagent.ContainerInfo) {
+func (s *hostSet) set(name string, up bool, state store.HostState, list ...agentapi.ContainerInfo) {
 	for i := range s.hosts {
 		if s.hosts[i].Name == name {
 			s.hosts[i].Up, s.hosts[i].Record.State, s.hosts[i].List = up, state, list
@@ -49,7 +49,7 @@ func (s *hostSet) set(name string, up bool, state store.HostState, list ...hosta
 		}
 	}
 	s.hosts = append(s.hosts, fleet.Host{Up: up, Record: store.Host{Name: name, State: state, Weight: 1},
-		Beat: hostagent.Beat{Info: hostagent.Info{Name: name, MemFree: 8 << 30}, At: time.Now(), List: list}})
+		Beat: agentapi.Beat{Info: agentapi.Info{Name: name, MemFree: 8 << 30}, At: time.Now(), List: list}})
 }
 
 // threeHosts deploys acme/web with 2 instances over h1..h3 and returns
@@ -109,9 +109,9 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 		t.Fatalf("asked a down host to destroy %v", r.bus.destroyed)
 	}
 	// The host returns still running the old container: it goes.
-	hs.set(dead.Host, true, store.HostActive, hostagent.ContainerInfo{Name: dead.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+	hs.set(dead.Host, true, store.HostActive, agentapi.ContainerInfo{Name: dead.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
 	for _, in := range now {
-		hs.set(in.Host, true, store.HostActive, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+		hs.set(in.Host, true, store.HostActive, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
 	}
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
@@ -217,16 +217,16 @@ func TestHealRemovesOrphansOfANamespaceNamedBuild(t *testing.T) {
 	r.d.Store.CreateNamespace(ctx, "build")
 	r.d.Store.CreateApp(ctx, "build", "web")
 	old := time.Now().Add(-time.Minute)
-	var list []hostagent.ContainerInfo
+	var list []agentapi.ContainerInfo
 	for _, in := range ins {
 		if in.Host == "h1" {
-			list = append(list, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
+			list = append(list, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
 		}
 	}
 	list = append(list,
-		hostagent.ContainerInfo{Name: "build-web-v1-aaaaaa", App: "build/web", State: "running", StartedAt: old},
-		hostagent.ContainerInfo{Name: "build-gone-v1-bbbbbb", App: "build/gone", State: "running", StartedAt: old},
-		hostagent.ContainerInfo{Name: "build-3f2a1c-7", State: "running", StartedAt: old},
+		agentapi.ContainerInfo{Name: "build-web-v1-aaaaaa", App: "build/web", State: "running", StartedAt: old},
+		agentapi.ContainerInfo{Name: "build-gone-v1-bbbbbb", App: "build/gone", State: "running", StartedAt: old},
+		agentapi.ContainerInfo{Name: "build-3f2a1c-7", State: "running", StartedAt: old},
 	)
 	hs.set("h1", true, store.HostActive, list...)
 	r.bus.destroyed = nil
@@ -248,13 +248,13 @@ func TestHealRemovesOrphansWhenItCannotReplace(t *testing.T) {
 	r, hs, ins := threeHosts(t)
 	ctx := context.Background()
 	old := time.Now().Add(-time.Minute)
-	var list []hostagent.ContainerInfo
+	var list []agentapi.ContainerInfo
 	for _, in := range ins {
 		if in.Host == "h1" {
-			list = append(list, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
+			list = append(list, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
 		}
 	}
-	list = append(list, hostagent.ContainerInfo{Name: "acme-web-v1-0rphan", App: "acme/web", State: "running", StartedAt: old})
+	list = append(list, agentapi.ContainerInfo{Name: "acme-web-v1-0rphan", App: "acme/web", State: "running", StartedAt: old})
 	for _, h := range []string{"h1", "h2", "h3"} {
 		if h == "h1" {
 			hs.set(h, true, store.HostDraining, list...)
@@ -279,7 +279,7 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 	ctx := context.Background()
 	full := ins[0]
 	for _, in := range ins {
-		c := hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute), Disk: 64 << 20}
+		c := agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute), Disk: 64 << 20}
 		if in.Name == full.Name {
 			c.State, c.DiskOver = "stopped", 70<<20
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -19,8 +19,8 @@ func TestHostsGoDownWhenSilent(t *testing.T) {
 	f.SetRecords([]store.Host{{Name: "h2", Address: "10.0.0.2", Weight: 2}, {Name: "h1", State: store.HostDraining}, {Name: "h3"}})
 	var changes []string
 	f.OnChange = func(h Host) { changes = append(changes, h.Name+"="+h.State) }
-	f.Beat("h2", hostagent.Beat{Info: hostagent.Info{Name: "spoofed", CPUs: 2}})
-	f.Beat("h1", hostagent.Beat{})
+	f.Beat("h2", agentapi.Beat{Info: agentapi.Info{Name: "spoofed", CPUs: 2}})
+	f.Beat("h1", agentapi.Beat{})
 	f.report()
 	hosts := f.Hosts()
 	if len(hosts) != 3 || hosts[0].Name != "h1" || hosts[1].Name != "h2" || hosts[1].CPUs != 2 || hosts[1].Address != "10.0.0.2" {
@@ -39,7 +39,7 @@ func TestHostsGoDownWhenSilent(t *testing.T) {
 	if len(f.Up()) != 2 {
 		t.Fatal("a host went down before DownAfter")
 	}
-	f.Beat("h1", hostagent.Beat{})
+	f.Beat("h1", agentapi.Beat{})
 	clock = clock.Add(2 * time.Millisecond)
 	f.report()
 	up := f.Up()
@@ -120,13 +120,13 @@ func TestWatchIsNotHeldUpBySilentHosts(t *testing.T) {
 // recordingBus answers every status call and keeps what was asked.
 type recordingBus struct {
 	mu   sync.Mutex
-	reqs map[string]hostagent.StatusRequest
+	reqs map[string]agentapi.StatusRequest
 }
 
 func (b *recordingBus) Call(_ context.Context, subject string, req, _ any, _ func(string)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.reqs[subject] = req.(hostagent.StatusRequest)
+	b.reqs[subject] = req.(agentapi.StatusRequest)
 	return nil
 }
 
@@ -140,7 +140,7 @@ func TestStatusCallsCarryTheRouter(t *testing.T) {
 		}
 		return ""
 	}
-	bus := &recordingBus{reqs: map[string]hostagent.StatusRequest{}}
+	bus := &recordingBus{reqs: map[string]agentapi.StatusRequest{}}
 	records := func(context.Context) ([]store.Host, error) {
 		return []store.Host{{Name: "remote"}, {Name: "local"}}, nil
 	}
@@ -148,7 +148,7 @@ func TestStatusCallsCarryTheRouter(t *testing.T) {
 	cancel() // one round: Watch asks once before it looks at ctx
 	f.Watch(ctx, bus, records, time.Second)
 	got := bus.reqs
-	if got[hostagent.Subject("remote", hostagent.MethodStatus)].Router != "10.0.0.9" || got[hostagent.Subject("local", hostagent.MethodStatus)].Router != "" {
+	if got[agentapi.Subject("remote", agentapi.MethodStatus)].Router != "10.0.0.9" || got[agentapi.Subject("local", agentapi.MethodStatus)].Router != "" {
 		t.Errorf("status requests %+v", got)
 	}
 }
