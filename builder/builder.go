@@ -26,11 +26,17 @@ import (
 	"github.com/upscalehq/upscale/runtimes"
 )
 
-// Bus is what a build needs of the service bus.
+// Bus is what a build needs of the service bus: its artifact store.
 type Bus interface {
-	Call(ctx context.Context, subject string, req, resp any, progress func(line string)) error
 	PutArtifact(ctx context.Context, name string, r io.Reader) (bus.Artifact, error)
 	DeleteArtifact(ctx context.Context, name string) error
+}
+
+// Agents is what a build needs of the agents (agentapi.Client).
+type Agents interface {
+	Build(ctx context.Context, host string, req agentapi.BuildRequest, progress func(line string)) (agentapi.BuildReply, error)
+	Fetch(ctx context.Context, host string, req agentapi.FetchRequest) (agentapi.FetchReply, error)
+	Drop(ctx context.Context, host string, req agentapi.DropRequest) error
 }
 
 // Source is a commit in an app's repository, readable by git with Env
@@ -159,7 +165,7 @@ func ArtifactName(app names.App, v int) string {
 
 // Build runs job on its host and stores the result as the release's
 // artifact.
-func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Artifact, error) {
+func Build(ctx context.Context, b Bus, agents Agents, job Job, progress func(string)) (bus.Artifact, error) {
 	src := SourceName(job.App, job.Source.Commit)
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(job.Source.Archive(ctx, pw)) }()
@@ -179,8 +185,8 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		Timeout: job.Timeout,
 		Memory:  job.Memory, CPU: job.CPU, MaxOutput: job.MaxOutput, MaxEntries: job.MaxEntries, Disk: job.Disk,
 	}
-	var built agentapi.BuildReply
-	if err := b.Call(ctx, agentapi.Subject(job.Host, agentapi.MethodBuild), req, &built, progress); err != nil {
+	built, err := agents.Build(ctx, job.Host, req, progress)
+	if err != nil {
 		if errors.Is(err, bus.ErrNoAnswer) && ctx.Err() == nil {
 			// The agent went away mid-build (restarted, or its host
 			// died); the one that comes back removes the container.
@@ -188,10 +194,10 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		}
 		return bus.Artifact{}, err
 	}
-	defer b.Call(context.WithoutCancel(ctx), agentapi.Subject(job.Host, agentapi.MethodDrop), agentapi.DropRequest{Outbox: built.Outbox}, nil, nil)
+	defer agents.Drop(context.WithoutCancel(ctx), job.Host, agentapi.DropRequest{Outbox: built.Outbox})
 	// Agents only read the store: the server carries the result over.
 	pr, pw = io.Pipe()
-	go func() { pw.CloseWithError(fetch(ctx, b, job.Host, built.Outbox, pw)) }()
+	go func() { pw.CloseWithError(fetch(ctx, agents, job.Host, built.Outbox, pw)) }()
 	art, err := b.PutArtifact(ctx, ArtifactName(job.App, job.Release), pr)
 	pr.CloseWithError(err)
 	if err != nil {
@@ -203,10 +209,10 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 	return art, nil
 }
 
-func fetch(ctx context.Context, b Bus, host, outbox string, w io.Writer) error {
+func fetch(ctx context.Context, agents Agents, host, outbox string, w io.Writer) error {
 	for off := int64(0); ; {
-		var chunk agentapi.FetchReply
-		if err := b.Call(ctx, agentapi.Subject(host, agentapi.MethodFetch), agentapi.FetchRequest{Outbox: outbox, Offset: off}, &chunk, nil); err != nil {
+		chunk, err := agents.Fetch(ctx, host, agentapi.FetchRequest{Outbox: outbox, Offset: off})
+		if err != nil {
 			return err
 		}
 		if len(chunk.Data) == 0 {

@@ -89,17 +89,9 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 	d.placedExec(name, host)
 	d.execEvent(ctx, app, by, fmt.Sprintf("exec %s in v%d on %s", msgtext.Truncate(msgtext.OneLine(command), 200), rel.Version, host))
 
-	var reply agentapi.ExecReply
-	err = d.Bus.Call(ctx, agentapi.Subject(host, agentapi.MethodExec), agentapi.ExecRequest{
+	reply, err := d.Agents.Exec(ctx, host, agentapi.ExecRequest{
 		ReleaseContainer: d.container(name, app, rel, rt, command, Env(rel.Config), memory), Timeout: timeout,
-	}, &reply, func(l string) {
-		switch {
-		case strings.HasPrefix(l, agentapi.ExecOutput):
-			out(l[len(agentapi.ExecOutput):])
-		case strings.HasPrefix(l, agentapi.ExecNote):
-			note(l[len(agentapi.ExecNote):])
-		}
-	})
+	}, out, note)
 	if ctx.Err() != nil {
 		// The agent destroys the container when the call is cancelled; in
 		// case the cancel never reached it, so does this.

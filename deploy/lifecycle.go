@@ -191,11 +191,11 @@ func (d *Deployer) retire(ctx context.Context, instances []store.Instance) {
 	for _, mine := range byHost {
 		wg.Go(func() {
 			for _, in := range mine {
-				err := d.Bus.Call(ctx, agentapi.Subject(in.Host, agentapi.MethodStop), agentapi.StopRequest{Name: in.Name, Grace: d.StopGrace}, &struct{}{}, nil)
+				err := d.Agents.Stop(ctx, in.Host, agentapi.StopRequest{Name: in.Name, Grace: d.StopGrace})
 				if err != nil {
 					d.Log.Warn("stopping an instance", "name", in.Name, "host", in.Host, "err", err)
 				}
-				err = d.Bus.Call(ctx, agentapi.Subject(in.Host, agentapi.MethodDestroy), agentapi.DestroyRequest{Name: in.Name}, &struct{}{}, nil)
+				err = d.Agents.Destroy(ctx, in.Host, agentapi.DestroyRequest{Name: in.Name})
 				if err != nil {
 					d.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
 				}

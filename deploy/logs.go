@@ -95,7 +95,7 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 			defer wg.Done()
 			live := false
 			req := agentapi.LogsRequest{Name: in.Name, Lines: n, Follow: follow, Stamped: true}
-			err := d.Bus.Call(ctx, agentapi.Subject(in.Host, agentapi.MethodLogs), req, nil, func(raw string) {
+			err := d.Agents.Logs(ctx, in.Host, req, func(raw string) {
 				if live && raw == "" {
 					return
 				}

@@ -136,8 +136,8 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 		wg.Add(1)
 		go func(host string) {
 			defer wg.Done()
-			var reply agentapi.ListReply
-			if err := d.Bus.Call(ctx, agentapi.Subject(host, agentapi.MethodList), struct{}{}, &reply, nil); err != nil {
+			reply, err := d.Agents.List(ctx, host)
+			if err != nil {
 				return
 			}
 			byName := map[string]agentapi.ContainerInfo{}

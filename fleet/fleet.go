@@ -109,9 +109,9 @@ func (f *Fleet) Up() []Host {
 	return up
 }
 
-// Caller asks an agent a question on the bus.
-type Caller interface {
-	Call(ctx context.Context, subject string, req, resp any, progress func(line string)) error
+// Agents is what Watch asks of the hosts' agents (agentapi.Client).
+type Agents interface {
+	Status(ctx context.Context, host string, req agentapi.StatusRequest) (agentapi.Beat, error)
 }
 
 // Watch reads the host records and asks every host for its status each
@@ -122,7 +122,7 @@ type Caller interface {
 // verdict: each question runs on its own (one at a time per host), and a
 // host goes down exactly DownAfter after the last question it answered was
 // asked, not at the next interval.
-func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Context) ([]store.Host, error), interval time.Duration) {
+func (f *Fleet) Watch(ctx context.Context, agents Agents, records func(context.Context) ([]store.Host, error), interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var wg sync.WaitGroup
@@ -161,8 +161,7 @@ func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Cont
 				if f.RouterFrom != nil {
 					req.Router = f.RouterFrom(h.Record)
 				}
-				var b agentapi.Beat
-				if err := bus.Call(cctx, agentapi.Subject(h.Name, agentapi.MethodStatus), req, &b, nil); err == nil {
+				if b, err := agents.Status(cctx, h.Name, req); err == nil {
 					f.beat(h.Name, b, asked)
 				}
 			}()

@@ -186,6 +186,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		defer embedded.Shutdown()
 	}
 	defer conn.Close()
+	agentClient := agentapi.Client{Bus: conn}
 
 	_, httpPort, err := net.SplitHostPort(so.HTTP)
 	if err != nil {
@@ -214,7 +215,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		return err
 	}
 	deployer := &deploy.Deployer{
-		Store: tracked, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
+		Store: tracked, Bus: conn, Agents: agentClient, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
@@ -261,7 +262,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 			}
 		}
 	}
-	go hosts.Watch(wctx, conn, st.ListHosts, time.Second)
+	go hosts.Watch(wctx, agentClient, st.ListHosts, time.Second)
 	// Each pass checks only the pending domains that are due (see
 	// deploy.DomainDue), so a short tick costs one store read.
 	go deployer.RunDomainChecks(wctx, 5*time.Second)
