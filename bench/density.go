@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/e2e/rig"
-	"github.com/upscalehq/upscale/hostagent"
 )
 
 // benchDensity measures how many idle example apps fit in a GiB: it starts
@@ -42,7 +42,7 @@ func benchDensity(e *env) ([]row, []string) {
 		ips[i] = l.run(names[i], fmt.Sprintf("density %d", i)).ip
 	}
 	for i := range n {
-		waitHTTP(e.t, netip.AddrPortFrom(ips[i], hostagent.Port).String(), 60*time.Second, func() string { return l.logs(names[i]) })
+		waitHTTP(e.t, netip.AddrPortFrom(ips[i], agentapi.Port).String(), 60*time.Second, func() string { return l.logs(names[i]) })
 	}
 	startAll := time.Since(t0)
 	progress("density: %d containers answered in %.1f s; settling %v", n, startAll.Seconds(), settle)

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/deploy"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/hostagent/images"
 	"github.com/upscalehq/upscale/hostagent/lxc"
 	"github.com/upscalehq/upscale/runtimes"
@@ -222,7 +222,7 @@ func (l *lxcEnv) cleanup() {
 func (l *lxcEnv) spec(name, message string) lxc.Spec {
 	return lxc.Spec{
 		Name: name, Image: l.image, AppDir: l.appDir, Command: l.start,
-		Env:    map[string]string{l.port: strconv.Itoa(hostagent.Port), "MESSAGE": message},
+		Env:    map[string]string{l.port: strconv.Itoa(agentapi.Port), "MESSAGE": message},
 		Memory: deploy.DefaultMemory,
 		// upscale-agent's own value (cmd/upscale-agent).
 		PidsMax: 512,
@@ -304,7 +304,7 @@ func waitHTTP(t *tb, addr string, limit time.Duration, why func() string) {
 
 // waitCtr waits until container name's app accepts connections.
 func (l *lxcEnv) waitCtr(name string, ip netip.Addr) {
-	waitPort(l.t, netip.AddrPortFrom(ip, hostagent.Port).String(), 20*time.Second,
+	waitPort(l.t, netip.AddrPortFrom(ip, agentapi.Port).String(), 20*time.Second,
 		func() bool { c, err := l.rt.Get(name); return err == nil && c.State == "running" },
 		func() string { return l.logs(name) })
 }

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/e2e/rig"
-	"github.com/upscalehq/upscale/hostagent"
 )
 
 // benchStart measures a container start as upscale-agent does one: create
@@ -73,7 +73,7 @@ func benchStart(e *env) ([]row, []string) {
 		fmt.Sprintf("start: container = lxc.Runtime Create+Start of the example app (cached python image %s, its start command, %s=%d, 512 MiB limit, pids 512) "+
 			"until a TCP connect to its address succeeds (polled every 1 ms after Start returns); baseline = the same command in /bin/sh on the host, "+
 			"same environment, until 127.0.0.1:PORT accepts; runs alternate sides after one untimed run of each; all runs, container %s, host %s",
-			l.image, l.port, hostagent.Port, fmtMs(up), fmtMs(base)),
+			l.image, l.port, agentapi.Port, fmtMs(up), fmtMs(base)),
 	}
 }
 

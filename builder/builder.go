@@ -16,21 +16,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/msgtext"
 
 	"github.com/upscalehq/upscale/bus"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/runtimes"
 )
 
-// Bus is what a build needs of the service bus.
+// Bus is what a build needs of the service bus: its artifact store.
 type Bus interface {
-	Call(ctx context.Context, subject string, req, resp any, progress func(line string)) error
 	PutArtifact(ctx context.Context, name string, r io.Reader) (bus.Artifact, error)
 	DeleteArtifact(ctx context.Context, name string) error
+}
+
+// Agents is what a build needs of the agents (agentapi.Client).
+type Agents interface {
+	Build(ctx context.Context, host string, req agentapi.BuildRequest, progress func(line string)) (agentapi.BuildReply, error)
+	Fetch(ctx context.Context, host string, req agentapi.FetchRequest) (agentapi.FetchReply, error)
+	Drop(ctx context.Context, host string, req agentapi.DropRequest) error
 }
 
 // Source is a commit in an app's repository, readable by git with Env
@@ -159,7 +165,7 @@ func ArtifactName(app names.App, v int) string {
 
 // Build runs job on its host and stores the result as the release's
 // artifact.
-func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Artifact, error) {
+func Build(ctx context.Context, b Bus, agents Agents, job Job, progress func(string)) (bus.Artifact, error) {
 	src := SourceName(job.App, job.Source.Commit)
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(job.Source.Archive(ctx, pw)) }()
@@ -169,7 +175,7 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		return bus.Artifact{}, fmt.Errorf("exporting the source: %w", err)
 	}
 	defer b.DeleteArtifact(context.WithoutCancel(ctx), src)
-	req := hostagent.BuildRequest{
+	req := agentapi.BuildRequest{
 		App:     job.App.String(),
 		Release: job.Release,
 		Runtime: job.Runtime,
@@ -179,8 +185,8 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		Timeout: job.Timeout,
 		Memory:  job.Memory, CPU: job.CPU, MaxOutput: job.MaxOutput, MaxEntries: job.MaxEntries, Disk: job.Disk,
 	}
-	var built hostagent.BuildReply
-	if err := b.Call(ctx, hostagent.Subject(job.Host, hostagent.MethodBuild), req, &built, progress); err != nil {
+	built, err := agents.Build(ctx, job.Host, req, progress)
+	if err != nil {
 		if errors.Is(err, bus.ErrNoAnswer) && ctx.Err() == nil {
 			// The agent went away mid-build (restarted, or its host
 			// died); the one that comes back removes the container.
@@ -188,10 +194,10 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 		}
 		return bus.Artifact{}, err
 	}
-	defer b.Call(context.WithoutCancel(ctx), hostagent.Subject(job.Host, hostagent.MethodDrop), hostagent.DropRequest{Outbox: built.Outbox}, nil, nil)
+	defer agents.Drop(context.WithoutCancel(ctx), job.Host, agentapi.DropRequest{Outbox: built.Outbox})
 	// Agents only read the store: the server carries the result over.
 	pr, pw = io.Pipe()
-	go func() { pw.CloseWithError(fetch(ctx, b, job.Host, built.Outbox, pw)) }()
+	go func() { pw.CloseWithError(fetch(ctx, agents, job.Host, built.Outbox, pw)) }()
 	art, err := b.PutArtifact(ctx, ArtifactName(job.App, job.Release), pr)
 	pr.CloseWithError(err)
 	if err != nil {
@@ -203,10 +209,10 @@ func Build(ctx context.Context, b Bus, job Job, progress func(string)) (bus.Arti
 	return art, nil
 }
 
-func fetch(ctx context.Context, b Bus, host, outbox string, w io.Writer) error {
+func fetch(ctx context.Context, agents Agents, host, outbox string, w io.Writer) error {
 	for off := int64(0); ; {
-		var chunk hostagent.FetchReply
-		if err := b.Call(ctx, hostagent.Subject(host, hostagent.MethodFetch), hostagent.FetchRequest{Outbox: outbox, Offset: off}, &chunk, nil); err != nil {
+		chunk, err := agents.Fetch(ctx, host, agentapi.FetchRequest{Outbox: outbox, Offset: off})
+		if err != nil {
 			return err
 		}
 		if len(chunk.Data) == 0 {

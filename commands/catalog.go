@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/keys"
 )
 
@@ -32,7 +32,7 @@ func (s *session) runtimesCommands() *cobra.Command {
 		for _, r := range s.env.Catalog.All() {
 			v := runtimeView{Name: r.Name, Description: r.Description, Detect: r.Detect, Start: r.Start, Source: r.Source, BuiltOn: []string{}}
 			for _, h := range hosts {
-				if slices.ContainsFunc(h.Images, func(im hostagent.ImageInfo) bool { return im.Runtime == r.Name }) {
+				if slices.ContainsFunc(h.Images, func(im agentapi.ImageInfo) bool { return im.Runtime == r.Name }) {
 					v.BuiltOn = append(v.BuiltOn, h.Name)
 				}
 			}

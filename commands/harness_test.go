@@ -12,8 +12,8 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/runtimes"
@@ -45,7 +45,7 @@ func newEnv(t testing.TB) *Env {
 		Catalog: cat,
 		Domain:  "upscale.localhost",
 		Hosts: func() []fleet.Host {
-			return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Info{Name: "box", Address: "10.0.0.1", State: "up", CPUs: 2}}}}
+			return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: agentapi.Info{Name: "box", Address: "10.0.0.1", State: "up", CPUs: 2}}}}
 		},
 	}
 }

@@ -18,10 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
@@ -49,7 +49,8 @@ const DefaultMemory = 512 << 20
 // Deployer does deploys, restarts and stops.
 type Deployer struct {
 	Store        store.Store
-	Bus          builder.Bus
+	Bus          builder.Bus // artifacts
+	Agents       agentapi.Agents
 	Router       Router
 	Hosts        Hosts
 	Catalog      *runtimes.Catalog
@@ -59,7 +60,7 @@ type Deployer struct {
 	BuildTimeout time.Duration
 	// A build container's memory when app.yaml sets none, and its CPU
 	// (cores); the most a build may leave, packed and in entries. 0 is
-	// hostagent's default for each.
+	// agentapi's default for each.
 	BuildMemory     int64
 	BuildCPU        float64
 	MaxBuildOutput  int64
@@ -173,7 +174,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 	// build default: builds often need more than the app that runs.
 	buildMemory := spec.Memory
 	if buildMemory == 0 {
-		buildMemory = cmp.Or(d.BuildMemory, hostagent.DefaultBuildMemory)
+		buildMemory = cmp.Or(d.BuildMemory, agentapi.DefaultBuildMemory)
 	}
 	hosts, err := d.place(ctx, 1, buildMemory, nil)
 	if err != nil {
@@ -181,7 +182,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, 
 	}
 	out(fmt.Sprintf("-----> Building %s (v%d) on %s", msgtext.Short(src.Commit), rel.Version, hosts[0]))
 	buildStart := time.Now()
-	built, err := builder.Build(ctx, d.Bus, builder.Job{
+	built, err := builder.Build(ctx, d.Bus, d.Agents, builder.Job{
 		App: app, Release: rel.Version, Source: src, Runtime: rt, Steps: spec.Build,
 		Env: spec.Env, Host: hosts[0], Timeout: d.BuildTimeout,
 		Memory: buildMemory, CPU: d.BuildCPU, MaxOutput: d.MaxBuildOutput, MaxEntries: d.MaxBuildEntries, Disk: d.BuildDisk,
@@ -368,11 +369,10 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 			defer wg.Done()
 			turn <- struct{}{}
 			defer func() { <-turn }()
-			var reply hostagent.StartReply
-			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStart), hostagent.StartRequest{
+			reply, err := d.Agents.Start(ctx, in.Host, agentapi.StartRequest{
 				ReleaseContainer: d.container(in.Name, app, rel, rt, command, env, memory),
 				Health:           health, HealthTimeout: d.HealthTimeout, Worker: typ != Web,
-			}, &reply, out)
+			}, out)
 			if err != nil {
 				errs[i] = fmt.Errorf("instance %d of %d (%s on %s): %w", i+1, n, in.Name, in.Host, err)
 				return
@@ -491,7 +491,7 @@ func (d *Deployer) remove(ctx context.Context, instances []store.Instance, out f
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodDestroy), hostagent.DestroyRequest{Name: in.Name}, &struct{}{}, nil)
+			err := d.Agents.Destroy(ctx, in.Host, agentapi.DestroyRequest{Name: in.Name})
 			if err != nil {
 				d.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
 				if out != nil {
@@ -575,11 +575,11 @@ func instanceName(app names.App, typ string, version int) string {
 
 // container is what the agent makes a container of rel from: app.yaml's
 // cpu, else the operator's default.
-func (d *Deployer) container(name string, app names.App, rel store.Release, rt runtimes.Runtime, command string, env map[string]string, memory int64) hostagent.ReleaseContainer {
+func (d *Deployer) container(name string, app names.App, rel store.Release, rt runtimes.Runtime, command string, env map[string]string, memory int64) agentapi.ReleaseContainer {
 	cpu := rel.Config.CPU
 	if cpu == 0 {
 		cpu = d.DefaultCPU
 	}
-	return hostagent.ReleaseContainer{Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
+	return agentapi.ReleaseContainer{Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
 		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: cpu, Disk: d.ContainerDisk}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +16,12 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/upscalehq/upscale/agentapi"
+	"github.com/upscalehq/upscale/agentapi/agenttest"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/router"
 	"github.com/upscalehq/upscale/runtimes"
@@ -29,86 +29,10 @@ import (
 	"github.com/upscalehq/upscale/store/sqlstore"
 )
 
-// fakeBus plays one agent: builds succeed unless buildErr, starts succeed
-// unless startErr, and it records what it was asked.
+// fakeBus is the artifact store; the agents are agenttest's.
 type fakeBus struct {
-	mu        sync.Mutex
-	objects   map[string][]byte
-	outbox    []byte
-	buildErr  error
-	startErr  error
-	started   []string
-	starts    []hostagent.StartRequest
-	stopped   []hostagent.StopRequest
-	destroyed []string
-	next      int
-	// execs records exec requests; each waits for execGate, when set,
-	// before it answers exit status 0.
-	execs    []hostagent.ExecRequest
-	execGate chan struct{}
-	onBuild  func(hostagent.BuildRequest)
-}
-
-func (b *fakeBus) Call(ctx context.Context, subject string, req, resp any, progress func(string)) error {
-	if strings.HasSuffix(subject, "."+hostagent.MethodExec) {
-		b.mu.Lock()
-		b.execs = append(b.execs, req.(hostagent.ExecRequest))
-		gate := b.execGate
-		b.mu.Unlock()
-		if gate != nil {
-			select {
-			case <-gate:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		*resp.(*hostagent.ExecReply) = hostagent.ExecReply{ExitCode: 0}
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	set := func(v any) error {
-		raw, _ := json.Marshal(v)
-		if resp == nil {
-			return nil
-		}
-		return json.Unmarshal(raw, resp)
-	}
-	switch method := subject[strings.LastIndex(subject, ".")+1:]; method {
-	case hostagent.MethodBuild:
-		if b.onBuild != nil {
-			b.onBuild(req.(hostagent.BuildRequest))
-		}
-		if b.buildErr != nil {
-			return b.buildErr
-		}
-		progress("       step 1: true")
-		b.outbox = []byte("packed app")
-		sum := sha256.Sum256(b.outbox)
-		return set(hostagent.BuildReply{Outbox: "build-1.tar.gz", Digest: hex.EncodeToString(sum[:]), Size: int64(len(b.outbox))})
-	case hostagent.MethodFetch:
-		r := req.(hostagent.FetchRequest)
-		return set(hostagent.FetchReply{Data: b.outbox[min(r.Offset, int64(len(b.outbox))):]})
-	case hostagent.MethodDrop:
-		return nil
-	case hostagent.MethodStart:
-		r := req.(hostagent.StartRequest)
-		if b.startErr != nil {
-			b.started = append(b.started, r.Name)
-			return b.startErr
-		}
-		b.started = append(b.started, r.Name)
-		b.starts = append(b.starts, r)
-		b.next++
-		return set(hostagent.StartReply{Addr: fmt.Sprintf("10.77.0.%d:8080", b.next)})
-	case hostagent.MethodStop:
-		b.stopped = append(b.stopped, req.(hostagent.StopRequest))
-		return nil
-	case hostagent.MethodDestroy:
-		b.destroyed = append(b.destroyed, req.(hostagent.DestroyRequest).Name)
-		return nil
-	}
-	return fmt.Errorf("unexpected call %s", subject)
+	mu      sync.Mutex
+	objects map[string][]byte
 }
 
 func (b *fakeBus) PutArtifact(_ context.Context, name string, r io.Reader) (bus.Artifact, error) {
@@ -164,12 +88,13 @@ type oneHost struct{}
 func (h oneHost) Hosts() []fleet.Host { return h.Up() }
 
 func (oneHost) Up() []fleet.Host {
-	return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Info{Name: "h1", MemFree: 8 << 30}}}}
+	return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: agentapi.Info{Name: "h1", MemFree: 8 << 30}}}}
 }
 
 type rig struct {
 	d      *Deployer
 	bus    *fakeBus
+	agents *agenttest.Agents
 	router *fakeRouter
 	app    names.App
 	src    builder.Source
@@ -187,8 +112,8 @@ func newRig(t *testing.T) *rig {
 	st.CreateNamespace(ctx, "acme")
 	st.CreateApp(ctx, "acme", "web")
 	cat, _ := runtimes.Load("")
-	r := &rig{bus: &fakeBus{objects: map[string][]byte{}}, router: &fakeRouter{}, app: names.App{Namespace: "acme", Name: "web"}}
-	r.d = &Deployer{Store: st, Bus: r.bus, Router: r.router, Hosts: oneHost{}, Catalog: cat, Domain: "example.test",
+	r := &rig{bus: &fakeBus{objects: map[string][]byte{}}, agents: agenttest.New(), router: &fakeRouter{}, app: names.App{Namespace: "acme", Name: "web"}}
+	r.d = &Deployer{Store: st, Bus: r.bus, Agents: r.agents, Router: r.router, Hosts: oneHost{}, Catalog: cat, Domain: "example.test",
 		Log: slog.New(slog.DiscardHandler)}
 	// A real repository with one commit, as a push would have it.
 	work := filepath.Join(dir, "work")
@@ -242,8 +167,8 @@ func TestPushMakesReleaseLive(t *testing.T) {
 	if got := r.router.servers("acme/web"); len(got) != 2 || got[0] != instances[0].Addr && got[1] != instances[0].Addr {
 		t.Fatalf("router routes %v, instances %+v", got, instances)
 	}
-	if len(r.bus.destroyed) != 1 || r.bus.destroyed[0] != first[0].Name {
-		t.Fatalf("destroyed %v, want the old instance %s", r.bus.destroyed, first[0].Name)
+	if len(r.agents.Destroyed()) != 1 || r.agents.Destroyed()[0] != first[0].Name {
+		t.Fatalf("destroyed %v, want the old instance %s", r.agents.Destroyed(), first[0].Name)
 	}
 	for _, want := range []string{"-----> Building", "step 1: true", "-----> Starting 2 instance(s) of v2", "v2 is live"} {
 		if !strings.Contains(out, want) {
@@ -268,7 +193,7 @@ func TestFailedStartChangesNothing(t *testing.T) {
 	before, _ := r.d.Store.ListInstances(ctx, "acme", "web")
 	routed := r.router.servers("acme/web")
 	applies := len(r.router.applied)
-	r.bus.startErr = errors.New("the app exited (status 3) before it answered on port 8080")
+	r.agents.FailStarts(errors.New("the app exited (status 3) before it answered on port 8080"))
 	rel, _, err := r.push(t, 1)
 	if err == nil || !strings.Contains(err.Error(), "exited (status 3)") {
 		t.Fatalf("push error %v", err)
@@ -285,22 +210,22 @@ func TestFailedStartChangesNothing(t *testing.T) {
 	if len(r.router.applied) != applies || fmt.Sprint(r.router.servers("acme/web")) != fmt.Sprint(routed) {
 		t.Fatal("the router was switched for a release that never started")
 	}
-	newName := r.bus.started[len(r.bus.started)-1]
-	if r.bus.destroyed[len(r.bus.destroyed)-1] != newName {
-		t.Fatalf("the failed instance %s was not removed: %v", newName, r.bus.destroyed)
+	newName := r.agents.Started()[len(r.agents.Started())-1]
+	if r.agents.Destroyed()[len(r.agents.Destroyed())-1] != newName {
+		t.Fatalf("the failed instance %s was not removed: %v", newName, r.agents.Destroyed())
 	}
 }
 
 func TestFailedBuildStartsNothing(t *testing.T) {
 	r := newRig(t)
-	r.bus.buildErr = errors.New("a build step failed (exit status 7)")
+	r.agents.FailBuilds(errors.New("a build step failed (exit status 7)"))
 	rel, _, err := r.push(t, 1)
 	if err == nil || !strings.Contains(err.Error(), "build failed: a build step failed (exit status 7)") {
 		t.Fatalf("push error %v", err)
 	}
 	got, _ := r.d.Store.GetRelease(context.Background(), "acme", "web", rel.Version)
-	if got.Status != store.ReleaseFailed || len(r.bus.started) != 0 || len(r.router.applied) != 0 {
-		t.Fatalf("release %+v, started %v, applies %d", got, r.bus.started, len(r.router.applied))
+	if got.Status != store.ReleaseFailed || len(r.agents.Started()) != 0 || len(r.router.applied) != 0 {
+		t.Fatalf("release %+v, started %v, applies %d", got, r.agents.Started(), len(r.router.applied))
 	}
 }
 
@@ -332,8 +257,8 @@ func TestStopThenRun(t *testing.T) {
 	}
 	a, _ := r.d.Store.GetApp(ctx, "acme", "web")
 	instances, _ := r.d.Store.ListInstances(ctx, "acme", "web")
-	if !a.Stopped || len(instances) != 0 || len(r.router.servers("acme/web")) != 0 || len(r.bus.destroyed) != 2 {
-		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.servers("acme/web"), r.bus.destroyed)
+	if !a.Stopped || len(instances) != 0 || len(r.router.servers("acme/web")) != 0 || len(r.agents.Destroyed()) != 2 {
+		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.servers("acme/web"), r.agents.Destroyed())
 	}
 	if err := r.d.Run(ctx, r.app, "alice", say); err != nil {
 		t.Fatal(err)
@@ -415,8 +340,8 @@ func TestFailInterrupted(t *testing.T) {
 func TestBuildLimitsInRequest(t *testing.T) {
 	r := newRig(t)
 	r.d.BuildMemory, r.d.BuildCPU, r.d.MaxBuildOutput, r.d.MaxBuildEntries = 2<<30, 1.5, 3<<20, 42
-	var got []hostagent.BuildRequest
-	r.bus.onBuild = func(req hostagent.BuildRequest) { got = append(got, req) }
+	var got []agentapi.BuildRequest
+	r.agents.OnBuild(func(req agentapi.BuildRequest) { got = append(got, req) })
 	for _, memory := range []int64{0, 128 << 20} {
 		if _, _, err := r.d.Push(context.Background(), r.app, r.src, &appspec.Spec{Runtime: "python", Instances: 1, Memory: memory}, "alice", func(string) {}); err != nil {
 			t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/scheduler"
@@ -89,17 +89,9 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 	d.placedExec(name, host)
 	d.execEvent(ctx, app, by, fmt.Sprintf("exec %s in v%d on %s", msgtext.Truncate(msgtext.OneLine(command), 200), rel.Version, host))
 
-	var reply hostagent.ExecReply
-	err = d.Bus.Call(ctx, hostagent.Subject(host, hostagent.MethodExec), hostagent.ExecRequest{
+	reply, err := d.Agents.Exec(ctx, host, agentapi.ExecRequest{
 		ReleaseContainer: d.container(name, app, rel, rt, command, Env(rel.Config), memory), Timeout: timeout,
-	}, &reply, func(l string) {
-		switch {
-		case strings.HasPrefix(l, hostagent.ExecOutput):
-			out(l[len(hostagent.ExecOutput):])
-		case strings.HasPrefix(l, hostagent.ExecNote):
-			note(l[len(hostagent.ExecNote):])
-		}
-	})
+	}, out, note)
 	if ctx.Err() != nil {
 		// The agent destroys the container when the call is cancelled; in
 		// case the cancel never reached it, so does this.

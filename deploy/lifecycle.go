@@ -10,9 +10,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
@@ -191,11 +191,11 @@ func (d *Deployer) retire(ctx context.Context, instances []store.Instance) {
 	for _, mine := range byHost {
 		wg.Go(func() {
 			for _, in := range mine {
-				err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodStop), hostagent.StopRequest{Name: in.Name, Grace: d.StopGrace}, &struct{}{}, nil)
+				err := d.Agents.Stop(ctx, in.Host, agentapi.StopRequest{Name: in.Name, Grace: d.StopGrace})
 				if err != nil {
 					d.Log.Warn("stopping an instance", "name", in.Name, "host", in.Host, "err", err)
 				}
-				err = d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodDestroy), hostagent.DestroyRequest{Name: in.Name}, &struct{}{}, nil)
+				err = d.Agents.Destroy(ctx, in.Host, agentapi.DestroyRequest{Name: in.Name})
 				if err != nil {
 					d.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
 				}
@@ -318,7 +318,7 @@ func (d *Deployer) noteCrashes(ctx context.Context, hosts map[string]fleet.Host)
 
 // noteDiskOver records, once, that an agent stopped c for writing past
 // its disk limit; healing replaces it.
-func (d *Deployer) noteDiskOver(ctx context.Context, host string, c hostagent.ContainerInfo) {
+func (d *Deployer) noteDiskOver(ctx context.Context, host string, c agentapi.ContainerInfo) {
 	if _, noted := d.crashes.LoadOrStore(c.Name, -1); noted {
 		return
 	}

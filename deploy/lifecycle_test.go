@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -69,7 +69,7 @@ func TestProcessesAndConfigVars(t *testing.T) {
 	if n := len(r.router.servers("acme/web")); n != 2 {
 		t.Fatalf("router routes %d servers, want the 2 web ones", n)
 	}
-	for _, s := range r.bus.starts {
+	for _, s := range r.agents.Starts() {
 		worker := strings.Contains(s.Name, "-worker-")
 		if s.Worker != worker || worker && (s.Command != "python3 worker.py" || s.Health != "") || s.Env["MESSAGE"] != "var" || s.Env["OTHER"] != "yaml" {
 			t.Errorf("start request %+v", s)
@@ -104,8 +104,8 @@ func TestRetireStopsWithGrace(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.bus.stopped) != 1 || r.bus.stopped[0] != (hostagent.StopRequest{Name: old[0].Name, Grace: 7 * time.Second}) || !slices.Contains(r.bus.destroyed, old[0].Name) {
-		t.Fatalf("stopped %+v, destroyed %v; want %s stopped with 7s grace, then destroyed", r.bus.stopped, r.bus.destroyed, old[0].Name)
+	if len(r.agents.Stopped()) != 1 || r.agents.Stopped()[0] != (agentapi.StopRequest{Name: old[0].Name, Grace: 7 * time.Second}) || !slices.Contains(r.agents.Destroyed(), old[0].Name) {
+		t.Fatalf("stopped %+v, destroyed %v; want %s stopped with 7s grace, then destroyed", r.agents.Stopped(), r.agents.Destroyed(), old[0].Name)
 	}
 }
 
@@ -182,11 +182,11 @@ func TestRollbackSkipsFailed(t *testing.T) {
 	ctx := context.Background()
 	r.push(t, 1) // v1
 	r.push(t, 1) // v2
-	r.bus.startErr = fmt.Errorf("the app exited")
+	r.agents.FailStarts(fmt.Errorf("the app exited"))
 	if _, _, err := r.push(t, 1); err == nil { // v3 fails
 		t.Fatal("push with failing start succeeded")
 	}
-	r.bus.startErr = nil
+	r.agents.FailStarts(nil)
 	r.push(t, 1) // v4
 	rel, err := r.d.Rollback(ctx, r.app, 0, discard)
 	if err != nil || rel.Config.Note != "rollback to v2" {
@@ -225,7 +225,7 @@ func TestHealPerProcessType(t *testing.T) {
 		}
 	}
 	// The host's status, a minute on, lists the web instance only.
-	hs.set("h1", true, store.HostActive, hostagent.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
+	hs.set("h1", true, store.HostActive, agentapi.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
 	hs.hosts[0].At = time.Now().Add(time.Minute)
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
@@ -239,7 +239,7 @@ func TestHealPerProcessType(t *testing.T) {
 	if strings.Join(types, " ") != "web worker" || !slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == web.Name }) {
 		t.Fatalf("after healing a lost worker: %+v", now)
 	}
-	last := r.bus.starts[len(r.bus.starts)-1]
+	last := r.agents.Starts()[len(r.agents.Starts())-1]
 	if !last.Worker || last.Command != "python3 worker.py" {
 		t.Fatalf("the replacement was started as %+v", last)
 	}

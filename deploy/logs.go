@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -94,8 +94,8 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 		go func() {
 			defer wg.Done()
 			live := false
-			req := hostagent.LogsRequest{Name: in.Name, Lines: n, Follow: follow, Stamped: true}
-			err := d.Bus.Call(ctx, hostagent.Subject(in.Host, hostagent.MethodLogs), req, nil, func(raw string) {
+			req := agentapi.LogsRequest{Name: in.Name, Lines: n, Follow: follow, Stamped: true}
+			err := d.Agents.Logs(ctx, in.Host, req, func(raw string) {
 				if live && raw == "" {
 					return
 				}
@@ -104,7 +104,7 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 					historyDone(i)
 					return
 				}
-				at, text, ok := hostagent.ParseStampedLine(raw)
+				at, text, ok := agentapi.ParseStampedLine(raw)
 				if !ok {
 					// An agent from before stamps: the time it came, and
 					// no marker will tell its last lines from new ones.

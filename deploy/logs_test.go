@@ -3,69 +3,18 @@ package deploy
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/upscalehq/upscale/bus"
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
+	"github.com/upscalehq/upscale/agentapi/agenttest"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 	"github.com/upscalehq/upscale/store/sqlstore"
 )
-
-// logsBus plays the agents of several hosts answering MethodLogs: each
-// container has its last lines, with capture times, and with Follow more
-// lines after the marker.
-type logsBus struct {
-	history map[string][]hostagent.LogLine // by container
-	live    map[string][]hostagent.LogLine
-	bare    bool // an agent from before stamps: plain lines, no marker
-	mu      sync.Mutex
-	asked   []hostagent.LogsRequest
-}
-
-func (b *logsBus) Call(ctx context.Context, subject string, req, _ any, progress func(string)) error {
-	r := req.(hostagent.LogsRequest)
-	b.mu.Lock()
-	b.asked = append(b.asked, r)
-	b.mu.Unlock()
-	if !strings.HasSuffix(subject, "."+hostagent.MethodLogs) {
-		return fmt.Errorf("unexpected call %s", subject)
-	}
-	h := b.history[r.Name]
-	if r.Lines > 0 && len(h) > r.Lines {
-		h = h[len(h)-r.Lines:]
-	}
-	for _, l := range h {
-		if b.bare {
-			progress(l.Text)
-			continue
-		}
-		progress(hostagent.StampLine(l.At, l.Text))
-	}
-	if b.bare && r.Follow {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	if !r.Follow {
-		return nil
-	}
-	progress("")
-	for _, l := range b.live[r.Name] {
-		progress(hostagent.StampLine(l.At, l.Text))
-	}
-	<-ctx.Done()
-	return ctx.Err()
-}
-
-func (b *logsBus) PutArtifact(context.Context, string, io.Reader) (bus.Artifact, error) {
-	return bus.Artifact{}, nil
-}
-func (b *logsBus) DeleteArtifact(context.Context, string) error { return nil }
 
 // liveApp is a store in which acme/web's release 1 runs instances.
 func liveApp(t *testing.T, instances ...store.Instance) store.Store {
@@ -95,15 +44,11 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 	)
 	t0 := time.Date(2026, 11, 25, 2, 3, 4, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	b := &logsBus{
-		history: map[string][]hostagent.LogLine{
-			"acme-web-v1-aaa":        {{At: at(0), Text: "a1"}, {At: at(20), Text: "a2"}, {At: at(20), Text: "a3"}},
-			"acme-web-v1-bbb":        {{At: at(10), Text: "b1"}, {At: at(30), Text: "b2"}},
-			"acme-web-worker-v1-ccc": {{At: at(20), Text: "c1"}, {At: at(25), Text: ""}},
-		},
-		live: map[string][]hostagent.LogLine{"acme-web-v1-bbb": {{At: at(5000), Text: "b live"}}},
-	}
-	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
+	agents := agenttest.New()
+	agents.SetLogs("acme-web-v1-aaa", []agenttest.LogLine{{At: at(0), Text: "a1"}, {At: at(20), Text: "a2"}, {At: at(20), Text: "a3"}}, nil)
+	agents.SetLogs("acme-web-v1-bbb", []agenttest.LogLine{{At: at(10), Text: "b1"}, {At: at(30), Text: "b2"}}, []agenttest.LogLine{{At: at(5000), Text: "b live"}})
+	agents.SetLogs("acme-web-worker-v1-ccc", []agenttest.LogLine{{At: at(20), Text: "c1"}, {At: at(25), Text: ""}}, nil)
+	d := &Deployer{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}
 	app := names.App{Namespace: "acme", Name: "web"}
 
 	var got []string
@@ -123,7 +68,7 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("app logs:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	for _, r := range b.asked {
+	for _, r := range agents.LogsAsked() {
 		if !r.Stamped || r.Lines != 100 || r.Follow {
 			t.Errorf("asked %+v", r)
 		}
@@ -162,8 +107,10 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 func TestLogsFromAnOldAgent(t *testing.T) {
 	ctx := context.Background()
 	st := liveApp(t, store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"})
-	b := &logsBus{bare: true, history: map[string][]hostagent.LogLine{"acme-web-v1-aaa": {{Text: "old one"}}}}
-	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
+	agents := agenttest.New()
+	agents.UnstampedLogs(true)
+	agents.SetLogs("acme-web-v1-aaa", []agenttest.LogLine{{Text: "old one"}}, nil)
+	d := &Deployer{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}
 	fctx, cancel := context.WithCancel(ctx)
 	lines := make(chan string, 10)
 	done := make(chan error)
@@ -233,33 +180,32 @@ func texts(lines []logLine) []string {
 	return s
 }
 
-// laggingBus is two agents: h1 sends its history at once and then a flood
-// of new lines; h2 sends its history only when let go.
-type laggingBus struct {
-	logsBus
+// laggingAgents is two agents: h1 sends its history at once and then a
+// flood of new lines; h2 sends its history only when let go.
+type laggingAgents struct {
+	*agenttest.Agents
 	flood   int
 	flooded chan struct{}
 	letGo   chan struct{}
 }
 
-func (b *laggingBus) Call(ctx context.Context, subject string, req, _ any, progress func(string)) error {
-	r := req.(hostagent.LogsRequest)
+func (b *laggingAgents) Logs(ctx context.Context, host string, r agentapi.LogsRequest, progress func(string)) error {
 	t0 := time.Date(2026, 11, 25, 2, 3, 4, 0, time.UTC)
-	if strings.HasPrefix(subject, hostagent.Subject("h2", "")) {
+	if host == "h2" {
 		select {
 		case <-b.letGo:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		progress(hostagent.StampLine(t0, "slow history"))
+		progress(agentapi.StampLine(t0, "slow history"))
 		progress("")
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	progress(hostagent.StampLine(t0, "fast history"))
+	progress(agentapi.StampLine(t0, "fast history"))
 	progress("")
 	for i := range b.flood {
-		progress(hostagent.StampLine(t0.Add(time.Second), fmt.Sprintf("%s live %d", r.Name, i)))
+		progress(agentapi.StampLine(t0.Add(time.Second), fmt.Sprintf("%s live %d", r.Name, i)))
 	}
 	close(b.flooded)
 	<-ctx.Done()
@@ -275,8 +221,8 @@ func TestLogsFollowBoundsWhatALaggingHostHoldsBack(t *testing.T) {
 		store.Instance{Name: "acme-web-v1-bbb", Host: "h2", Addr: "10.0.0.2:8080"},
 	)
 	const flood = maxEarlyLines + 25
-	b := &laggingBus{flood: flood, flooded: make(chan struct{}), letGo: make(chan struct{})}
-	d := &Deployer{Store: st, Bus: b, Log: slog.New(slog.DiscardHandler)}
+	b := &laggingAgents{Agents: agenttest.New(), flood: flood, flooded: make(chan struct{}), letGo: make(chan struct{})}
+	d := &Deployer{Store: st, Agents: b, Log: slog.New(slog.DiscardHandler)}
 	fctx, cancel := context.WithCancel(ctx)
 	var mu sync.Mutex
 	var got []string

@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
@@ -125,7 +125,7 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	hosts := map[string]map[string]hostagent.ContainerInfo{}
+	hosts := map[string]map[string]agentapi.ContainerInfo{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, in := range instances {
@@ -136,11 +136,11 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 		wg.Add(1)
 		go func(host string) {
 			defer wg.Done()
-			var reply hostagent.ListReply
-			if err := d.Bus.Call(ctx, hostagent.Subject(host, hostagent.MethodList), struct{}{}, &reply, nil); err != nil {
+			reply, err := d.Agents.List(ctx, host)
+			if err != nil {
 				return
 			}
-			byName := map[string]hostagent.ContainerInfo{}
+			byName := map[string]agentapi.ContainerInfo{}
 			for _, c := range reply.Containers {
 				byName[c.Name] = c
 			}

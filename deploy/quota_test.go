@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -39,10 +39,10 @@ func TestDefaultCPU(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []float64
-			for _, s := range r.bus.starts {
+			for _, s := range r.agents.Starts() {
 				got = append(got, s.CPU)
 			}
-			for _, e := range r.bus.execs {
+			for _, e := range r.agents.Execs() {
 				got = append(got, e.CPU)
 			}
 			if len(got) != 3 || got[0] != tc.want || got[1] != tc.want || got[2] != tc.want {
@@ -89,7 +89,7 @@ func TestInstancesQuota(t *testing.T) {
 	ctx := context.Background()
 	api := names.App{Namespace: "acme", Name: "api"}
 	builds := len(r.bus.objects)
-	starts := len(r.bus.started)
+	starts := len(r.agents.Started())
 
 	_, _, err := r.d.Push(ctx, api, r.src, &appspec.Spec{Runtime: "python", Instances: 2}, "alice", discard)
 	overQuota(t, "a push of 2 more", err, "acme/api would run 2 instance(s) (web=2) and the other apps of namespace acme run 2, over its instances quota of 3",
@@ -99,8 +99,8 @@ func TestInstancesQuota(t *testing.T) {
 	}
 	err = r.d.Scale(ctx, r.app, map[string]int{"web": 4}, discard)
 	overQuota(t, "scale web=4", err, "acme/web would run 4 instance(s) (web=4) and the other apps of namespace acme run 0, over its instances quota of 3")
-	if len(r.bus.started) != starts {
-		t.Errorf("refused changes started %v", r.bus.started[starts:])
+	if len(r.agents.Started()) != starts {
+		t.Errorf("refused changes started %v", r.agents.Started()[starts:])
 	}
 	if ins, _ := r.d.Store.ListInstances(ctx, "acme", ""); len(ins) != 2 {
 		t.Errorf("after refusals the namespace runs %d instances, want the 2 of before", len(ins))
@@ -181,16 +181,14 @@ func TestExecQuota(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	gate := make(chan struct{})
-	r.bus.execGate = gate
+	r.agents.GateExecs(gate)
 	first := make(chan error, 1)
 	go func() {
 		_, err := r.d.Exec(ctx, r.app, []string{"sleep", "1000"}, time.Minute, "alice", discard, discard)
 		first <- err
 	}()
 	for {
-		r.bus.mu.Lock()
-		n := len(r.bus.execs)
-		r.bus.mu.Unlock()
+		n := len(r.agents.Execs())
 		if n == 1 {
 			break
 		}
@@ -248,7 +246,7 @@ func TestExecPlacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	gate := make(chan struct{})
-	r.bus.execGate = gate
+	r.agents.GateExecs(gate)
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.d.Exec(ctx, r.app, []string{"sleep", "1000"}, time.Minute, "alice", discard, discard)
@@ -274,7 +272,7 @@ func TestExecPlacement(t *testing.T) {
 	}
 	// Once h1's heartbeat lists the container it is counted there, once.
 	for name := range placed["h1"] {
-		hs.hosts[0].List = []hostagent.ContainerInfo{{Name: name}}
+		hs.hosts[0].List = []agentapi.ContainerInfo{{Name: name}}
 		hs.hosts[0].Containers = 1
 	}
 	if hosts := r.d.schedulerHosts(); hosts[0].Containers != 1 {
@@ -302,7 +300,7 @@ func TestDefaultMemory(t *testing.T) {
 		if _, _, err := r.d.Push(context.Background(), r.app, r.src, spec, "alice", discard); err != nil {
 			t.Fatal(err)
 		}
-		if got := r.bus.starts[0].Memory; got != tc.want {
+		if got := r.agents.Starts()[0].Memory; got != tc.want {
 			t.Errorf("app.yaml %d, --default-memory %d: the instance's memory is %d, want %d", tc.appYAML, tc.server, got, tc.want)
 		}
 	}

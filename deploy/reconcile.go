@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/scheduler"
 	"github.com/upscalehq/upscale/store"
@@ -92,7 +92,7 @@ func alive(in store.Instance, h fleet.Host, ok bool) bool {
 	if h.At.Before(in.CreatedAt.Add(settle)) {
 		return true // too new for the status to tell
 	}
-	return slices.ContainsFunc(h.List, func(c hostagent.ContainerInfo) bool { return c.Name == in.Name && c.DiskOver == 0 })
+	return slices.ContainsFunc(h.List, func(c agentapi.ContainerInfo) bool { return c.Name == in.Name && c.DiskOver == 0 })
 }
 
 func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instance, hosts map[string]fleet.Host) error {

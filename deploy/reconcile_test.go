@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/fleet"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -40,7 +40,7 @@ func (s *hostSet) Up() []fleet.Host {
 	return up
 }
 
-func (s *hostSet) set(name string, up bool, state store.HostState, list ...hostagent.ContainerInfo) {
+func (s *hostSet) set(name string, up bool, state store.HostState, list ...agentapi.ContainerInfo) {
 	for i := range s.hosts {
 		if s.hosts[i].Name == name {
 			s.hosts[i].Up, s.hosts[i].Record.State, s.hosts[i].List = up, state, list
@@ -49,7 +49,7 @@ func (s *hostSet) set(name string, up bool, state store.HostState, list ...hosta
 		}
 	}
 	s.hosts = append(s.hosts, fleet.Host{Up: up, Record: store.Host{Name: name, State: state, Weight: 1},
-		Beat: hostagent.Beat{Info: hostagent.Info{Name: name, MemFree: 8 << 30}, At: time.Now(), List: list}})
+		Beat: agentapi.Beat{Info: agentapi.Info{Name: name, MemFree: 8 << 30}, At: time.Now(), List: list}})
 }
 
 // threeHosts deploys acme/web with 2 instances over h1..h3 and returns
@@ -86,7 +86,7 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 	ctx := context.Background()
 	dead := ins[0]
 	hs.set(dead.Host, false, store.HostActive)
-	r.bus.destroyed = nil
+	r.agents.Forget()
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -105,19 +105,19 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 			t.Fatalf("router told %v lost, want %s", b.Lost, dead.Name)
 		}
 	}
-	if len(r.bus.destroyed) != 0 {
-		t.Fatalf("asked a down host to destroy %v", r.bus.destroyed)
+	if len(r.agents.Destroyed()) != 0 {
+		t.Fatalf("asked a down host to destroy %v", r.agents.Destroyed())
 	}
 	// The host returns still running the old container: it goes.
-	hs.set(dead.Host, true, store.HostActive, hostagent.ContainerInfo{Name: dead.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+	hs.set(dead.Host, true, store.HostActive, agentapi.ContainerInfo{Name: dead.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
 	for _, in := range now {
-		hs.set(in.Host, true, store.HostActive, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+		hs.set(in.Host, true, store.HostActive, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
 	}
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(r.bus.destroyed, []string{dead.Name}) {
-		t.Fatalf("destroyed %v, want exactly the orphan %s", r.bus.destroyed, dead.Name)
+	if !slices.Equal(r.agents.Destroyed(), []string{dead.Name}) {
+		t.Fatalf("destroyed %v, want exactly the orphan %s", r.agents.Destroyed(), dead.Name)
 	}
 	after, _ := r.d.Store.ListInstances(ctx, "acme", "web")
 	if len(after) != 2 || after[0].Name != now[0].Name {
@@ -133,8 +133,8 @@ func TestHealMovesOffDrainingHostsAndTrimsSurplus(t *testing.T) {
 		t.Fatal(err)
 	}
 	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
-	if len(now) != 2 || slices.Contains(hostsOf(now), ins[0].Host) || !slices.Contains(r.bus.destroyed, ins[0].Name) {
-		t.Fatalf("after draining %s: %+v, destroyed %v", ins[0].Host, now, r.bus.destroyed)
+	if len(now) != 2 || slices.Contains(hostsOf(now), ins[0].Host) || !slices.Contains(r.agents.Destroyed(), ins[0].Name) {
+		t.Fatalf("after draining %s: %+v, destroyed %v", ins[0].Host, now, r.agents.Destroyed())
 	}
 	// Surplus: the live release wants 2, the store has 3.
 	extra := append(now, store.Instance{Name: "acme-web-extra", Namespace: "acme", App: "web", Release: now[0].Release, Host: "h3", Addr: "10.77.0.99:8080"})
@@ -217,23 +217,23 @@ func TestHealRemovesOrphansOfANamespaceNamedBuild(t *testing.T) {
 	r.d.Store.CreateNamespace(ctx, "build")
 	r.d.Store.CreateApp(ctx, "build", "web")
 	old := time.Now().Add(-time.Minute)
-	var list []hostagent.ContainerInfo
+	var list []agentapi.ContainerInfo
 	for _, in := range ins {
 		if in.Host == "h1" {
-			list = append(list, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
+			list = append(list, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
 		}
 	}
 	list = append(list,
-		hostagent.ContainerInfo{Name: "build-web-v1-aaaaaa", App: "build/web", State: "running", StartedAt: old},
-		hostagent.ContainerInfo{Name: "build-gone-v1-bbbbbb", App: "build/gone", State: "running", StartedAt: old},
-		hostagent.ContainerInfo{Name: "build-3f2a1c-7", State: "running", StartedAt: old},
+		agentapi.ContainerInfo{Name: "build-web-v1-aaaaaa", App: "build/web", State: "running", StartedAt: old},
+		agentapi.ContainerInfo{Name: "build-gone-v1-bbbbbb", App: "build/gone", State: "running", StartedAt: old},
+		agentapi.ContainerInfo{Name: "build-3f2a1c-7", State: "running", StartedAt: old},
 	)
 	hs.set("h1", true, store.HostActive, list...)
-	r.bus.destroyed = nil
+	r.agents.Forget()
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got := slices.Clone(r.bus.destroyed)
+	got := slices.Clone(r.agents.Destroyed())
 	slices.Sort(got)
 	if want := []string{"build-gone-v1-bbbbbb", "build-web-v1-aaaaaa"}; !slices.Equal(got, want) {
 		t.Errorf("destroyed %v, want %v (the orphan and the stray of namespace build, not the build)", got, want)
@@ -248,13 +248,13 @@ func TestHealRemovesOrphansWhenItCannotReplace(t *testing.T) {
 	r, hs, ins := threeHosts(t)
 	ctx := context.Background()
 	old := time.Now().Add(-time.Minute)
-	var list []hostagent.ContainerInfo
+	var list []agentapi.ContainerInfo
 	for _, in := range ins {
 		if in.Host == "h1" {
-			list = append(list, hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
+			list = append(list, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: old})
 		}
 	}
-	list = append(list, hostagent.ContainerInfo{Name: "acme-web-v1-0rphan", App: "acme/web", State: "running", StartedAt: old})
+	list = append(list, agentapi.ContainerInfo{Name: "acme-web-v1-0rphan", App: "acme/web", State: "running", StartedAt: old})
 	for _, h := range []string{"h1", "h2", "h3"} {
 		if h == "h1" {
 			hs.set(h, true, store.HostDraining, list...)
@@ -262,12 +262,12 @@ func TestHealRemovesOrphansWhenItCannotReplace(t *testing.T) {
 			hs.set(h, true, store.HostDraining)
 		}
 	}
-	r.bus.destroyed = nil
+	r.agents.Forget()
 	if err := r.d.Heal(ctx); err == nil {
 		t.Error("Heal with every host draining: no error, want the replacements it could not start")
 	}
-	if !slices.Contains(r.bus.destroyed, "acme-web-v1-0rphan") {
-		t.Errorf("destroyed %v, want the orphan among them", r.bus.destroyed)
+	if !slices.Contains(r.agents.Destroyed(), "acme-web-v1-0rphan") {
+		t.Errorf("destroyed %v, want the orphan among them", r.agents.Destroyed())
 	}
 }
 
@@ -279,7 +279,7 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 	ctx := context.Background()
 	full := ins[0]
 	for _, in := range ins {
-		c := hostagent.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute), Disk: 64 << 20}
+		c := agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute), Disk: 64 << 20}
 		if in.Name == full.Name {
 			c.State, c.DiskOver = "stopped", 70<<20
 		}
@@ -288,7 +288,7 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 	for i := range hs.hosts {
 		hs.hosts[i].At = time.Now().Add(time.Minute) // the status is newer than the instances
 	}
-	r.bus.destroyed = nil
+	r.agents.Forget()
 	for range 2 {
 		if err := r.d.Heal(ctx); err != nil {
 			t.Fatal(err)
@@ -298,8 +298,8 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 	if len(now) != 2 || slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == full.Name }) {
 		t.Fatalf("after healing: %+v, want 2 instances without %s", now, full.Name)
 	}
-	if !slices.Contains(r.bus.destroyed, full.Name) {
-		t.Errorf("destroyed %v, want %s among them", r.bus.destroyed, full.Name)
+	if !slices.Contains(r.agents.Destroyed(), full.Name) {
+		t.Errorf("destroyed %v, want %s among them", r.agents.Destroyed(), full.Name)
 	}
 	if routed := r.router.servers("acme/web"); len(routed) != 2 || slices.Contains(routed, full.Addr) {
 		t.Errorf("router routes %v, the stopped instance was %s", routed, full.Addr)

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -18,7 +18,7 @@ const DownAfter = 5 * time.Second
 
 // Host is a host with its record and its last status.
 type Host struct {
-	hostagent.Beat
+	agentapi.Beat
 	Record store.Host
 	Up     bool
 }
@@ -30,28 +30,28 @@ func (h Host) Active() bool { return h.Up && h.Record.State != store.HostDrainin
 type Fleet struct {
 	mu      sync.Mutex
 	records map[string]store.Host
-	beats   map[string]hostagent.Beat
+	beats   map[string]agentapi.Beat
 	up      map[string]bool // as last reported to OnChange
 	now     func() time.Time
 	log     *slog.Logger
 	// OnChange is called (from Watch) when a host goes up or down.
 	OnChange func(h Host)
 	// RouterFrom, when set, is the router's address toward a host, sent
-	// with every status call (hostagent.StatusRequest).
+	// with every status call (agentapi.StatusRequest).
 	RouterFrom func(h store.Host) string
 }
 
 // New makes an empty fleet that logs hosts going up and down to log.
 func New(log *slog.Logger) *Fleet {
-	return &Fleet{records: map[string]store.Host{}, beats: map[string]hostagent.Beat{}, up: map[string]bool{}, now: time.Now, log: log}
+	return &Fleet{records: map[string]store.Host{}, beats: map[string]agentapi.Beat{}, up: map[string]bool{}, now: time.Now, log: log}
 }
 
 // Beat records a status. The host name comes from the subject the call
 // went to, never from the message.
-func (f *Fleet) Beat(host string, b hostagent.Beat) { f.beat(host, b, f.now()) }
+func (f *Fleet) Beat(host string, b agentapi.Beat) { f.beat(host, b, f.now()) }
 
 // beat records a status asked for at asked: the host was alive then.
-func (f *Fleet) beat(host string, b hostagent.Beat, asked time.Time) {
+func (f *Fleet) beat(host string, b agentapi.Beat, asked time.Time) {
 	b.Name = host
 	b.At = asked
 	f.mu.Lock()
@@ -109,9 +109,9 @@ func (f *Fleet) Up() []Host {
 	return up
 }
 
-// Caller asks an agent a question on the bus.
-type Caller interface {
-	Call(ctx context.Context, subject string, req, resp any, progress func(line string)) error
+// Agents is what Watch asks of the hosts' agents (agentapi.Client).
+type Agents interface {
+	Status(ctx context.Context, host string, req agentapi.StatusRequest) (agentapi.Beat, error)
 }
 
 // Watch reads the host records and asks every host for its status each
@@ -122,7 +122,7 @@ type Caller interface {
 // verdict: each question runs on its own (one at a time per host), and a
 // host goes down exactly DownAfter after the last question it answered was
 // asked, not at the next interval.
-func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Context) ([]store.Host, error), interval time.Duration) {
+func (f *Fleet) Watch(ctx context.Context, agents Agents, records func(context.Context) ([]store.Host, error), interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var wg sync.WaitGroup
@@ -157,12 +157,11 @@ func (f *Fleet) Watch(ctx context.Context, bus Caller, records func(context.Cont
 				asked := f.now()
 				cctx, cancel := context.WithTimeout(ctx, interval*2)
 				defer cancel()
-				var req hostagent.StatusRequest
+				var req agentapi.StatusRequest
 				if f.RouterFrom != nil {
 					req.Router = f.RouterFrom(h.Record)
 				}
-				var b hostagent.Beat
-				if err := bus.Call(cctx, hostagent.Subject(h.Name, hostagent.MethodStatus), req, &b, nil); err == nil {
+				if b, err := agents.Status(cctx, h.Name, req); err == nil {
 					f.beat(h.Name, b, asked)
 				}
 			}()

@@ -3,12 +3,12 @@ package fleet
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/upscalehq/upscale/hostagent"
+	"github.com/upscalehq/upscale/agentapi"
+	"github.com/upscalehq/upscale/agentapi/agenttest"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -19,8 +19,8 @@ func TestHostsGoDownWhenSilent(t *testing.T) {
 	f.SetRecords([]store.Host{{Name: "h2", Address: "10.0.0.2", Weight: 2}, {Name: "h1", State: store.HostDraining}, {Name: "h3"}})
 	var changes []string
 	f.OnChange = func(h Host) { changes = append(changes, h.Name+"="+h.State) }
-	f.Beat("h2", hostagent.Beat{Info: hostagent.Info{Name: "spoofed", CPUs: 2}})
-	f.Beat("h1", hostagent.Beat{})
+	f.Beat("h2", agentapi.Beat{Info: agentapi.Info{Name: "spoofed", CPUs: 2}})
+	f.Beat("h1", agentapi.Beat{})
 	f.report()
 	hosts := f.Hosts()
 	if len(hosts) != 3 || hosts[0].Name != "h1" || hosts[1].Name != "h2" || hosts[1].CPUs != 2 || hosts[1].Address != "10.0.0.2" {
@@ -39,7 +39,7 @@ func TestHostsGoDownWhenSilent(t *testing.T) {
 	if len(f.Up()) != 2 {
 		t.Fatal("a host went down before DownAfter")
 	}
-	f.Beat("h1", hostagent.Beat{})
+	f.Beat("h1", agentapi.Beat{})
 	clock = clock.Add(2 * time.Millisecond)
 	f.report()
 	up := f.Up()
@@ -51,23 +51,23 @@ func TestHostsGoDownWhenSilent(t *testing.T) {
 	}
 }
 
-// hangingBus answers status calls for "fast" at once and never for
+// hangingAgents answers status calls for "fast" at once and never for
 // "stuck" (until the call's context ends), noting how many questions to
 // stuck are out and how often fast was asked while one was.
-type hangingBus struct {
+type hangingAgents struct {
 	mu                 sync.Mutex
 	stuckOut, maxStuck int
 	fastWhileStuck     int
 }
 
-func (b *hangingBus) Call(ctx context.Context, subject string, _, resp any, _ func(string)) error {
+func (b *hangingAgents) Status(ctx context.Context, host string, _ agentapi.StatusRequest) (agentapi.Beat, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !strings.Contains(subject, "stuck") {
+	if host != "stuck" {
 		if b.stuckOut > 0 {
 			b.fastWhileStuck++
 		}
-		return nil
+		return agentapi.Beat{}, nil
 	}
 	b.stuckOut++
 	b.maxStuck = max(b.maxStuck, b.stuckOut)
@@ -75,7 +75,7 @@ func (b *hangingBus) Call(ctx context.Context, subject string, _, resp any, _ fu
 	<-ctx.Done()
 	b.mu.Lock()
 	b.stuckOut--
-	return ctx.Err()
+	return agentapi.Beat{}, ctx.Err()
 }
 
 // A host that never answers delays nobody: the answering host is asked
@@ -83,7 +83,7 @@ func (b *hangingBus) Call(ctx context.Context, subject string, _, resp any, _ fu
 // is never asked twice at once.
 func TestWatchIsNotHeldUpBySilentHosts(t *testing.T) {
 	f := New(slog.New(slog.DiscardHandler))
-	bus := &hangingBus{}
+	bus := &hangingAgents{}
 	records := func(context.Context) ([]store.Host, error) {
 		return []store.Host{{Name: "fast"}, {Name: "stuck"}}, nil
 	}
@@ -117,19 +117,6 @@ func TestWatchIsNotHeldUpBySilentHosts(t *testing.T) {
 	}
 }
 
-// recordingBus answers every status call and keeps what was asked.
-type recordingBus struct {
-	mu   sync.Mutex
-	reqs map[string]hostagent.StatusRequest
-}
-
-func (b *recordingBus) Call(_ context.Context, subject string, req, _ any, _ func(string)) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.reqs[subject] = req.(hostagent.StatusRequest)
-	return nil
-}
-
 // Each status call tells the agent where the router's connections come
 // from, as RouterFrom says for its host.
 func TestStatusCallsCarryTheRouter(t *testing.T) {
@@ -140,15 +127,18 @@ func TestStatusCallsCarryTheRouter(t *testing.T) {
 		}
 		return ""
 	}
-	bus := &recordingBus{reqs: map[string]hostagent.StatusRequest{}}
+	agents := agenttest.New()
 	records := func(context.Context) ([]store.Host, error) {
 		return []store.Host{{Name: "remote"}, {Name: "local"}}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // one round: Watch asks once before it looks at ctx
-	f.Watch(ctx, bus, records, time.Second)
-	got := bus.reqs
-	if got[hostagent.Subject("remote", hostagent.MethodStatus)].Router != "10.0.0.9" || got[hostagent.Subject("local", hostagent.MethodStatus)].Router != "" {
+	f.Watch(ctx, agents, records, time.Second)
+	got := map[string]agentapi.StatusRequest{}
+	for _, c := range agents.Calls() {
+		got[c.Host] = c.Req.(agentapi.StatusRequest)
+	}
+	if got["remote"].Router != "10.0.0.9" || got["local"].Router != "" {
 		t.Errorf("status requests %+v", got)
 	}
 }

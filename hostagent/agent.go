@@ -18,12 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/runtimes"
 )
 
-// Runtime runs containers: LXC in upscale-agent, a fake in agenttest.
+// Runtime runs containers: LXC in upscale-agent, a fake in this package's tests.
 type Runtime interface {
 	Create(ctx context.Context, s ContainerSpec) (Container, error)
 	Start(ctx context.Context, name string) error
@@ -109,7 +110,7 @@ type Config struct {
 	Ranges  NamespaceRanges
 	PidsMax int64 // per container
 	// OnRouter gets the router's address from every status call, to let
-	// it reach the containers (StatusRequest).
+	// it reach the containers (agentapi.StatusRequest).
 	OnRouter func(addr string)
 	Log      *slog.Logger
 }
@@ -140,22 +141,22 @@ func New(cfg Config, rt Runtime, images Images, b Bus) *Agent {
 // Run answers requests until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	handlers := map[string]bus.HandlerFunc{
-		MethodBuild:   a.build,
-		MethodStart:   a.start,
-		MethodStop:    a.stop,
-		MethodDestroy: a.destroy,
-		MethodList:    a.list,
-		MethodLogs:    a.logs,
-		MethodImages:  a.imageList,
-		MethodStatus:  a.status,
-		MethodFetch:   a.fetch,
-		MethodDrop:    a.drop,
-		MethodExec:    a.exec,
+		agentapi.MethodBuild:   a.build,
+		agentapi.MethodStart:   a.start,
+		agentapi.MethodStop:    a.stop,
+		agentapi.MethodDestroy: a.destroy,
+		agentapi.MethodList:    a.list,
+		agentapi.MethodLogs:    a.logs,
+		agentapi.MethodImages:  a.imageList,
+		agentapi.MethodStatus:  a.status,
+		agentapi.MethodFetch:   a.fetch,
+		agentapi.MethodDrop:    a.drop,
+		agentapi.MethodExec:    a.exec,
 	}
 	a.sweepLeftovers()
 	a.adoptLayers()
 	for method, h := range handlers {
-		stop, err := a.bus.Handle(Subject(a.cfg.Host, method), h)
+		stop, err := a.bus.Handle(agentapi.Subject(a.cfg.Host, method), h)
 		if err != nil {
 			return fmt.Errorf("serving %s: %w", method, err)
 		}
@@ -168,18 +169,18 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) status(ctx context.Context, raw json.RawMessage, p func(string)) (any, error) {
-	if req, err := decode[StatusRequest](raw); err == nil && req.Router != "" && a.cfg.OnRouter != nil {
+	if req, err := decode[agentapi.StatusRequest](raw); err == nil && req.Router != "" && a.cfg.OnRouter != nil {
 		a.cfg.OnRouter(req.Router)
 	}
-	b := Beat{Info: Local(a.cfg.Address), At: time.Now().UTC()}
+	b := agentapi.Beat{Info: Local(a.cfg.Address), At: time.Now().UTC()}
 	b.Name = a.cfg.Host
 	if l, err := a.list(ctx, raw, p); err == nil {
-		b.List = l.(ListReply).Containers
+		b.List = l.(agentapi.ListReply).Containers
 		b.Containers = len(b.List)
 	}
 	if imgs, err := a.images.List(); err == nil {
 		for _, im := range imgs {
-			b.Images = append(b.Images, ImageInfo{Runtime: im.Runtime, Key: im.Key, Built: im.Built})
+			b.Images = append(b.Images, agentapi.ImageInfo{Runtime: im.Runtime, Key: im.Key, Built: im.Built})
 		}
 	}
 	return b, nil
@@ -233,7 +234,7 @@ func (a *Agent) loadMeta(name string) meta {
 }
 
 func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(string)) (any, error) {
-	req, err := decode[StartRequest](raw)
+	req, err := decode[agentapi.StartRequest](raw)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +261,7 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	if err := a.rt.Start(ctx, req.Name); err != nil {
 		return fail(err)
 	}
-	addr := netip.AddrPortFrom(c.IP, Port).String()
+	addr := netip.AddrPortFrom(c.IP, agentapi.Port).String()
 	started := time.Now()
 	if err := a.waitHealthy(ctx, req, addr); err != nil {
 		return fail(err)
@@ -275,12 +276,12 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Disk: req.Disk, DiskBase: base}); err != nil {
 		return fail(err)
 	}
-	return StartReply{Addr: addr, Start: started.Sub(begin), Health: time.Since(started)}, nil
+	return agentapi.StartReply{Addr: addr, Start: started.Sub(begin), Health: time.Since(started)}, nil
 }
 
 // waitHealthy polls until the app answers, its container stops (a crash:
 // the error carries its last lines of output), or the time is up.
-func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) error {
+func (a *Agent) waitHealthy(ctx context.Context, req agentapi.StartRequest, addr string) error {
 	timeout := req.HealthTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -306,7 +307,7 @@ func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) 
 			if c.ExitCode == 137 && req.Memory > 0 {
 				why = fmt.Sprintf(": killed, most likely for using more than its memory limit of %d MiB", req.Memory>>20)
 			}
-			return fmt.Errorf("the app exited (status %d%s) before it answered on port %d%s", c.ExitCode, why, Port, a.tail(req.Name))
+			return fmt.Errorf("the app exited (status %d%s) before it answered on port %d%s", c.ExitCode, why, agentapi.Port, a.tail(req.Name))
 		}
 		if req.Health == "" {
 			conn, err := net.DialTimeout("tcp", addr, time.Second)
@@ -314,7 +315,7 @@ func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) 
 				conn.Close()
 				return nil
 			}
-			lastErr = "nothing listens on port " + strconv.Itoa(Port)
+			lastErr = "nothing listens on port " + strconv.Itoa(agentapi.Port)
 		} else {
 			resp, err := client.Get("http://" + addr + req.Health)
 			if err == nil {
@@ -324,7 +325,7 @@ func (a *Agent) waitHealthy(ctx context.Context, req StartRequest, addr string) 
 				}
 				lastErr = fmt.Sprintf("health check %s answered %s", req.Health, resp.Status)
 			} else {
-				lastErr = "nothing answers HTTP on port " + strconv.Itoa(Port)
+				lastErr = "nothing answers HTTP on port " + strconv.Itoa(agentapi.Port)
 			}
 		}
 		select {
@@ -382,7 +383,7 @@ func (a *Agent) forget(name string) {
 }
 
 func (a *Agent) stop(ctx context.Context, raw json.RawMessage, _ func(string)) (any, error) {
-	req, err := decode[StopRequest](raw)
+	req, err := decode[agentapi.StopRequest](raw)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +402,7 @@ func (a *Agent) stop(ctx context.Context, raw json.RawMessage, _ func(string)) (
 }
 
 func (a *Agent) destroy(ctx context.Context, raw json.RawMessage, _ func(string)) (any, error) {
-	req, err := decode[DestroyRequest](raw)
+	req, err := decode[agentapi.DestroyRequest](raw)
 	if err != nil {
 		return nil, err
 	}
@@ -420,13 +421,13 @@ func (a *Agent) list(context.Context, json.RawMessage, func(string)) (any, error
 	if err != nil {
 		return nil, err
 	}
-	reply := ListReply{Containers: []ContainerInfo{}}
+	reply := agentapi.ListReply{Containers: []agentapi.ContainerInfo{}}
 	for _, c := range cs {
 		m := a.loadMeta(c.Name)
-		info := ContainerInfo{Name: c.Name, App: m.App, Release: m.Release, State: c.State, PID: c.PID, StartedAt: c.StartedAt,
+		info := agentapi.ContainerInfo{Name: c.Name, App: m.App, Release: m.Release, State: c.State, PID: c.PID, StartedAt: c.StartedAt,
 			ExitCode: c.ExitCode, Restarts: m.Restarts, LastExit: m.LastExit, Disk: m.Disk, DiskOver: m.DiskOver}
 		if c.IP.IsValid() {
-			info.Addr = netip.AddrPortFrom(c.IP, Port).String()
+			info.Addr = netip.AddrPortFrom(c.IP, agentapi.Port).String()
 		}
 		reply.Containers = append(reply.Containers, info)
 	}
@@ -434,7 +435,7 @@ func (a *Agent) list(context.Context, json.RawMessage, func(string)) (any, error
 }
 
 func (a *Agent) logs(ctx context.Context, raw json.RawMessage, progress func(string)) (any, error) {
-	req, err := decode[LogsRequest](raw)
+	req, err := decode[agentapi.LogsRequest](raw)
 	if err != nil {
 		return nil, err
 	}
@@ -464,21 +465,21 @@ func (a *Agent) logs(ctx context.Context, raw json.RawMessage, progress func(str
 	return struct{}{}, err
 }
 
-// stampedLogs is logs with each line as StampLine makes it, and an empty
+// stampedLogs is logs with each line as agentapi.StampLine makes it, and an empty
 // line between the last lines and what Follow adds.
-func (a *Agent) stampedLogs(ctx context.Context, req LogsRequest, progress func(string)) (any, error) {
+func (a *Agent) stampedLogs(ctx context.Context, req agentapi.LogsRequest, progress func(string)) (any, error) {
 	lines, err := a.rt.LogLines(req.Name, req.Lines)
 	if err != nil {
 		return nil, err
 	}
 	for _, l := range lines {
-		progress(StampLine(l.At, l.Text))
+		progress(agentapi.StampLine(l.At, l.Text))
 	}
 	if !req.Follow {
 		return struct{}{}, nil
 	}
 	progress("")
-	err = a.rt.FollowLines(ctx, req.Name, -1, func(l LogLine) { progress(StampLine(l.At, l.Text)) })
+	err = a.rt.FollowLines(ctx, req.Name, -1, func(l LogLine) { progress(agentapi.StampLine(l.At, l.Text)) })
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		err = nil
 	}
@@ -490,9 +491,9 @@ func (a *Agent) imageList(context.Context, json.RawMessage, func(string)) (any, 
 	if err != nil {
 		return nil, err
 	}
-	reply := ImagesReply{Images: []ImageInfo{}}
+	reply := agentapi.ImagesReply{Images: []agentapi.ImageInfo{}}
 	for _, im := range imgs {
-		reply.Images = append(reply.Images, ImageInfo{Runtime: im.Runtime, Key: im.Key, Built: im.Built})
+		reply.Images = append(reply.Images, agentapi.ImageInfo{Runtime: im.Runtime, Key: im.Key, Built: im.Built})
 	}
 	return reply, nil
 }
@@ -500,7 +501,7 @@ func (a *Agent) imageList(context.Context, json.RawMessage, func(string)) (any, 
 // prepare readies what any container of a release needs on this host:
 // its namespace's id range, the runtime's image for that range, the
 // unpacked artifact, and the env with the port.
-func (a *Agent) prepare(ctx context.Context, c ReleaseContainer, progress func(string)) (ContainerSpec, error) {
+func (a *Agent) prepare(ctx context.Context, c agentapi.ReleaseContainer, progress func(string)) (ContainerSpec, error) {
 	if err := checkName(c.Name); err != nil {
 		return ContainerSpec{}, err
 	}
@@ -518,7 +519,7 @@ func (a *Agent) prepare(ctx context.Context, c ReleaseContainer, progress func(s
 	}
 	env := map[string]string{}
 	maps.Copy(env, c.Env)
-	env[portEnv(c.Runtime)] = strconv.Itoa(Port)
+	env[portEnv(c.Runtime)] = strconv.Itoa(agentapi.Port)
 	return ContainerSpec{Name: c.Name, Image: img.Shifted, AppDir: dir, Command: c.Command,
 		Env: env, Memory: c.Memory, CPU: c.CPU, PidsMax: a.cfg.PidsMax, IDBase: base, ShmSize: shmSize(c.Memory)}, nil
 }

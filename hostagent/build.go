@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/shellquote"
@@ -24,7 +25,7 @@ import (
 const defaultBuildTimeout = 10 * time.Minute
 
 func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(string)) (any, error) {
-	req, err := decode[BuildRequest](raw)
+	req, err := decode[agentapi.BuildRequest](raw)
 	if err != nil {
 		return nil, err
 	}
@@ -54,10 +55,10 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	}
 	memory, cpu := req.Memory, req.CPU
 	if memory <= 0 {
-		memory = DefaultBuildMemory
+		memory = agentapi.DefaultBuildMemory
 	}
 	if cpu <= 0 {
-		cpu = DefaultBuildCPU
+		cpu = agentapi.DefaultBuildCPU
 	}
 	progress(fmt.Sprintf("-----> Building with %s (%d step(s), time limit %s, memory %s)", req.Runtime.Name, len(req.Steps), timeout, appspec.FormatSize(memory)))
 	if _, err := a.rt.Create(ctx, ContainerSpec{
@@ -67,7 +68,7 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 		return nil, err
 	}
 	defer a.remove(name)
-	a.watchLayer(name, cmp.Or(req.Disk, DefaultBuildDisk))
+	a.watchLayer(name, cmp.Or(req.Disk, agentapi.DefaultBuildDisk))
 	if err := a.rt.Start(ctx, name); err != nil {
 		return nil, err
 	}
@@ -107,10 +108,10 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	}
 	lim := PackLimits{Bytes: req.MaxOutput, Entries: req.MaxEntries}
 	if lim.Bytes <= 0 {
-		lim.Bytes = DefaultMaxBuildOutput
+		lim.Bytes = agentapi.DefaultMaxBuildOutput
 	}
 	if lim.Entries <= 0 {
-		lim.Entries = DefaultMaxBuildEntries
+		lim.Entries = agentapi.DefaultMaxBuildEntries
 	}
 	return a.pack(a.rt.AppDir(name), base, lim)
 }
@@ -137,14 +138,14 @@ func firstLine(s string) string {
 
 // pack puts the tree at dir, made by a container of range idBase, into
 // the outbox.
-func (a *Agent) pack(dir string, idBase uint32, lim PackLimits) (BuildReply, error) {
+func (a *Agent) pack(dir string, idBase uint32, lim PackLimits) (agentapi.BuildReply, error) {
 	outbox := filepath.Join(a.cfg.StateDir, "outbox")
 	if err := os.MkdirAll(outbox, 0o700); err != nil {
-		return BuildReply{}, err
+		return agentapi.BuildReply{}, err
 	}
 	f, err := os.CreateTemp(outbox, "build-*.tar.gz")
 	if err != nil {
-		return BuildReply{}, err
+		return agentapi.BuildReply{}, err
 	}
 	defer f.Close()
 	h := sha256.New()
@@ -153,15 +154,15 @@ func (a *Agent) pack(dir string, idBase uint32, lim PackLimits) (BuildReply, err
 		os.Remove(f.Name())
 		var le *LimitError
 		if errors.As(err, &le) {
-			return BuildReply{}, err
+			return agentapi.BuildReply{}, err
 		}
-		return BuildReply{}, fmt.Errorf("packing the build: %w", err)
+		return agentapi.BuildReply{}, fmt.Errorf("packing the build: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(f.Name())
-		return BuildReply{}, err
+		return agentapi.BuildReply{}, err
 	}
-	return BuildReply{Outbox: filepath.Base(f.Name()), Digest: hex.EncodeToString(h.Sum(nil)), Size: n.n}, nil
+	return agentapi.BuildReply{Outbox: filepath.Base(f.Name()), Digest: hex.EncodeToString(h.Sum(nil)), Size: n.n}, nil
 }
 
 type countWriter struct{ n int64 }
@@ -176,7 +177,7 @@ func (a *Agent) outboxPath(name string) (string, error) {
 }
 
 func (a *Agent) fetch(_ context.Context, raw json.RawMessage, _ func(string)) (any, error) {
-	req, err := decode[FetchRequest](raw)
+	req, err := decode[agentapi.FetchRequest](raw)
 	if err != nil {
 		return nil, err
 	}
@@ -189,16 +190,16 @@ func (a *Agent) fetch(_ context.Context, raw json.RawMessage, _ func(string)) (a
 		return nil, err
 	}
 	defer f.Close()
-	buf := make([]byte, FetchChunk)
+	buf := make([]byte, agentapi.FetchChunk)
 	n, err := f.ReadAt(buf, req.Offset)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	return FetchReply{Data: buf[:n]}, nil
+	return agentapi.FetchReply{Data: buf[:n]}, nil
 }
 
 func (a *Agent) drop(_ context.Context, raw json.RawMessage, _ func(string)) (any, error) {
-	req, err := decode[DropRequest](raw)
+	req, err := decode[agentapi.DropRequest](raw)
 	if err != nil {
 		return nil, err
 	}

@@ -23,13 +23,9 @@ import (
 // agent measures: cheaply, only when the filesystem holding the layers has
 // grown since it last looked, and every few minutes in any case.
 const (
-	// DefaultContainerDisk and DefaultBuildDisk are the limits a request
-	// without one gets (a server that predates them).
-	DefaultContainerDisk = 2 << 30
-	DefaultBuildDisk     = 4 << 30
-	diskTick             = 2 * time.Second
-	diskGrowth           = 64 << 20 // filesystem growth that calls for a look
-	diskRescan           = 5 * time.Minute
+	diskTick   = 2 * time.Second
+	diskGrowth = 64 << 20 // filesystem growth that calls for a look
+	diskRescan = 5 * time.Minute
 	// minEntry is what each file, directory or link counts at least, so
 	// that a flood of empty files (inodes, which the host also runs out
 	// of) is bounded by the same limit.

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/agentapi"
 )
 
 func writeFile(t *testing.T, path string, size int) {
@@ -94,7 +96,7 @@ func TestContainerOverItsDiskLimitIsStoppedForGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range l.(ListReply).Containers {
+	for _, c := range l.(agentapi.ListReply).Containers {
 		over := c.DiskOver >= 2<<20 && c.DiskOver < 3<<20 && c.Disk == 1<<20
 		if (c.Name == "full-1") != over {
 			t.Errorf("listed %s with disk %d, disk_over %d", c.Name, c.Disk, c.DiskOver)

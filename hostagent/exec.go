@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/upscalehq/upscale/agentapi"
 )
 
 // defaultExecTimeout bounds a one-off command whose request names no limit.
@@ -24,14 +26,14 @@ const execChunk = 8 << 10
 // neither crash restarts nor the server's orphan sweep touch it) and is
 // destroyed whatever happens.
 func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(string)) (any, error) {
-	req, err := decode[ExecRequest](raw)
+	req, err := decode[agentapi.ExecRequest](raw)
 	if err != nil {
 		return nil, err
 	}
 	if req.Command == "" {
 		return nil, errors.New("no command to run")
 	}
-	spec, err := a.prepare(ctx, req.ReleaseContainer, func(l string) { progress(ExecNote + l) })
+	spec, err := a.prepare(ctx, req.ReleaseContainer, func(l string) { progress(agentapi.ExecNote + l) })
 	if err != nil {
 		return nil, err
 	}
@@ -60,10 +62,10 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 				for cut > 0 && !utf8.RuneStart(l[cut]) {
 					cut--
 				}
-				progress(ExecOutput + l[:cut])
+				progress(agentapi.ExecOutput + l[:cut])
 				l = l[cut:]
 			}
-			progress(ExecOutput + l)
+			progress(agentapi.ExecOutput + l)
 		})
 		if err != nil && ectx.Err() == nil {
 			a.cfg.Log.Warn("following a one-off command", "container", req.Name, "err", err)
@@ -85,9 +87,9 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 		<-followed
 	}
 	if over, limit := a.layerOver(req.Name); over > 0 {
-		progress(ExecNote + diskOverMessage("the command", limit))
+		progress(agentapi.ExecNote + diskOverMessage("the command", limit))
 	}
-	return ExecReply{ExitCode: code}, nil
+	return agentapi.ExecReply{ExitCode: code}, nil
 }
 
 // execPrefix starts the name of every one-off container (the server names

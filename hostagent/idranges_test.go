@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/hostagent/subids"
 	"github.com/upscalehq/upscale/runtimes"
@@ -252,11 +253,11 @@ func TestContainersGetTheirNamespacesRange(t *testing.T) {
 	a := New(Config{Host: "h1", StateDir: state, IDBase: 165536, Ranges: ranges, Log: slog.New(slog.DiscardHandler)}, rt, imgs, newFakeBus(t))
 	ctx := context.Background()
 	digest := strings.Repeat("a", 64)
-	rc := func(name, app string) ReleaseContainer {
-		return ReleaseContainer{Name: name, App: app, Release: 1, Runtime: runtimes.Runtime{Name: "python"}, Artifact: "a", Digest: digest, Command: "true"}
+	rc := func(name, app string) agentapi.ReleaseContainer {
+		return agentapi.ReleaseContainer{Name: name, App: app, Release: 1, Runtime: runtimes.Runtime{Name: "python"}, Artifact: "a", Digest: digest, Command: "true"}
 	}
-	for _, c := range []ReleaseContainer{rc("exec-acme-web-1", "acme/web"), rc("exec-globex-api-1", "globex/api"), rc("exec-acme-api-1", "acme/api")} {
-		raw, _ := json.Marshal(ExecRequest{ReleaseContainer: c, Timeout: time.Minute})
+	for _, c := range []agentapi.ReleaseContainer{rc("exec-acme-web-1", "acme/web"), rc("exec-globex-api-1", "globex/api"), rc("exec-acme-api-1", "acme/api")} {
+		raw, _ := json.Marshal(agentapi.ExecRequest{ReleaseContainer: c, Timeout: time.Minute})
 		if _, err := a.exec(ctx, raw, func(string) {}); err != nil {
 			t.Fatalf("exec %s: %v", c.Name, err)
 		}
@@ -285,12 +286,12 @@ func TestContainersGetTheirNamespacesRange(t *testing.T) {
 	os.WriteFile(filepath.Join(out, "built"), []byte("x"), 0o644)
 	os.Lchown(filepath.Join(out, "built"), 296608+33, 296608+33)
 	rt.appDir = out
-	raw, _ := json.Marshal(BuildRequest{App: "globex/api", Release: 2, Runtime: runtimes.Runtime{Name: "python"}, Source: "src", Steps: []string{"true"}})
+	raw, _ := json.Marshal(agentapi.BuildRequest{App: "globex/api", Release: 2, Runtime: runtimes.Runtime{Name: "python"}, Source: "src", Steps: []string{"true"}})
 	got, err := a.build(ctx, raw, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(filepath.Join(state, "outbox", got.(BuildReply).Outbox))
+	f, err := os.Open(filepath.Join(state, "outbox", got.(agentapi.BuildReply).Outbox))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestContainersGetTheirNamespacesRange(t *testing.T) {
 	}
 
 	// Not NS/APP: refused before anything is made.
-	raw, _ = json.Marshal(ExecRequest{ReleaseContainer: rc("exec-x-1", "nonamespace"), Timeout: time.Minute})
+	raw, _ = json.Marshal(agentapi.ExecRequest{ReleaseContainer: rc("exec-x-1", "nonamespace"), Timeout: time.Minute})
 	if _, err := a.exec(ctx, raw, func(string) {}); err == nil || !strings.Contains(err.Error(), "NAMESPACE/APP") {
 		t.Errorf("exec for app %q: %v", "nonamespace", err)
 	}

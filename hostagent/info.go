@@ -9,22 +9,14 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/upscalehq/upscale/agentapi"
 )
 
-// Info describes a host.
-type Info struct {
-	Name     string `json:"name"`
-	Address  string `json:"address"`
-	State    string `json:"state"`
-	CPUs     int    `json:"cpus"`
-	MemTotal uint64 `json:"memory_total_bytes"`
-	MemFree  uint64 `json:"memory_available_bytes"`
-}
-
 // Local describes the machine this process runs on.
-func Local(address string) Info {
+func Local(address string) agentapi.Info {
 	name, _ := os.Hostname()
-	info := Info{Name: name, Address: address, State: "up", CPUs: runtime.NumCPU()}
+	info := agentapi.Info{Name: name, Address: address, State: "up", CPUs: runtime.NumCPU()}
 	if f, err := os.Open("/proc/meminfo"); err == nil {
 		info.MemTotal, info.MemFree = ParseMeminfo(f)
 		f.Close()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/fleet"
@@ -112,7 +113,7 @@ func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store
 		Quota: deploy.DefaultQuota,
 		// The local CLI has no bus: it describes this box.
 		Hosts: func() []fleet.Host {
-			return []fleet.Host{{Up: true, Beat: hostagent.Beat{Info: hostagent.Local(primaryAddress())}}}
+			return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: hostagent.Local(primaryAddress())}}}
 		},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

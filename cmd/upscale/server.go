@@ -17,13 +17,13 @@ import (
 	"github.com/spf13/cobra"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/dnsproof"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/gitd"
-	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/router"
@@ -138,13 +138,13 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.IntVar(&so.SSH.MaxStartupsPerSource, "ssh-max-startups-per-source", 10, "SSH connections not yet authenticated from one address (an IPv6 /64)")
 	f.IntVar(&so.SSH.MaxSessions, "ssh-max-sessions", 10, "sessions open at once on one SSH connection")
 	so.Limits.register(f)
-	so.BuildMemory, so.MaxPushSize, so.MaxBuildOutput = hostagent.DefaultBuildMemory, 1<<30, hostagent.DefaultMaxBuildOutput
+	so.BuildMemory, so.MaxPushSize, so.MaxBuildOutput = agentapi.DefaultBuildMemory, 1<<30, agentapi.DefaultMaxBuildOutput
 	f.Var(sizeValue{&so.BuildMemory, 64 << 20, 64 << 30, false}, "build-memory", "memory of a build container when app.yaml sets none")
-	f.Float64Var(&so.BuildCPU, "build-cpu", hostagent.DefaultBuildCPU, "cores of CPU time a build container may use")
+	f.Float64Var(&so.BuildCPU, "build-cpu", agentapi.DefaultBuildCPU, "cores of CPU time a build container may use")
 	f.Var(sizeValue{&so.MaxPushSize, 1 << 20, 1 << 50, false}, "max-push-size", "the largest push (git's receive.maxInputSize)")
 	f.Var(sizeValue{&so.MaxBuildOutput, 1 << 20, 1 << 50, false}, "max-build-output", "the largest build result, packed")
-	f.IntVar(&so.MaxBuildEntries, "max-build-files", hostagent.DefaultMaxBuildEntries, "the most files, directories and links a build may leave")
-	so.BuildDisk, so.ContainerDisk = hostagent.DefaultBuildDisk, hostagent.DefaultContainerDisk
+	f.IntVar(&so.MaxBuildEntries, "max-build-files", agentapi.DefaultMaxBuildEntries, "the most files, directories and links a build may leave")
+	so.BuildDisk, so.ContainerDisk = agentapi.DefaultBuildDisk, agentapi.DefaultContainerDisk
 	f.Var(sizeValue{&so.BuildDisk, 64 << 20, 1 << 50, false}, "build-disk", "what a build may write to its container's filesystem beyond its source (dependencies, caches, its result)")
 	f.Var(sizeValue{&so.ContainerDisk, 16 << 20, 1 << 50, true}, "container-disk", "what an instance or app exec container may write to its filesystem beyond its release (over it, it is stopped and replaced)")
 	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
@@ -186,6 +186,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		defer embedded.Shutdown()
 	}
 	defer conn.Close()
+	agentClient := agentapi.Client{Bus: conn}
 
 	_, httpPort, err := net.SplitHostPort(so.HTTP)
 	if err != nil {
@@ -214,7 +215,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		return err
 	}
 	deployer := &deploy.Deployer{
-		Store: tracked, Bus: conn, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
+		Store: tracked, Bus: conn, Agents: agentClient, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
@@ -261,7 +262,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 			}
 		}
 	}
-	go hosts.Watch(wctx, conn, st.ListHosts, time.Second)
+	go hosts.Watch(wctx, agentClient, st.ListHosts, time.Second)
 	// Each pass checks only the pending domains that are due (see
 	// deploy.DomainDue), so a short tick costs one store read.
 	go deployer.RunDomainChecks(wctx, 5*time.Second)

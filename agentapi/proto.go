@@ -1,4 +1,10 @@
-package hostagent
+// Package agentapi is the protocol between the server and upscale-agent:
+// the methods an agent answers on the bus, their request and reply types,
+// and a typed client (Client) that is the server's only way to call an
+// agent. The JSON names are the wire format: agents and servers of
+// different versions talk to each other, so a field may be added (with a
+// zero value that means what it meant before) but never renamed.
+package agentapi
 
 import (
 	"time"
@@ -6,8 +12,7 @@ import (
 	"github.com/upscalehq/upscale/runtimes"
 )
 
-// The server calls an agent on subjects upscale.agent.HOST.METHOD; the
-// agent publishes its heartbeat on upscale.agent.HOST.heartbeat.
+// The server calls an agent on subjects upscale.agent.HOST.METHOD.
 const (
 	MethodBuild   = "build"
 	MethodStart   = "start"
@@ -22,7 +27,8 @@ const (
 	MethodExec    = "exec"
 )
 
-// Subject is where host answers method.
+// Subject is where host answers method. Only the agent (to serve) and
+// Client (to call) spell it.
 func Subject(host, method string) string { return "upscale.agent." + host + "." + method }
 
 // Port is the port every app listens on inside its container ($PORT):
@@ -57,6 +63,13 @@ const (
 	DefaultBuildCPU        = 1.0
 	DefaultMaxBuildOutput  = 1 << 30
 	DefaultMaxBuildEntries = 200000
+)
+
+// DefaultContainerDisk and DefaultBuildDisk are the writable-layer limits
+// a request without one gets (a server that predates them).
+const (
+	DefaultContainerDisk = 2 << 30
+	DefaultBuildDisk     = 4 << 30
 )
 
 // BuildReply names the packed result in the agent's outbox.
@@ -209,6 +222,16 @@ type StatusRequest struct {
 	// containers come from (the server's source address toward the host):
 	// the agent lets it reach them. Hosts made on EC2 learn it only so.
 	Router string `json:"router,omitempty"`
+}
+
+// Info describes a host.
+type Info struct {
+	Name     string `json:"name"`
+	Address  string `json:"address"`
+	State    string `json:"state"`
+	CPUs     int    `json:"cpus"`
+	MemTotal uint64 `json:"memory_total_bytes"`
+	MemFree  uint64 `json:"memory_available_bytes"`
 }
 
 // Beat is an agent's answer to MethodStatus, which the server asks every
