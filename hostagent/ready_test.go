@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/runtimes"
 )
 
@@ -39,7 +40,7 @@ func TestStartReadiesOnceHealthy(t *testing.T) {
 	a := New(Config{Host: "h1", StateDir: t.TempDir(), IDBase: 165536, Ranges: ranges, Log: slog.New(slog.DiscardHandler)},
 		rt, &fakeImages{dir: t.TempDir()}, newFakeBus(t))
 	req := func(name string) json.RawMessage {
-		raw, _ := json.Marshal(StartRequest{Worker: true, HealthTimeout: 10 * time.Second, ReleaseContainer: ReleaseContainer{
+		raw, _ := json.Marshal(agentapi.StartRequest{Worker: true, HealthTimeout: 10 * time.Second, ReleaseContainer: agentapi.ReleaseContainer{
 			Name: name, App: "acme/web", Release: 1, Runtime: runtimes.Runtime{Name: "python"},
 			Artifact: "a", Digest: strings.Repeat("a", 64), Command: "true"}})
 		return raw
