@@ -1,0 +1,85 @@
+// Package arch holds the import rules of docs/architecture.md as a test.
+package arch
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/upscalehq/upscale/"
+
+// imports maps each package of the module (relative name) to the module's
+// packages it imports, tests left out.
+func imports(t *testing.T) map[string][]string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	m := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		pkg := strings.TrimPrefix(f[0], module)
+		m[pkg] = nil
+		for _, imp := range f[1:] {
+			if strings.HasPrefix(imp, module) {
+				m[pkg] = append(m[pkg], strings.TrimPrefix(imp, module))
+			}
+		}
+	}
+	return m
+}
+
+// under reports whether pkg is one of prefixes or below one.
+func under(pkg string, prefixes ...string) bool {
+	return slices.ContainsFunc(prefixes, func(p string) bool { return pkg == p || strings.HasPrefix(pkg, p+"/") })
+}
+
+type rule struct {
+	what      string
+	from      []string // packages (and those below) the rule applies to
+	forbidden []string // packages (and below) they may not import; nil: every module package
+}
+
+var rules = []rule{
+	{"engines and shared packages import no transport, use case or program",
+		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "agentapi", "hostagent",
+			"appspec", "runtimes", "names", "keys", "atomicfile", "msgtext", "shellquote", "yamlerr"},
+		[]string{"commands", "gitd", "deploy", "hostops", "cmd"}},
+	{"the agent's side imports nothing of the server's",
+		[]string{"hostagent"},
+		[]string{"deploy", "fleet", "store", "router", "commands", "gitd", "hostops", "cloud", "builder", "scheduler", "repos", "keys"}},
+	{"deploy imports no transport and no program",
+		[]string{"deploy"},
+		[]string{"commands", "gitd", "hooks", "cmd"}},
+	{"the leaves import no Upscale package",
+		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof"},
+		nil},
+}
+
+func TestImportRules(t *testing.T) {
+	all := imports(t)
+	if len(all) < 20 || all["deploy"] == nil {
+		t.Fatalf("go list found %d packages, deploy importing %v: the rules below could not fail", len(all), all["deploy"])
+	}
+	for _, r := range rules {
+		for pkg, imps := range all {
+			if !under(pkg, r.from...) {
+				continue
+			}
+			for _, imp := range imps {
+				if r.forbidden == nil || under(imp, r.forbidden...) {
+					t.Errorf("%s imports %s, against the rule: %s (docs/architecture.md)", pkg, imp, r.what)
+				}
+			}
+		}
+	}
+	// Only the two programs import the agent itself.
+	for pkg, imps := range all {
+		if slices.Contains(imps, "hostagent") && pkg != "cmd/upscale" && pkg != "cmd/upscale-agent" && pkg != "hostagent" {
+			t.Errorf("%s imports hostagent; only the programs may (docs/architecture.md)", pkg)
+		}
+	}
+}
