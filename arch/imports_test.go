@@ -1,4 +1,5 @@
-// Package arch holds the import rules of docs/architecture.md as a test.
+// Package arch holds rules of the code's shape as tests: the import rules of
+// docs/architecture.md, and no production file over 600 lines.
 package arch
 
 import (
