@@ -1,4 +1,4 @@
-// Observed state: Get, List and what a container's record and cgroup say about its last run.
+// Observed state: Get, List, and what the launcher recorded of a container's last run.
 
 package lxc
 
