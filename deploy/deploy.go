@@ -129,13 +129,13 @@ func (t Timing) String() string {
 // Push builds the pushed commit and makes it live. The caller holds the
 // app's lock. The returned release is live when err is nil; otherwise it is
 // recorded as failed (if it got that far) and nothing changed for users.
-func (d *Deployer) Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, Timing, error) {
+func (d *Deployer) Push(ctx context.Context, app names.App, src repos.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, Timing, error) {
 	var timing Timing
 	rel, err := d.push(ctx, app, src, spec, by, out, &timing)
 	return rel, timing, err
 }
 
-func (d *Deployer) push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string), timing *Timing) (store.Release, error) {
+func (d *Deployer) push(ctx context.Context, app names.App, src repos.Source, spec *appspec.Spec, by string, out func(string), timing *Timing) (store.Release, error) {
 	rt, ok := d.Catalog.Get(spec.Runtime)
 	if !ok {
 		return store.Release{}, fmt.Errorf("runtime %s is not in this server's catalog", spec.Runtime)

@@ -23,6 +23,7 @@ import (
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/repos"
 	"github.com/upscalehq/upscale/router"
 	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
@@ -97,7 +98,7 @@ type rig struct {
 	agents *agenttest.Agents
 	router *fakeRouter
 	app    names.App
-	src    builder.Source
+	src    repos.Source
 }
 
 func newRig(t *testing.T) *rig {
@@ -127,7 +128,7 @@ func newRig(t *testing.T) *rig {
 		}
 	}
 	head, _ := exec.Command("git", "-C", work, "rev-parse", "HEAD").Output()
-	r.src = builder.Source{Repo: filepath.Join(work, ".git"), Commit: strings.TrimSpace(string(head))}
+	r.src = repos.Source{Repo: filepath.Join(work, ".git"), Commit: strings.TrimSpace(string(head))}
 	return r
 }
 

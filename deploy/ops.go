@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
@@ -38,11 +35,14 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 	if err != nil {
 		return err
 	}
-	head := branchHead(ctx, repo, a.DeployBranch)
+	head, err := d.Repos.Head(ctx, app, a.DeployBranch)
+	if err != nil {
+		return err
+	}
 	if head == "" {
 		return fmt.Errorf("nothing to run: no commit on %s yet; push first", a.DeployBranch)
 	}
-	src := builder.Source{Repo: repo, Commit: head}
+	src := repos.Source{Repo: repo, Commit: head}
 	data, problem, err := src.AppYAML(ctx)
 	if err != nil {
 		return err
@@ -94,16 +94,6 @@ func (d *Deployer) Stop(ctx context.Context, app names.App, out func(string)) er
 	d.event(ctx, app, "stop", byOf(ctx), "every instance stopped")
 	out(fmt.Sprintf("-----> %s stopped; %s answers 503 until app run", app, d.URL(app)))
 	return nil
-}
-
-func branchHead(ctx context.Context, repo, branch string) string {
-	cmd := exec.CommandContext(ctx, "git", "rev-parse", "--verify", "--quiet", "refs/heads/"+branch+"^{commit}")
-	cmd.Env = repos.Env("GIT_DIR=" + repo)
-	b, err := cmd.Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // Process is one instance as `app ps` shows it.

@@ -6,16 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
-	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/plumbing"
-
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/repos"
@@ -83,7 +78,7 @@ func (s *Server) preReceive(ctx context.Context, p push, req hooks.Request, verd
 		}
 		out.line("-----> Checking app.yaml at %s", msgtext.Short(v.New))
 		checkStart := time.Now()
-		data, problem, err := builder.Source{Repo: p.repo, Env: qenv, Commit: v.New}.AppYAML(ctx)
+		data, problem, err := repos.Source{Repo: p.repo, Env: qenv, Commit: v.New}.AppYAML(ctx)
 		if err != nil {
 			s.cfg.Log.Error("hook: reading app.yaml", "app", p.app.String(), "err", err)
 			return out.fail("push rejected: the server could not read app.yaml")
@@ -121,10 +116,18 @@ func (s *Server) deploy(ctx context.Context, p push, pushID string, v hooks.Verd
 		unlock = s.cfg.Deploys.Lock(p.app)
 	}
 	s.pushes.holdUntilDone(pushID, unlock)
-	if cur := currentRef(ctx, p.repo, v.Ref); cur != v.Old {
+	cur, err := s.cfg.Repos.Head(ctx, p.app, strings.TrimPrefix(v.Ref, "refs/heads/"))
+	if err != nil {
+		return out.fail("push rejected: %v", err)
+	}
+	if cur == "" {
+		// To git's hooks a branch not there yet was at the zero id.
+		cur = hooks.ZeroID
+	}
+	if cur != v.Old {
 		return out.fail("%s moved while you pushed (another push landed first); fetch, then push again", strings.TrimPrefix(v.Ref, "refs/heads/"))
 	}
-	src := builder.Source{Repo: p.repo, Env: qenv, Commit: v.New}
+	src := repos.Source{Repo: p.repo, Env: qenv, Commit: v.New}
 	rel, timing, err := s.cfg.Deploys.Push(ctx, p.app, src, spec, p.principal.Name, func(l string) { out.line("%s", l) })
 	if err != nil {
 		out.line("error: %v", err)
@@ -135,36 +138,21 @@ func (s *Server) deploy(ctx context.Context, p push, pushID string, v hooks.Verd
 	return 0
 }
 
-// currentRef is the commit ref points at now, or the zero id when it does
-// not exist.
-func currentRef(ctx context.Context, repo, ref string) string {
-	cmd := exec.CommandContext(ctx, "git", "rev-parse", "--verify", "--quiet", ref)
-	cmd.Dir = repo
-	cmd.Env = repos.Env("GIT_DIR=" + repo)
-	out, err := cmd.Output()
-	if err != nil {
-		return hooks.ZeroID
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // postReceive records what landed and tells the pusher what happens next.
 func (s *Server) postReceive(ctx context.Context, p push, verdicts []hooks.Verdict, out *hookOutput) int {
-	var repo *gogit.Repository
 	for _, v := range verdicts {
 		if v.Refuse != "" || v.New == hooks.ZeroID {
 			continue
 		}
-		if repo == nil {
-			var err error
-			if repo, err = gogit.PlainOpen(p.repo); err != nil {
-				s.cfg.Log.Error("hook: opening repository", "app", p.app.String(), "err", err)
-			}
+		// The objects are in the repository by now: no quarantine.
+		info, err := repos.Source{Repo: p.repo, Commit: v.New}.Info(ctx)
+		if err != nil {
+			s.cfg.Log.Error("hook: reading the pushed commit", "app", p.app.String(), "err", err)
 		}
 		rec, err := s.cfg.Store.RecordPush(ctx, store.Push{
 			Namespace: p.app.Namespace, App: p.app.Name,
 			Ref: v.Ref, OldCommit: v.Old, NewCommit: v.New,
-			Subject: subject(repo, v.New),
+			Subject: info.Subject,
 			KeyName: p.principal.Name, KeyFP: p.principal.Fingerprint,
 		})
 		if err != nil {
@@ -178,18 +166,6 @@ func (s *Server) postReceive(ctx context.Context, p push, verdicts []hooks.Verdi
 		}
 	}
 	return 0
-}
-
-func subject(repo *gogit.Repository, commit string) string {
-	if repo == nil {
-		return ""
-	}
-	c, err := repo.CommitObject(plumbing.NewHash(commit))
-	if err != nil {
-		return ""
-	}
-	s, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
-	return s
 }
 
 // quarantineEnv passes git's quarantine variables on to the git we run,

@@ -17,7 +17,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/builder"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
@@ -55,7 +54,7 @@ type Config struct {
 type Deploys interface {
 	Lock(app names.App) func()
 	TryLock(app names.App) (func(), bool)
-	Push(ctx context.Context, app names.App, src builder.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, deploy.Timing, error)
+	Push(ctx context.Context, app names.App, src repos.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, deploy.Timing, error)
 	URL(app names.App) string
 }
 

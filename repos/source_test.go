@@ -1,4 +1,4 @@
-package builder
+package repos
 
 import (
 	"archive/tar"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/upscalehq/upscale/names"
 )
 
 // commitTree makes a bare repo with one commit holding files, and returns
@@ -94,5 +96,60 @@ func TestSourceInfoAndArchive(t *testing.T) {
 	}
 	if _, err := (Source{Repo: repo, Commit: strings.Repeat("0", 40)}).Info(context.Background()); err == nil {
 		t.Fatal("Info of a missing commit succeeded")
+	}
+}
+
+// A pushed commit's objects sit in the push's quarantine directory until
+// the push is accepted: Source reads them only with the quarantine
+// variables it is given.
+func TestSourceReadsQuarantineOnlyWithItsEnv(t *testing.T) {
+	ctx := context.Background()
+	pushed, commit := commitTree(t, map[string]string{"app.yaml": "runtime: python\n"})
+	r := &Repos{Root: t.TempDir(), Binary: "/usr/local/bin/upscale"}
+	app := names.App{Namespace: "acme", Name: "web"}
+	if err := r.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := r.Path(app)
+	quarantine := filepath.Join(repo, "objects", "tmp_objdir-incoming-x")
+	if out, err := exec.Command("cp", "-a", filepath.Join(pushed, "objects"), quarantine).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	src := Source{Repo: repo, Commit: commit}
+	if _, err := src.Info(ctx); err == nil {
+		t.Fatal("Info read a quarantined commit without the quarantine variables")
+	}
+	src.Env = []string{"GIT_OBJECT_DIRECTORY=" + quarantine, "GIT_ALTERNATE_OBJECT_DIRECTORIES=" + filepath.Join(repo, "objects"), "GIT_QUARANTINE_PATH=" + quarantine}
+	if info, err := src.Info(ctx); err != nil || info.Subject != "c" {
+		t.Fatalf("Info under quarantine = %+v, %v", info, err)
+	}
+	if data, problem, err := src.AppYAML(ctx); err != nil || problem != "" || string(data) != "runtime: python\n" {
+		t.Fatalf("AppYAML under quarantine = %q, %q, %v", data, problem, err)
+	}
+}
+
+func TestHead(t *testing.T) {
+	ctx := context.Background()
+	r := &Repos{Root: t.TempDir(), Binary: "/usr/local/bin/upscale"}
+	app := names.App{Namespace: "acme", Name: "web"}
+	if err := r.Create(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if head, err := r.Head(ctx, app, "master"); err != nil || head != "" {
+		t.Fatalf("Head of an empty repository = %q, %v", head, err)
+	}
+	src, commit := commitTree(t, map[string]string{"app.py": "x"})
+	repo, _ := r.Path(app)
+	if out, err := exec.Command("git", "--git-dir", repo, "fetch", "-q", src, "HEAD:refs/heads/master").CombinedOutput(); err != nil {
+		t.Fatalf("git fetch: %v %s", err, out)
+	}
+	if head, err := r.Head(ctx, app, "master"); err != nil || head != commit {
+		t.Fatalf("Head = %q, %v; want %s", head, err, commit)
+	}
+	if head, err := r.Head(ctx, app, "main"); err != nil || head != "" {
+		t.Fatalf("Head of a missing branch = %q, %v", head, err)
+	}
+	if _, err := r.Head(ctx, names.App{Namespace: "..", Name: "web"}, "master"); err == nil {
+		t.Fatal("Head took a bad namespace")
 	}
 }
