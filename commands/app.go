@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
@@ -36,11 +36,11 @@ type appView struct {
 	Stopped      bool      `json:"stopped"`
 }
 
-func (s *session) view(a store.App) appView {
+func (s *session) view(a backend.App) appView {
 	return appView{
 		Namespace:    a.Namespace,
 		Name:         a.Name,
-		URL:          s.url(names.App{Namespace: a.Namespace, Name: a.Name}),
+		URL:          a.URL,
 		GitRemote:    fmt.Sprintf("%s/%s/%s.git", s.inv.Remote, a.Namespace, a.Name),
 		DeployBranch: a.DeployBranch,
 		CreatedAt:    when(a.CreatedAt),
@@ -75,28 +75,19 @@ func (s *session) appCommands() *cobra.Command {
 		}
 		return appScope(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		a, err := s.getApp(cmd, app)
+		info, err := s.env.Backend.AppInfo(cmd.Context(), s.inv.Principal, app)
 		if err != nil {
 			return err
 		}
-		v := s.view(a)
+		v := s.view(info.App)
 		live := "none yet"
-		pushes, err := s.env.Store.ListPushes(cmd.Context(), app.Namespace, app.Name, 20)
-		if err != nil {
-			return err
-		}
-		if rel, err := s.env.Store.LiveRelease(cmd.Context(), app.Namespace, app.Name); err == nil {
+		if rel := info.Live; rel != nil {
 			v.Release = fmt.Sprintf("v%d", rel.Version)
 			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, msgtext.Short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
 		}
-		if ins, err := s.env.Store.ListInstances(cmd.Context(), app.Namespace, app.Name); err == nil {
-			v.Instances = len(ins)
-		}
-		for _, p := range pushes {
-			if p.Ref == "refs/heads/"+a.DeployBranch {
-				v.LastPush = &pushView{Ref: p.Ref, Commit: p.NewCommit, Subject: p.Subject, By: p.KeyName, At: when(p.At)}
-				break
-			}
+		v.Instances = info.Instances
+		if p := info.LastPush; p != nil {
+			v.LastPush = &pushView{Ref: p.Ref, Commit: p.NewCommit, Subject: p.Subject, By: p.KeyName, At: when(p.At)}
 		}
 		return output(cmd, *format, v, func(w io.Writer) {
 			row(w, "App:", app.String())
@@ -120,20 +111,8 @@ func (s *session) appCommands() *cobra.Command {
 
 	del := &cobra.Command{Use: "delete NS/APP", Short: "Delete an application and its repository", Args: argsN(1, "NS/APP")}
 	s.leaf(g, del, keys.AppDelete, appScope, func(cmd *cobra.Command, _ []string) error {
-		remove := s.env.Store.DeleteApp
-		if s.env.Apps != nil {
-			remove = func(ctx context.Context, namespace, name string) error {
-				return s.env.Apps.Delete(ctx, names.App{Namespace: namespace, Name: name})
-			}
-		}
-		if err := remove(cmd.Context(), app.Namespace, app.Name); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return errors.New(appNotFound(app))
-			}
+		if err := s.env.Backend.DeleteApp(cmd.Context(), s.inv.Principal, app); err != nil {
 			return err
-		}
-		if err := s.env.Repos.Delete(app); err != nil {
-			return fmt.Errorf("app %s deleted, but its repository was not removed: %w", app, err)
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Application %s deleted.\n", app)
 		return nil
@@ -160,15 +139,12 @@ func (s *session) appCommands() *cobra.Command {
 		if setting != "deploy-branch" {
 			return scope{}, fmt.Errorf("unknown setting %s; known: deploy-branch", names.Quote(setting))
 		}
-		if err := checkBranch(value); err != nil {
+		if err := backend.CheckBranch(value); err != nil {
 			return scope{}, err
 		}
 		return appScope(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if err := s.env.Store.SetDeployBranch(cmd.Context(), app.Namespace, app.Name, value); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return errors.New(appNotFound(app))
-			}
+		if err := s.env.Backend.SetDeployBranch(cmd.Context(), s.inv.Principal, app, value); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Deploy branch of %s is now %s.\n", app, value)
@@ -195,22 +171,9 @@ func (s *session) appCreate(g *cobra.Command) {
 		app, err = s.resolveNewApp(nsFlag, appFlag, args)
 		return scope{target: keys.Target{Namespace: app.Namespace, App: app.Name}, denied: namespaceNotFound(app.Namespace)}, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		a, err := s.env.Store.CreateAppWithin(cmd.Context(), app.Namespace, app.Name, s.env.Quota.Apps)
-		switch {
-		case errors.Is(err, store.ErrOverQuota):
-			return s.appsQuotaError(cmd, app.Namespace)
-		case errors.Is(err, store.ErrNotFound):
-			return errors.New(namespaceNotFound(app.Namespace))
-		case errors.Is(err, store.ErrConflict):
-			return fmt.Errorf("app %s already exists", app)
-		case err != nil:
-			return err
-		}
-		if err := s.env.Repos.Create(cmd.Context(), app); err != nil {
-			if derr := s.env.Store.DeleteApp(cmd.Context(), app.Namespace, app.Name); derr != nil {
-				return fmt.Errorf("creating the repository of %s failed (%v) and so did undoing the app: %w", app, err, derr)
-			}
-			return fmt.Errorf("creating the repository of %s: %w", app, err)
+		a, err := s.env.Backend.CreateApp(cmd.Context(), s.inv.Principal, app)
+		if err != nil {
+			return s.quotaError(err)
 		}
 		v := s.view(a)
 		fmt.Fprintf(cmd.OutOrStdout(), "Application %s created.\n\n  git remote add upscale %s\n  git push upscale %s\n\nIt will answer at %s\n",
@@ -276,12 +239,7 @@ func (s *session) appList(g *cobra.Command) {
 		}
 		return scope{}, nil
 	}, func(cmd *cobra.Command, _ []string) error {
-		if ns != "" {
-			if _, err := s.env.Store.GetNamespace(cmd.Context(), ns); errors.Is(err, store.ErrNotFound) {
-				return errors.New(namespaceNotFound(ns))
-			}
-		}
-		apps, err := s.env.Store.ListApps(cmd.Context(), ns)
+		apps, err := s.env.Backend.ListApps(cmd.Context(), s.inv.Principal, ns)
 		if err != nil {
 			return err
 		}
@@ -304,21 +262,4 @@ func (s *session) getApp(cmd *cobra.Command, app names.App) (store.App, error) {
 		return a, errors.New(appNotFound(app))
 	}
 	return a, err
-}
-
-// checkBranch accepts branch names git accepts, minus the oddities no one
-// deploys from (a subset of git check-ref-format).
-func checkBranch(b string) error {
-	bad := b == "" || len(b) > 100 || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") ||
-		strings.HasSuffix(b, "/") || strings.HasSuffix(b, ".lock") || strings.HasSuffix(b, ".") ||
-		strings.Contains(b, "..") || strings.Contains(b, "//") || strings.Contains(b, "@{") || b == "@"
-	for _, c := range b {
-		if c <= ' ' || c == 0x7f || strings.ContainsRune("~^:?*[\\", c) {
-			bad = true
-		}
-	}
-	if bad {
-		return fmt.Errorf("invalid branch name %s", names.Quote(b))
-	}
-	return nil
 }

@@ -200,7 +200,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w.env.Apps = fakeApps{}
 		w.env.HostOps = fakeHostOps{}
 		w.env.Lifecycle = fakeLifecycle{st: w.env.Store}
-		w.env.Usage = fakeUsage(w.env)
+		rewire(w.env, fakeApps{}, store.Quota{}, true)
 		boot := keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
 		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy, "boot": boot}[persona]
 		for _, p := range probes {
@@ -235,7 +235,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 func TestDeniedReadsLikeNotFound(t *testing.T) {
 	w := newWorld(t)
 	w.env.Git = fakeGit{}
-	w.env.Usage = fakeUsage(w.env)
+	rewire(w.env, nil, store.Quota{}, true)
 	gus := addKey(t, w.env, "other-key", "--namespace", "acme")
 	for _, pair := range [][2]string{
 		{"app info acme/web", "app info acme/nope"},

@@ -13,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/upscalehq/upscale/agentapi"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/repos"
@@ -39,15 +40,28 @@ func newEnv(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs := &repos.Repos{Root: dir + "/repos", Binary: "/usr/local/bin/upscale"}
 	return &Env{
+		Backend: backend.New(backend.Config{Store: st, Repos: rs, Domain: "upscale.localhost"}),
 		Store:   st,
-		Repos:   &repos.Repos{Root: dir + "/repos", Binary: "/usr/local/bin/upscale"},
+		Repos:   rs,
 		Catalog: cat,
 		Domain:  "upscale.localhost",
 		Hosts: func() []fleet.Host {
 			return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: agentapi.Info{Name: "box", Address: "10.0.0.1", State: "up", CPUs: 2}}}}
 		},
 	}
+}
+
+// rewire rebuilds env's backend as a server would have it: apps run by
+// apps (nil: none), quota the operator's default, and what namespaces use
+// from fakeUsage when usage is set.
+func rewire(env *Env, apps backend.Apps, quota store.Quota, usage bool) {
+	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Quota: quota}
+	if usage {
+		c.Usage = fakeUsage(env.Store, quota)
+	}
+	env.Backend = backend.New(c)
 }
 
 func newWorld(t testing.TB) *world {

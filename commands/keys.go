@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/store"
 )
 
 type keyView struct {
@@ -43,12 +43,7 @@ func (s *session) keysCommands() *cobra.Command {
 		}
 		return scope{target: keys.Target{Namespace: ns}, denied: namespaceNotFound(ns)}, names.Check("namespace", ns)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if ns != "" {
-			if _, err := s.env.Store.GetNamespace(cmd.Context(), ns); errors.Is(err, store.ErrNotFound) {
-				return errors.New(namespaceNotFound(ns))
-			}
-		}
-		all, err := s.env.Store.ListKeys(cmd.Context(), store.KeyFilter{Namespace: ns})
+		all, err := s.env.Backend.ListKeys(cmd.Context(), s.inv.Principal, ns)
 		if err != nil {
 			return err
 		}
@@ -77,86 +72,32 @@ func (s *session) keysCommands() *cobra.Command {
 	}
 	var rmNS string
 	remove.Flags().StringVar(&rmNS, "namespace", "", "namespace of the key named NAME (default: yours)")
-	var victim store.Key
 	s.leaf(g, remove, keys.KeysRemove, func(cmd *cobra.Command, args []string) (scope, error) {
-		notFound := fmt.Sprintf("key %s not found", names.Quote(args[0]))
-		k, err := s.findKey(cmd, args[0], rmNS)
-		if err != nil {
-			return scope{}, err
-		}
-		if k == nil {
-			// Authorize against the namespace asked about, so that to a
-			// stranger "missing" and "not yours" read the same.
-			victim = store.Key{}
-			return scope{target: keys.Target{Namespace: s.defaultNamespace(rmNS)}, denied: notFound}, nil
-		}
-		victim = *k
-		if k.Role == keys.RoleAdmin {
-			return scope{action: keys.KeysAddAdmin, denied: notFound}, nil
-		}
-		return scope{target: keys.Target{Namespace: k.Namespace}, denied: notFound}, nil
-	}, func(cmd *cobra.Command, args []string) error {
-		if victim.Fingerprint == "" {
-			return fmt.Errorf("key %s not found", names.Quote(args[0]))
-		}
-		if err := s.env.Store.RemoveKey(cmd.Context(), victim.Fingerprint); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("key %s not found", names.Quote(args[0]))
+		// A fingerprint needs no namespace; a name is checked as the
+		// backend will, so bad input reads the same to everyone.
+		if !strings.HasPrefix(args[0], "SHA256:") {
+			if err := names.Check("key", args[0]); err != nil {
+				return scope{}, err
 			}
+			if ns := s.defaultNamespace(rmNS); ns != "" {
+				if err := names.Check("namespace", ns); err != nil {
+					return scope{}, err
+				}
+			}
+		}
+		// Which key, and so whether the caller may remove it, is the
+		// backend's to find out; this gate only turns away those who may
+		// remove no key at all, in the same words.
+		return scope{target: keys.Target{Namespace: s.inv.Principal.Namespace}, denied: fmt.Sprintf("key %s not found", names.Quote(args[0]))}, nil
+	}, func(cmd *cobra.Command, args []string) error {
+		victim, err := s.env.Backend.RemoveKey(cmd.Context(), s.inv.Principal, args[0], s.defaultNamespace(rmNS))
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Key %s (%s) removed.\n", victim.Name, victim.Fingerprint)
 		return nil
 	})
 	return g
-}
-
-// findKey looks a key up by fingerprint, or by name in ns (the caller's
-// namespace by default; for admins without one, a name unique over all keys).
-func (s *session) findKey(cmd *cobra.Command, ref, ns string) (*store.Key, error) {
-	ctx := cmd.Context()
-	if strings.HasPrefix(ref, "SHA256:") {
-		k, err := s.env.Store.KeyByFingerprint(ctx, ref)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil
-		}
-		return &k, err
-	}
-	if err := names.Check("key", ref); err != nil {
-		return nil, err
-	}
-	ns = s.defaultNamespace(ns)
-	if ns != "" {
-		if err := names.Check("namespace", ns); err != nil {
-			return nil, err
-		}
-	}
-	if ns != "" || s.inv.Principal.Role != keys.RoleAdmin {
-		k, err := s.env.Store.KeyByName(ctx, ns, ref)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil
-		}
-		return &k, err
-	}
-	all, err := s.env.Store.ListKeys(ctx, store.KeyFilter{})
-	if err != nil {
-		return nil, err
-	}
-	var found []store.Key
-	var where []string
-	for _, k := range all {
-		if k.Name == ref {
-			found = append(found, k)
-			where = append(where, dash(k.Namespace))
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, nil
-	case 1:
-		return &found[0], nil
-	}
-	return nil, fmt.Errorf("key name %s is used in several namespaces (%s); add --namespace NS or give the fingerprint", ref, strings.Join(where, ", "))
 }
 
 func (s *session) keysAdd(g *cobra.Command) {
@@ -177,9 +118,9 @@ func (s *session) keysAdd(g *cobra.Command) {
 	add.Flags().BoolVar(&admin, "admin", false, "make an operator key (admins only)")
 	add.Flags().StringVar(&name, "name", "", "name of the key, e.g. laptop (required)")
 	add.Flags().StringVar(&public, "public", "", "the public key text (default: read stdin)")
-	var k store.Key
+	var k backend.NewKey
 	s.leaf(g, add, keys.KeysAdd, func(_ *cobra.Command, args []string) (scope, error) {
-		k = store.Key{Name: name, AddedBy: s.inv.Principal.Name}
+		k = backend.NewKey{Name: name}
 		if err := names.Check("key", name); err != nil {
 			if name == "" {
 				return scope{}, errors.New("keys add needs --name NAME, e.g. --name laptop")
@@ -213,37 +154,14 @@ func (s *session) keysAdd(g *cobra.Command) {
 		if err != nil {
 			return err
 		}
-		p, err := keys.Parse(text)
+		k.Text = text
+		added, err := s.env.Backend.AddKey(cmd.Context(), s.inv.Principal, k)
 		if err != nil {
 			return err
 		}
-		k.Fingerprint, k.Type, k.PublicKey = p.Fingerprint, p.Type, p.Line
-		_, err = s.env.Store.AddKey(cmd.Context(), k)
-		switch {
-		case errors.Is(err, store.ErrKeyTaken):
-			return fmt.Errorf("key %s is already registered; one key acts for one principal only", p.Fingerprint)
-		case errors.Is(err, store.ErrKeyNameTaken):
-			return fmt.Errorf("a key named %s already exists %s", k.Name, scopeText(k))
-		case errors.Is(err, store.ErrNotFound) && k.App != "":
-			return errors.New(appNotFound(names.App{Namespace: k.Namespace, Name: k.App}))
-		case errors.Is(err, store.ErrNotFound):
-			return errors.New(namespaceNotFound(k.Namespace))
-		case err != nil:
-			return err
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Key %s (%s) added %s.\n", k.Name, k.Fingerprint, scopeText(k))
+		fmt.Fprintf(cmd.OutOrStdout(), "Key %s (%s) added %s.\n", added.Name, added.Fingerprint, backend.ScopeText(added))
 		return nil
 	})
-}
-
-func scopeText(k store.Key) string {
-	switch k.Role {
-	case keys.RoleAdmin:
-		return "as an admin key"
-	case keys.RoleDeploy:
-		return fmt.Sprintf("as a deploy key of %s/%s", k.Namespace, k.App)
-	}
-	return "to namespace " + k.Namespace
 }
 
 // keyText is --public plus any further words (OpenSSH joins the client's

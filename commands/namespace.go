@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/store"
 )
 
 type namespaceView struct {
@@ -36,13 +36,7 @@ func (s *session) namespaceCommands() *cobra.Command {
 		ns, err = oneName("namespace", createFlag, args)
 		return scope{target: keys.Target{Namespace: ns}}, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		if err := names.Reserved(ns); err != nil {
-			return err
-		}
-		if _, err := s.env.Store.CreateNamespace(cmd.Context(), ns); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("namespace %s already exists", ns)
-			}
+		if _, err := s.env.Backend.CreateNamespace(cmd.Context(), s.inv.Principal, ns); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Namespace %s created.\n", ns)
@@ -52,15 +46,12 @@ func (s *session) namespaceCommands() *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List namespaces", Args: noArgs}
 	format := formatFlag(list)
 	s.leaf(g, list, keys.NamespaceList, formatScope(format), func(cmd *cobra.Command, _ []string) error {
-		all, err := s.env.Store.ListNamespaces(cmd.Context())
+		all, err := s.env.Backend.ListNamespaces(cmd.Context(), s.inv.Principal)
 		if err != nil {
 			return err
 		}
 		views := []namespaceView{}
 		for _, n := range all {
-			if s.inv.Principal.Role != keys.RoleAdmin && n.Name != s.inv.Principal.Namespace {
-				continue
-			}
 			views = append(views, namespaceView{Name: n.Name, Apps: n.Apps, CreatedAt: when(n.CreatedAt)})
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
@@ -83,12 +74,11 @@ func (s *session) namespaceCommands() *cobra.Command {
 		ns, err = oneName("namespace", delFlag, args)
 		return scope{target: keys.Target{Namespace: ns}}, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		err := s.env.Store.DeleteNamespace(cmd.Context(), ns)
+		err := s.env.Backend.DeleteNamespace(cmd.Context(), s.inv.Principal, ns)
+		var notEmpty *backend.NotEmptyError
 		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return errors.New(namespaceNotFound(ns))
-		case errors.Is(err, store.ErrNotEmpty):
-			return fmt.Errorf("namespace %s still has apps; delete them first (%s app list --namespace %s)", ns, s.inv.Prog, ns)
+		case errors.As(err, &notEmpty):
+			return fmt.Errorf("%w (%s app list --namespace %s)", err, s.inv.Prog, ns)
 		case err != nil:
 			return err
 		}

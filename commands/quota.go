@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
@@ -69,20 +69,11 @@ func (s *session) namespaceQuotaCommands(g *cobra.Command) {
 		}
 		return nsScope(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		n, err := s.env.Store.GetNamespace(cmd.Context(), ns)
-		if errors.Is(err, store.ErrNotFound) {
-			return errors.New(namespaceNotFound(ns))
-		}
+		u, err := s.env.Backend.NamespaceInfo(cmd.Context(), s.inv.Principal, ns)
 		if err != nil {
 			return err
 		}
-		if s.env.Usage == nil {
-			return errors.New("what a namespace uses is the server's to know: ssh upscale@HOST namespace info " + ns)
-		}
-		own, inForce, use, err := s.env.Usage(cmd.Context(), ns)
-		if err != nil {
-			return err
-		}
+		n, own, inForce, use := u.Namespace, u.Own, u.InForce, u.Use
 		v := namespaceInfoView{Name: n.Name, CreatedAt: when(n.CreatedAt),
 			Apps:      quotaUse{int64(use.Apps), int64(inForce.Apps), own.Apps == 0},
 			Instances: quotaUse{int64(use.Instances), int64(inForce.Instances), own.Instances == 0},
@@ -139,14 +130,10 @@ func (s *session) namespaceQuotaCommands(g *cobra.Command) {
 		change, err = parseQuota(args[1:])
 		return sc, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		q, err := s.env.Store.SetQuota(cmd.Context(), ns, change)
-		if errors.Is(err, store.ErrNotFound) {
-			return errors.New(namespaceNotFound(ns))
-		}
+		q, inForce, err := s.env.Backend.SetQuota(cmd.Context(), s.inv.Principal, ns, change)
 		if err != nil {
 			return err
 		}
-		inForce := q.Or(s.env.Quota)
 		var parts []string
 		for _, k := range quotaKeys {
 			own, limit := quotaValue(q, k), quotaValue(inForce, k)
@@ -227,12 +214,12 @@ func parseQuota(args []string) (store.QuotaChange, error) {
 
 func ptrInt(n int) *int { return &n }
 
-// appsQuotaError is app create's refusal over the apps quota.
-func (s *session) appsQuotaError(cmd *cobra.Command, namespace string) error {
-	limit := s.env.Quota.Apps
-	if n, err := s.env.Store.GetNamespace(cmd.Context(), namespace); err == nil && n.Quota.Apps > 0 {
-		limit = n.Quota.Apps
+// quotaError is app create's refusal over the apps quota, with the
+// command that raises it as this transport spells it.
+func (s *session) quotaError(err error) error {
+	var q *backend.QuotaError
+	if !errors.As(err, &q) {
+		return err
 	}
-	return fmt.Errorf("namespace %s already has %d app(s), its apps quota; %s", namespace, limit,
-		strings.Replace(deploy.Raise(namespace, "apps"), "namespace quota", s.inv.Prog+" namespace quota", 1))
+	return errors.New(strings.Replace(err.Error(), "raises it with: namespace quota", "raises it with: "+s.inv.Prog+" namespace quota", 1))
 }

@@ -7,26 +7,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
 
 // fakeUsage is what the server would say of a namespace: its store
 // quotas, the stock defaults, and 3 instances of 512M with 1 exec running.
-func fakeUsage(env *Env) func(ctx context.Context, ns string) (own, inForce, use store.Quota, err error) {
+func fakeUsage(st store.Store, defaults store.Quota) backend.UsageFunc {
 	return func(ctx context.Context, ns string) (own, inForce, use store.Quota, err error) {
-		n, err := env.Store.GetNamespace(ctx, ns)
+		n, err := st.GetNamespace(ctx, ns)
 		if err != nil {
 			return own, inForce, use, err
 		}
-		return n.Quota, n.Quota.Or(env.Quota), store.Quota{Apps: n.Apps, Instances: 3, Memory: 3 * 512 << 20, Exec: 1}, nil
+		return n.Quota, n.Quota.Or(defaults), store.Quota{Apps: n.Apps, Instances: 3, Memory: 3 * 512 << 20, Exec: 1}, nil
 	}
 }
 
 func TestNamespaceQuotaAndInfo(t *testing.T) {
 	w := newWorld(t)
-	w.env.Quota = store.Quota{Apps: 20, Instances: 40, Memory: 8 << 30} // exec: no limit
-	w.env.Usage = fakeUsage(w.env)
+	rewire(w.env, nil, store.Quota{Apps: 20, Instances: 40, Memory: 8 << 30}, true) // exec: no limit
 
 	out := mustRun(t, w.env, w.admin, "", "namespace", "quota", "set", "acme", "apps=3", "memory=1536M")
 	if want := "Quotas of namespace acme: apps=3 instances=40 (default) memory=1536M exec=none (default)\n"; out != want {
@@ -103,7 +103,7 @@ func TestNamespaceQuotaBadInput(t *testing.T) {
 // command that raises it, and creates nothing (no repository either).
 func TestAppCreateOverQuota(t *testing.T) {
 	w := newWorld(t) // acme has web and api
-	w.env.Quota = store.Quota{Apps: 2}
+	rewire(w.env, nil, store.Quota{Apps: 2}, false)
 	before := snapshot(t, w.env)
 	r := run(w.env, w.member, "", "app", "create", "acme/shop")
 	want := "error: namespace acme already has 2 app(s), its apps quota; an admin raises it with: ssh upscale@host namespace quota set acme apps=N\n"

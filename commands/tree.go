@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
@@ -29,6 +30,9 @@ import (
 
 // Env is what commands act on.
 type Env struct {
+	// Backend holds the use cases the commands call (namespaces, apps,
+	// keys so far); it authorizes every call itself.
+	Backend *backend.Backend
 	Store   store.Store
 	Repos   *repos.Repos
 	Catalog *runtimes.Catalog
@@ -50,23 +54,13 @@ type Env struct {
 	// Lifecycle changes running apps (config vars, scale, rollback); nil
 	// where no server runs.
 	Lifecycle Lifecycle
-	// Quota is the operator's default quota of a namespace that set none
-	// of its own (deploy.DefaultQuota unless the server's flags say
-	// otherwise); a 0 in it is no limit.
-	Quota store.Quota
-	// Usage is a namespace's quotas and what it holds against them (see
-	// deploy.Deployer.Usage); nil where no server runs.
-	Usage func(ctx context.Context, namespace string) (own, inForce, use store.Quota, err error)
-	Log   *slog.Logger
+	Log       *slog.Logger
 }
 
 // Apps is what the server does to run apps.
 type Apps interface {
 	Run(ctx context.Context, app names.App, by string, out func(string)) error
 	Stop(ctx context.Context, app names.App, out func(string)) error
-	// Delete deletes the app from the store and takes down its
-	// containers, routes and artifacts.
-	Delete(ctx context.Context, app names.App) error
 	Restart(ctx context.Context, app names.App, out func(string)) error
 	PS(ctx context.Context, app names.App) ([]deploy.Process, error)
 	Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/agentapi"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/fleet"
@@ -103,14 +104,16 @@ func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store
 		st.Close()
 		return nil, err
 	}
+	rs := &repos.Repos{Root: filepath.Join(opts.Data, "repos"), Binary: exe}
 	*env = commands.Env{
+		// The server's flags set its own quota; without a server (the CLI
+		// on its own) the stock defaults hold. serve rebuilds it over the
+		// deployer.
+		Backend: backend.New(backend.Config{Store: st, Repos: rs, Domain: opts.Domain, Quota: deploy.DefaultQuota}),
 		Store:   st,
-		Repos:   &repos.Repos{Root: filepath.Join(opts.Data, "repos"), Binary: exe},
+		Repos:   rs,
 		Catalog: cat,
 		Domain:  opts.Domain,
-		// The server's flags set its own; without a server (the CLI on its
-		// own) the stock defaults hold.
-		Quota: deploy.DefaultQuota,
 		// The local CLI has no bus: it describes this box.
 		Hosts: func() []fleet.Host {
 			return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: hostagent.Local(primaryAddress())}}}

@@ -18,6 +18,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/upscalehq/upscale/agentapi"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/deploy"
@@ -231,8 +232,8 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	}
 	env.Apps = deployer
 	env.Lifecycle = deployer
-	env.Quota = so.Limits.Quota
-	env.Usage = deployer.Usage
+	env.Backend = backend.New(backend.Config{Store: st, Repos: env.Repos, Domain: opts.Domain, Quota: so.Limits.Quota,
+		Apps: deployer, Usage: deployer.Usage})
 	env.Hosts = hosts.Hosts
 	ops := &hostops.Ops{
 		Store: tracked, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,
