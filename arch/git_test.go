@@ -4,7 +4,6 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -104,46 +103,24 @@ func constString(e ast.Expr) (string, bool) {
 // TestOnlyReposReadsRepositories: outside repos and gitd's transport no
 // non-test file runs git, and outside repos none imports go-git.
 func TestOnlyReposReadsRepositories(t *testing.T) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
 	allowed := 0
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, path)
-		rel = filepath.ToSlash(rel)
-		if d.IsDir() {
-			if rel != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(rel, ".go") || strings.HasSuffix(rel, "_test.go") {
-			return nil
-		}
+	for _, sf := range sourceFiles(t) {
 		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, path, nil, 0)
+		f, err := parser.ParseFile(fset, sf.path, nil, 0)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
 		execs, gogit := gitUses(fset, f)
-		if gogit && !under(filepath.ToSlash(filepath.Dir(rel)), "repos") {
-			t.Errorf("%s imports go-git: repositories are read through repos (docs/architecture.md)", rel)
+		if gogit && !under(sf.dir(), "repos") {
+			t.Errorf("%s imports go-git: repositories are read through repos (docs/architecture.md)", sf.rel)
 		}
-		if mayRunGit(rel) {
+		if mayRunGit(sf.rel) {
 			allowed += len(execs)
-			return nil
+			continue
 		}
 		for _, p := range execs {
-			t.Errorf("%s:%d runs git: repositories are read through repos, git is served by gitd/git.go (docs/architecture.md)", rel, p.Line)
+			t.Errorf("%s:%d runs git: repositories are read through repos, git is served by gitd/git.go (docs/architecture.md)", sf.rel, p.Line)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	// repos and gitd/git.go run git: a walk that saw none of them could not
 	// have seen anyone else's either.

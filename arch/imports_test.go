@@ -80,10 +80,4 @@ func TestImportRules(t *testing.T) {
 			}
 		}
 	}
-	// Only the two programs import the agent itself.
-	for pkg, imps := range all {
-		if slices.Contains(imps, "hostagent") && pkg != "cmd/upscale" && pkg != "cmd/upscale-agent" && pkg != "hostagent" {
-			t.Errorf("%s imports hostagent; only the programs may (docs/architecture.md)", pkg)
-		}
-	}
 }
