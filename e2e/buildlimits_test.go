@@ -94,39 +94,14 @@ func TestBuildAndPushLimitsRegression(t *testing.T) {
 // the release shows as failed, the old one keeps serving, and the next
 // push deploys.
 func TestBuildInterruptedByAgentRestartRegression(t *testing.T) {
-	d := newDeployWorld(t)
-	const app, old = "acme/web", "old body\n"
-	good := "runtime: python\n"
-	dir := rig.Repo(t, helloApp(t, "old body", good))
-	d.mustPush(t, dir, app)
-	before := d.snapshot(t, app, old)
-
-	rig.Commit(t, dir, "slow build", helloApp(t, "new body", good+"build:\n  - echo sleeping; sleep 600\n"))
-	type result struct {
-		errs string
-		code int
-	}
-	done := make(chan result, 1)
-	go func() {
-		errs, code := d.push(dir, app)
-		done <- result{errs, code}
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for !slices.ContainsFunc(d.containers(t), func(n string) bool { return strings.HasPrefix(n, "build-") }) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no build container within 60 s: %v", d.containers(t))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if got := buildFiles(t, d.srv.Agent.State); len(got) == 0 {
-		t.Fatalf("no build work dir in %s while the build runs: the check below could not fail", d.srv.Agent.State)
-	}
+	const app = "acme/web"
+	d, dir, before, done := slowBuild(t, app)
 	pid := agentPID(t, d.srv.Agent)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 
-	var r result
+	var r pushResult
 	select {
 	case r = <-done:
 	case <-time.After(90 * time.Second):
@@ -139,7 +114,7 @@ func TestBuildInterruptedByAgentRestartRegression(t *testing.T) {
 	mustHave(t, r.errs, "stopped answering during the build (its agent restarted or the host is down)",
 		"remote: error: push rejected; "+app+" is unchanged")
 	// The new agent swept the container and the files.
-	deadline = time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(40 * time.Second)
 	for {
 		if pids := agentPIDs(d.srv.Agent); len(pids) == 1 && pids[0] != pid && slices.Equal(d.containers(t), before.containers) {
 			break
@@ -156,59 +131,36 @@ func TestBuildInterruptedByAgentRestartRegression(t *testing.T) {
 	if rels := d.releases(t, app); rels[0].Version != 2 || rels[0].Status != "failed" || !strings.Contains(rels[0].Failure, "stopped answering") {
 		t.Errorf("newest release %+v, want v2 failed", rels[0])
 	}
-	rig.Commit(t, dir, "after the restart", helloApp(t, "new body", good))
+	rig.Commit(t, dir, "after the restart", helloApp(t, "new body", "runtime: python\n"))
 	d.mustPush(t, dir, app)
 	d.mustServe(t, app, "new body\n")
 }
 
-// buildFiles are the agent's build work dirs, fetched artifacts and packed
-// results under its state dir.
 // The server killed in the middle of a build: the push fails; the server
 // that starts next marks the release failed, no build container or file is
 // left (the agent cut off from the bus gives the build up, or, when it died
 // with the server as under systemd, the next one sweeps it), and the old
 // release serves on.
 func TestBuildInterruptedByServerCrashRegression(t *testing.T) {
-	d := newDeployWorld(t)
-	const app, old = "acme/web", "old body\n"
-	good := "runtime: python\n"
-	dir := rig.Repo(t, helloApp(t, "old body", good))
-	d.mustPush(t, dir, app)
-	before := d.snapshot(t, app, old)
-
-	rig.Commit(t, dir, "slow build", helloApp(t, "new body", good+"build:\n  - echo sleeping; sleep 600\n"))
-	done := make(chan int, 1)
-	go func() {
-		_, code := d.push(dir, app)
-		done <- code
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for !slices.ContainsFunc(d.containers(t), func(n string) bool { return strings.HasPrefix(n, "build-") }) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no build container within 60 s: %v", d.containers(t))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if got := buildFiles(t, d.srv.Agent.State); len(got) == 0 {
-		t.Fatalf("no build work dir in %s while the build runs: the check below could not fail", d.srv.Agent.State)
-	}
+	const app = "acme/web"
+	d, _, before, done := slowBuild(t, app)
 	d.srv.Kill()
-	if code := <-done; code == 0 {
-		t.Fatal("the push succeeded although its server was killed")
+	if r := <-done; r.code == 0 {
+		t.Fatalf("the push succeeded although its server was killed:\n%s", r.errs)
 	}
 	d.srv.Run()
 	d.srv.WaitHostUp()
 	// The instance may have been replaced while no agent answered (the
 	// host was down for the server); builds must be gone.
 	isBuild := func(n string) bool { return strings.HasPrefix(n, "build-") }
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for slices.ContainsFunc(d.containers(t), isBuild) || len(buildFiles(t, d.srv.Agent.State)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("60 s after the server was killed: containers %v, build files %v", d.containers(t), buildFiles(t, d.srv.Agent.State))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	d.mustServe(t, app, old)
+	d.mustServe(t, app, before.body)
 	if rels := d.releases(t, app); rels[0].Version != 2 || rels[0].Status != "failed" || !strings.Contains(rels[0].Failure, "the server stopped while it ran") {
 		t.Errorf("newest release %+v, want v2 failed as interrupted", rels[0])
 	}
@@ -220,6 +172,44 @@ func TestBuildInterruptedByServerCrashRegression(t *testing.T) {
 	}
 }
 
+// pushResult is what a push printed and its exit status.
+type pushResult struct {
+	errs string
+	code int
+}
+
+// slowBuild deploys app, then pushes a commit whose build step sleeps for
+// 10 minutes, and returns once its build container and work files exist,
+// with the app's repository, its state before and the push's result to
+// come.
+func slowBuild(t *testing.T, app string) (*deployWorld, string, snapshot, <-chan pushResult) {
+	t.Helper()
+	d := newDeployWorld(t)
+	good := "runtime: python\n"
+	dir := rig.Repo(t, helloApp(t, "old body", good))
+	d.mustPush(t, dir, app)
+	before := d.snapshot(t, app, "old body\n")
+	rig.Commit(t, dir, "slow build", helloApp(t, "new body", good+"build:\n  - echo sleeping; sleep 600\n"))
+	done := make(chan pushResult, 1)
+	go func() {
+		errs, code := d.push(dir, app)
+		done <- pushResult{errs, code}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !slices.ContainsFunc(d.containers(t), func(n string) bool { return strings.HasPrefix(n, "build-") }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no build container within 60 s: %v", d.containers(t))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := buildFiles(t, d.srv.Agent.State); len(got) == 0 {
+		t.Fatalf("no build work dir in %s while the build runs: the checks after could not fail", d.srv.Agent.State)
+	}
+	return d, dir, before, done
+}
+
+// buildFiles are the agent's build work dirs, fetched artifacts and packed
+// results under its state dir.
 func buildFiles(t *testing.T, state string) []string {
 	t.Helper()
 	var out []string

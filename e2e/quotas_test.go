@@ -81,25 +81,27 @@ func TestQuotasRegression(t *testing.T) {
 		defer d.ssh(t, "namespace", "quota", "set", "acme", "exec=default")
 		first := make(chan string, 1)
 		go func() {
-			out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "sh", "-c", "'echo started; sleep 4; echo first done'")
+			out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "sh", "-c", "'echo started; sleep 10; echo first done'")
 			first <- fmt.Sprintf("exit %d, stdout %q, stderr %q", code, out, errs)
 		}()
-		// Until the first runs (it is counted from its start), a second may
-		// still pass; once it does, the second is refused.
-		var refused bool
+		// The first counts from the moment the server takes it: wait for
+		// namespace info to show it, then a second must be refused.
 		deadline := time.Now().Add(30 * time.Second)
-		for !refused && time.Now().Before(deadline) {
-			out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "echo", "second")
-			switch {
-			case code == 1 && errs == "error: over quota: namespace acme already runs 1 app exec command(s), its exec quota; "+
-				"wait for one to end, or an admin raises it with: namespace quota set acme exec=N\n" && out == "":
-				refused = true
-			case code != 0 || out != "second\n":
-				t.Fatalf("second exec: exit %d, stdout %q, stderr %q", code, out, errs)
+		for {
+			var v struct{ Exec struct{ Used int } }
+			json.Unmarshal([]byte(d.ssh(t, "namespace", "info", "acme", "--format", "json")), &v)
+			if v.Exec.Used == 1 {
+				break
 			}
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace info never counted the first exec; it ended: %s", <-first)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if !refused {
-			t.Fatal("a second exec was never refused while the first ran")
+		out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "echo", "second")
+		if want := "error: over quota: namespace acme already runs 1 app exec command(s), its exec quota; " +
+			"wait for one to end, or an admin raises it with: namespace quota set acme exec=N\n"; code != 1 || errs != want || out != "" {
+			t.Errorf("second exec while the first runs: exit %d, stdout %q, stderr %q; want exit 1 and %q", code, out, errs, want)
 		}
 		if got := <-first; got != `exit 0, stdout "started\nfirst done\n", stderr ""` {
 			t.Errorf("first exec: %s", got)
