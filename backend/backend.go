@@ -5,7 +5,7 @@
 // the ssh commands, the git hooks, the coming HTTP API — gets the same
 // answer, whatever gate it keeps in front.
 //
-// Pushes, the app lifecycle, domains, exec, logs and hosts are still in
+// Pushes, run/stop/restart, domains, exec, logs and hosts are still in
 // commands, gitd and deploy (issue 9 moves them here next).
 package backend
 
@@ -48,6 +48,9 @@ type Config struct {
 	// Usage is nil where no server runs: what a namespace uses is the
 	// server's to know.
 	Usage UsageFunc
+	// Lifecycle rolls out config changes, scales and rolls back; nil
+	// where no server runs, where config changes are only stored.
+	Lifecycle Lifecycle
 }
 
 // Backend holds the use cases. It is safe for concurrent use.
@@ -58,11 +61,13 @@ type Backend struct {
 	quota  store.Quota
 	apps   Apps
 	usage  UsageFunc
+	// lifecycle is nil where no server runs.
+	lifecycle Lifecycle
 }
 
 // New returns a Backend over c's dependencies.
 func New(c Config) *Backend {
-	return &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage}
+	return &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle}
 }
 
 // Denied is a refusal by the policy. It unwraps to keys.ErrDenied; its

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -33,6 +34,37 @@ type world struct {
 	keys map[string]string
 	// spare is a key no one has added yet.
 	spare string
+	life  *fakeLifecycle
+}
+
+// fakeLifecycle stands in for the release engine: it stores config
+// changes as the deployer does and records the rest.
+type fakeLifecycle struct {
+	st   store.Store
+	mu   sync.Mutex
+	done []string
+}
+
+func (f *fakeLifecycle) record(what string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.done = append(f.done, what)
+}
+
+func (f *fakeLifecycle) SetConfig(ctx context.Context, app names.App, set map[string]string, unset []string, _ bool, out func(string)) error {
+	_, err := f.st.SetConfig(ctx, app.Namespace, app.Name, set, unset)
+	f.record("config " + app.String())
+	return err
+}
+
+func (f *fakeLifecycle) Scale(ctx context.Context, app names.App, change map[string]int, out func(string)) error {
+	f.record(fmt.Sprintf("scale %s %v", app, change))
+	return nil
+}
+
+func (f *fakeLifecycle) Rollback(ctx context.Context, app names.App, version int, out func(string)) (store.Release, error) {
+	f.record(fmt.Sprintf("rollback %s v%d", app, version))
+	return store.Release{Version: version + 1}, nil
 }
 
 func newKeyLine(t testing.TB, comment string) string {
@@ -54,8 +86,10 @@ func newWorld(t testing.TB) *world {
 	}
 	t.Cleanup(func() { st.Close() })
 	rs := &repos.Repos{Root: dir + "/repos", Binary: "/usr/local/bin/upscale"}
+	life := &fakeLifecycle{st: st}
 	w := &world{
-		b:     New(Config{Store: st, Repos: rs, Domain: "upscale.localhost", Usage: usage(st)}),
+		b:     New(Config{Store: st, Repos: rs, Domain: "upscale.localhost", Usage: usage(st), Lifecycle: life}),
+		life:  life,
 		st:    st,
 		repos: rs,
 		who:   map[string]keys.Principal{"admin": keys.Local},
@@ -89,9 +123,17 @@ func newWorld(t testing.TB) *world {
 		w.keys[k.Name] = added.Fingerprint
 		w.who[k.Name] = added.Principal()
 	}
+	if _, err := st.SetConfig(ctx, "acme", "web", map[string]string{"SET": "1"}, nil); err != nil {
+		t.Fatal(err)
+	}
 	w.who["member"], w.who["outsider"], w.who["deploy"] = w.who["alice"], w.who["gus"], w.who["ci"]
 	w.who["boot"] = keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
 	return w
+}
+
+// local is w's backend as the local CLI has it: no server runs apps.
+func (w *world) local() *Backend {
+	return New(Config{Store: w.st, Repos: w.repos, Domain: "upscale.localhost"})
 }
 
 // usage stands in for the deployer's: the store's quotas, nothing running.
@@ -115,11 +157,16 @@ func (w *world) snapshot(t testing.TB) string {
 	for _, a := range apps {
 		p, _ := w.repos.Path(names.App{Namespace: a.Namespace, Name: a.Name})
 		lines = append(lines, fmt.Sprintf("app %s/%s %s repo %s", a.Namespace, a.Name, a.DeployBranch, p))
+		vars, _ := w.st.GetConfig(ctx, a.Namespace, a.Name)
+		lines = append(lines, fmt.Sprintf("config %s/%s %v", a.Namespace, a.Name, vars))
 	}
 	ks, _ := w.st.ListKeys(ctx, store.KeyFilter{})
 	for _, k := range ks {
 		lines = append(lines, fmt.Sprintf("key %s %s %s %s", k.Name, k.Role, k.Namespace, k.App))
 	}
+	w.life.mu.Lock()
+	lines = append(lines, w.life.done...)
+	w.life.mu.Unlock()
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
@@ -257,7 +304,75 @@ var gates = map[string][]gate{
 		},
 		map[string]string{"member": `key "op" not found`},
 	}},
+	"ConfigVars": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			_, err := w.b.ConfigVars(ctx, who, acmeWeb)
+			return err
+		},
+		appRefused,
+	}},
+	"ConfigVar": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			_, err := w.b.ConfigVar(ctx, who, acmeWeb, "SET")
+			return err
+		},
+		appRefused,
+	}},
+	"SetConfig": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.SetConfig(ctx, who, acmeWeb, map[string]string{"NEW": "1"}, true, func(string) {})
+		},
+		appRefused,
+	}, {
+		// Where no server runs, the store is changed directly.
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.local().SetConfig(ctx, who, acmeWeb, map[string]string{"NEW": "1"}, false, func(string) {})
+		},
+		appRefused,
+	}},
+	"UnsetConfig": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.UnsetConfig(ctx, who, acmeWeb, []string{"SET"}, true, func(string) {})
+		},
+		appRefused,
+	}, {
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.local().UnsetConfig(ctx, who, acmeWeb, []string{"SET"}, false, func(string) {})
+		},
+		appRefused,
+	}},
+	"Releases": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			_, err := w.b.Releases(ctx, who, acmeWeb, 0)
+			return err
+		},
+		appRefused,
+	}},
+	"Rollback": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			_, err := w.b.Rollback(ctx, who, acmeWeb, 1, func(string) {})
+			return err
+		},
+		appRefused,
+	}},
+	"Scale": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.Scale(ctx, who, acmeWeb, map[string]int{"web": 2}, func(string) {})
+		},
+		appRefused,
+	}},
+	"Events": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			_, err := w.b.Events(ctx, who, acmeWeb, 0)
+			return err
+		},
+		appRefused,
+	}},
 }
+
+// appRefused are the actors refused what only namespace members may do to
+// an app (config, releases, scale, events), and what they read.
+var appRefused = map[string]string{"outsider": "app acme/web not found", "deploy": "app acme/web not found", "boot": "app acme/web not found"}
 
 // TestEveryUseCaseIsGated walks every exported method of Backend: each
 // takes the actor right after the context, and refuses the actors
@@ -358,6 +473,35 @@ func TestRefusalReadsLikeNotFound(t *testing.T) {
 			_, err := w.b.RemoveKey(ctx, gus, key, "")
 			return err
 		}},
+		{"ConfigVars", func(ns, app, _ string) error {
+			_, err := w.b.ConfigVars(ctx, gus, names.App{Namespace: ns, Name: app})
+			return err
+		}},
+		{"ConfigVar", func(ns, app, _ string) error {
+			_, err := w.b.ConfigVar(ctx, gus, names.App{Namespace: ns, Name: app}, "SET")
+			return err
+		}},
+		{"SetConfig", func(ns, app, _ string) error {
+			return w.b.SetConfig(ctx, gus, names.App{Namespace: ns, Name: app}, map[string]string{"A": "1"}, true, func(string) {})
+		}},
+		{"UnsetConfig", func(ns, app, _ string) error {
+			return w.b.UnsetConfig(ctx, gus, names.App{Namespace: ns, Name: app}, []string{"SET"}, true, func(string) {})
+		}},
+		{"Releases", func(ns, app, _ string) error {
+			_, err := w.b.Releases(ctx, gus, names.App{Namespace: ns, Name: app}, 0)
+			return err
+		}},
+		{"Rollback", func(ns, app, _ string) error {
+			_, err := w.b.Rollback(ctx, gus, names.App{Namespace: ns, Name: app}, 0, func(string) {})
+			return err
+		}},
+		{"Scale", func(ns, app, _ string) error {
+			return w.b.Scale(ctx, gus, names.App{Namespace: ns, Name: app}, map[string]int{"web": 1}, func(string) {})
+		}},
+		{"Events", func(ns, app, _ string) error {
+			_, err := w.b.Events(ctx, gus, names.App{Namespace: ns, Name: app}, 0)
+			return err
+		}},
 	} {
 		exists := tc.call("acme", "web", w.keys["bob"])
 		missing := tc.call("nope", "nope", missingKey)
@@ -409,4 +553,62 @@ func TestCreateAppUndoneWhenTheRepositoryFails(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(p, "hooks", "pre-receive")); err != nil {
 		t.Fatalf("the new app has no pre-receive hook: %v", err)
 	}
+}
+
+// Config changes check what they are given, whoever asks, and where no
+// server runs they are stored only; a roll-out, scale or rollback there
+// is refused with ErrNeedsServer.
+func TestConfigChanges(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	alice := w.who["member"]
+	for _, tc := range []struct {
+		what string
+		err  error
+		want string
+	}{
+		{"reserved", w.b.SetConfig(ctx, alice, acmeWeb, map[string]string{"port": "1"}, true, func(string) {}),
+			"config var port is reserved: the platform sets it in every container"},
+		{"NUL", w.b.SetConfig(ctx, alice, acmeWeb, map[string]string{"A": "x\x00"}, true, func(string) {}),
+			"config var A: the value must be UTF-8 text without NUL bytes"},
+		{"too many in all", w.b.SetConfig(ctx, alice, acmeWeb, manyVars(MaxConfigVars), true, func(string) {}),
+			"acme/web would have 501 config vars; the limit is 500"},
+		{"unset what is not set", w.b.UnsetConfig(ctx, alice, acmeWeb, []string{"NOPE"}, true, func(string) {}),
+			`config var "NOPE" is not set on acme/web`},
+		{"get what is not set", func() error { _, err := w.b.ConfigVar(ctx, alice, acmeWeb, "NOPE"); return err }(),
+			`config var "NOPE" is not set on acme/web`},
+	} {
+		if tc.err == nil || tc.err.Error() != tc.want {
+			t.Errorf("%s: got %v, want %q", tc.what, tc.err, tc.want)
+		}
+	}
+	local := w.local()
+	var said []string
+	if err := local.SetConfig(ctx, alice, acmeWeb, map[string]string{"B": "2"}, false, func(l string) { said = append(said, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := local.ConfigVar(ctx, alice, acmeWeb, "B"); v != "2" || err != nil || len(said) != 1 || said[0] != "-----> stored; the next release applies it" {
+		t.Errorf("stored locally: %q, %v, said %q", v, err, said)
+	}
+	for what, err := range map[string]error{
+		"set":      local.SetConfig(ctx, alice, acmeWeb, map[string]string{"C": "3"}, true, func(string) {}),
+		"unset":    local.UnsetConfig(ctx, alice, acmeWeb, []string{"B"}, true, func(string) {}),
+		"scale":    local.Scale(ctx, alice, acmeWeb, map[string]int{"web": 1}, func(string) {}),
+		"rollback": func() error { _, err := local.Rollback(ctx, alice, acmeWeb, 0, func(string) {}); return err }(),
+	} {
+		if !errors.Is(err, ErrNeedsServer) {
+			t.Errorf("%s with no server: %v", what, err)
+		}
+	}
+	if vars, _ := w.b.ConfigVars(ctx, alice, acmeWeb); len(vars) != 2 || vars["SET"] != "1" || vars["B"] != "2" {
+		t.Errorf("refused changes changed the vars: %v", vars)
+	}
+}
+
+func manyVars(n int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m[fmt.Sprintf("V%d", i)] = "x"
+	}
+	return m
 }

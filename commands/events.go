@@ -36,10 +36,7 @@ func (s *session) eventsCommand(g *cobra.Command) {
 		app, sc, err = appArg(args)
 		return sc, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		if _, err := s.getApp(cmd, app); err != nil {
-			return err
-		}
-		evs, err := s.env.Store.ListEvents(cmd.Context(), app.Namespace, app.Name, *limit)
+		evs, err := s.env.Backend.Events(cmd.Context(), s.inv.Principal, app, *limit)
 		if err != nil {
 			return err
 		}

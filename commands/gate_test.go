@@ -199,8 +199,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w.env.Git = fakeGit{}
 		w.env.Apps = fakeApps{}
 		w.env.HostOps = fakeHostOps{}
-		w.env.Lifecycle = fakeLifecycle{st: w.env.Store}
-		rewire(w.env, fakeApps{}, store.Quota{}, true)
+		rewire(w.env, fakeApps{}, fakeLifecycle{st: w.env.Store}, store.Quota{}, true)
 		boot := keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
 		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy, "boot": boot}[persona]
 		for _, p := range probes {
@@ -235,7 +234,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 func TestDeniedReadsLikeNotFound(t *testing.T) {
 	w := newWorld(t)
 	w.env.Git = fakeGit{}
-	rewire(w.env, nil, store.Quota{}, true)
+	rewire(w.env, nil, nil, store.Quota{}, true)
 	gus := addKey(t, w.env, "other-key", "--namespace", "acme")
 	for _, pair := range [][2]string{
 		{"app info acme/web", "app info acme/nope"},
@@ -256,6 +255,14 @@ func TestDeniedReadsLikeNotFound(t *testing.T) {
 		{"app exec acme/web -- ls", "app exec acme/nope -- ls"},
 		{"namespace info acme", "namespace info nope"},
 		{"namespace quota set acme apps=1", "namespace quota set nope apps=1"},
+		{"config list acme/web", "config list acme/nope"},
+		{"config get acme/web A", "config get acme/nope A"},
+		{"config set acme/web A=1", "config set acme/nope A=1"},
+		{"config unset acme/web A", "config unset acme/nope A"},
+		{"releases acme/web", "releases acme/nope"},
+		{"rollback acme/web", "rollback acme/nope"},
+		{"app scale acme/web 2", "app scale acme/nope 2"},
+		{"app events acme/web", "app events acme/nope"},
 	} {
 		key := "'" + newKeyLine(t, "z") + "'"
 		exists, _ := Split(strings.Replace(pair[0], "KEY", key, 1))

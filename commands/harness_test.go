@@ -54,10 +54,10 @@ func newEnv(t testing.TB) *Env {
 }
 
 // rewire rebuilds env's backend as a server would have it: apps run by
-// apps (nil: none), quota the operator's default, and what namespaces use
-// from fakeUsage when usage is set.
-func rewire(env *Env, apps backend.Apps, quota store.Quota, usage bool) {
-	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Quota: quota}
+// apps and changed by life (nil: none), quota the operator's default, and
+// what namespaces use from fakeUsage when usage is set.
+func rewire(env *Env, apps backend.Apps, life backend.Lifecycle, quota store.Quota, usage bool) {
+	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Lifecycle: life, Quota: quota}
 	if usage {
 		c.Usage = fakeUsage(env.Store, quota)
 	}

@@ -24,9 +24,6 @@ func (fakeLifecycle) Scale(_ context.Context, app names.App, change map[string]i
 	out("scaled " + app.String())
 	return nil
 }
-func (fakeLifecycle) ProcessTypes(context.Context, names.App) ([]string, error) {
-	return []string{"web"}, nil
-}
 func (fakeLifecycle) Rollback(_ context.Context, _ names.App, version int, out func(string)) (store.Release, error) {
 	out("rolled back")
 	return store.Release{Version: version + 1, Config: store.ReleaseConfig{Note: "rollback"}}, nil
@@ -34,7 +31,7 @@ func (fakeLifecycle) Rollback(_ context.Context, _ names.App, version int, out f
 
 func TestLifecycleBadInput(t *testing.T) {
 	w := newWorld(t)
-	w.env.Lifecycle = fakeLifecycle{st: w.env.Store}
+	rewire(w.env, nil, fakeLifecycle{st: w.env.Store}, store.Quota{}, false)
 	for _, c := range []struct {
 		args, stdin, want string
 	}{
@@ -66,7 +63,7 @@ func TestLifecycleBadInput(t *testing.T) {
 
 func TestConfigCommands(t *testing.T) {
 	w := newWorld(t)
-	w.env.Lifecycle = fakeLifecycle{st: w.env.Store}
+	rewire(w.env, nil, fakeLifecycle{st: w.env.Store}, store.Quota{}, false)
 	mustRun(t, w.env, w.member, "", "config", "set", "acme/web", "B=two words", "A=1", "EMPTY=")
 	mustRun(t, w.env, w.member, "line one\nline two\n", "config", "set", "acme/web", "--stdin", "CERT")
 	if got := mustRun(t, w.env, w.member, "", "config", "get", "acme/web", "B"); got != "two words\n" {

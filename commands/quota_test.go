@@ -26,7 +26,7 @@ func fakeUsage(st store.Store, defaults store.Quota) backend.UsageFunc {
 
 func TestNamespaceQuotaAndInfo(t *testing.T) {
 	w := newWorld(t)
-	rewire(w.env, nil, store.Quota{Apps: 20, Instances: 40, Memory: 8 << 30}, true) // exec: no limit
+	rewire(w.env, nil, nil, store.Quota{Apps: 20, Instances: 40, Memory: 8 << 30}, true) // exec: no limit
 
 	out := mustRun(t, w.env, w.admin, "", "namespace", "quota", "set", "acme", "apps=3", "memory=1536M")
 	if want := "Quotas of namespace acme: apps=3 instances=40 (default) memory=1536M exec=none (default)\n"; out != want {
@@ -103,7 +103,7 @@ func TestNamespaceQuotaBadInput(t *testing.T) {
 // command that raises it, and creates nothing (no repository either).
 func TestAppCreateOverQuota(t *testing.T) {
 	w := newWorld(t) // acme has web and api
-	rewire(w.env, nil, store.Quota{Apps: 2}, false)
+	rewire(w.env, nil, nil, store.Quota{Apps: 2}, false)
 	before := snapshot(t, w.env)
 	r := run(w.env, w.member, "", "app", "create", "acme/shop")
 	want := "error: namespace acme already has 2 app(s), its apps quota; an admin raises it with: ssh upscale@host namespace quota set acme apps=N\n"

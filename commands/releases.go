@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
@@ -53,10 +54,7 @@ func (s *session) releasesCommands() []*cobra.Command {
 		}
 		return scopeOf(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if _, err := s.getApp(cmd, app); err != nil {
-			return err
-		}
-		rels, err := s.env.Store.ListReleases(cmd.Context(), app.Namespace, app.Name, *limit)
+		rels, err := s.env.Backend.Releases(cmd.Context(), s.inv.Principal, app, *limit)
 		if err != nil {
 			return err
 		}
@@ -99,13 +97,10 @@ func (s *session) releasesCommands() []*cobra.Command {
 		}
 		return scopeOf(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if _, err := s.getApp(cmd, app); err != nil {
-			return err
-		}
-		if s.env.Lifecycle == nil {
+		rel, err := s.env.Backend.Rollback(cmd.Context(), s.inv.Principal, app, version, func(l string) { fmt.Fprintln(cmd.OutOrStdout(), l) })
+		if errors.Is(err, backend.ErrNeedsServer) {
 			return errors.New("this command runs over ssh, where the server runs apps: ssh upscale@HOST rollback " + app.String())
 		}
-		rel, err := s.env.Lifecycle.Rollback(s.ctx(cmd), app, version, func(l string) { fmt.Fprintln(cmd.OutOrStdout(), l) })
 		if err != nil {
 			return err
 		}

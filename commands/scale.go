@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
@@ -45,13 +46,11 @@ func (s *session) scaleCommand(g *cobra.Command) {
 		change, err = parseScale(args[1:])
 		return sc, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		if _, err := s.getApp(cmd, app); err != nil {
-			return err
-		}
-		if s.env.Lifecycle == nil {
+		err := s.env.Backend.Scale(cmd.Context(), s.inv.Principal, app, change, func(l string) { fmt.Fprintln(cmd.OutOrStdout(), l) })
+		if errors.Is(err, backend.ErrNeedsServer) {
 			return errors.New("this command runs over ssh, where the server runs apps: ssh upscale@HOST app scale " + app.String())
 		}
-		return s.env.Lifecycle.Scale(s.ctx(cmd), app, change, func(l string) { fmt.Fprintln(cmd.OutOrStdout(), l) })
+		return err
 	})
 }
 

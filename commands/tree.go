@@ -31,7 +31,8 @@ import (
 // Env is what commands act on.
 type Env struct {
 	// Backend holds the use cases the commands call (namespaces, apps,
-	// keys so far); it authorizes every call itself.
+	// keys, config, releases, rollback, scale, events so far); it
+	// authorizes every call itself.
 	Backend *backend.Backend
 	Store   store.Store
 	Repos   *repos.Repos
@@ -51,10 +52,7 @@ type Env struct {
 	Router func(ctx context.Context) string
 	// HostOps manages hosts; nil where no server runs.
 	HostOps HostOps
-	// Lifecycle changes running apps (config vars, scale, rollback); nil
-	// where no server runs.
-	Lifecycle Lifecycle
-	Log       *slog.Logger
+	Log     *slog.Logger
 }
 
 // Apps is what the server does to run apps.

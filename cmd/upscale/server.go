@@ -231,9 +231,8 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		log.Warn("cleaning up interrupted builds", "err", err)
 	}
 	env.Apps = deployer
-	env.Lifecycle = deployer
 	env.Backend = backend.New(backend.Config{Store: st, Repos: env.Repos, Domain: opts.Domain, Quota: so.Limits.Quota,
-		Apps: deployer, Usage: deployer.Usage})
+		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer})
 	env.Hosts = hosts.Hosts
 	ops := &hostops.Ops{
 		Store: tracked, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,
