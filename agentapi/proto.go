@@ -7,8 +7,10 @@
 package agentapi
 
 import (
+	"fmt"
 	"time"
 
+	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/runtimes"
 )
 
@@ -64,6 +66,13 @@ const (
 	DefaultMaxBuildOutput  = 1 << 30
 	DefaultMaxBuildEntries = 200000
 )
+
+// DiskOver says why an agent stopped a container (what: "the build", a
+// container's name...): it wrote past its writable layer's limit. How far
+// past is not known: measuring stops at the limit.
+func DiskOver(what string, limit int64) string {
+	return fmt.Sprintf("%s wrote more than its limit of %s to its filesystem and was stopped", what, appspec.FormatSize(limit))
+}
 
 // DefaultContainerDisk and DefaultBuildDisk are the writable-layer limits
 // a request without one gets (a server that predates them).

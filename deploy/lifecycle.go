@@ -326,6 +326,5 @@ func (d *Deployer) noteDiskOver(ctx context.Context, host string, c agentapi.Con
 	if err != nil {
 		return
 	}
-	d.event(ctx, app, "disk", "upscale", fmt.Sprintf("%s on %s wrote more than its limit of %s to its filesystem and was stopped; a fresh instance replaces it (files an app keeps belong in a database or object storage)",
-		c.Name, host, appspec.FormatSize(c.Disk)))
+	d.event(ctx, app, "disk", "upscale", agentapi.DiskOver(c.Name+" on "+host, c.Disk)+"; a fresh instance replaces it (files an app keeps belong in a database or object storage)")
 }

@@ -99,7 +99,7 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	}
 	if code != 0 {
 		if over, limit := a.layerOver(name); over > 0 {
-			return nil, fmt.Errorf("%s; clean up caches in the build steps, or ask the operator to raise --build-disk", diskOverMessage("the build", limit))
+			return nil, fmt.Errorf("%s; clean up caches in the build steps, or ask the operator to raise --build-disk", agentapi.DiskOver("the build", limit))
 		}
 		if c, err := a.rt.Get(name); err == nil && c.OOMKilled {
 			return nil, fmt.Errorf("a build step ran out of memory (limit %s); raise memory in app.yaml", appspec.FormatSize(memory))

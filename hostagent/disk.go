@@ -3,7 +3,6 @@ package hostagent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"path/filepath"
 	"sync"
@@ -155,6 +154,9 @@ func (a *Agent) checkLayers(ctx context.Context) {
 	a.layers.mu.Unlock()
 	for name, l := range todo {
 		used, err := layerUsage(a.rt.Layer(name), l.base+l.limit)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the snapshot
+		}
 		if err != nil {
 			a.cfg.Log.Warn("measuring a writable layer", "name", name, "err", err)
 			continue
@@ -191,12 +193,6 @@ func (a *Agent) stopOverLayer(ctx context.Context, name string, added, limit int
 	if err := a.rt.Stop(ctx, name, 2*time.Second); err != nil {
 		a.cfg.Log.Warn("stopping a container over its disk limit", "name", name, "err", err)
 	}
-}
-
-// diskOverMessage says why a container was stopped. (How much more than
-// its limit is not known: measuring stops there.)
-func diskOverMessage(what string, limit int64) string {
-	return fmt.Sprintf("%s wrote more than its limit of %s to its filesystem and was stopped", what, appspec.FormatSize(limit))
 }
 
 var errEnough = errors.New("enough")

@@ -87,7 +87,7 @@ func (a *Agent) exec(ctx context.Context, raw json.RawMessage, progress func(str
 		<-followed
 	}
 	if over, limit := a.layerOver(req.Name); over > 0 {
-		progress(agentapi.ExecNote + diskOverMessage("the command", limit))
+		progress(agentapi.ExecNote + agentapi.DiskOver("the command", limit))
 	}
 	return agentapi.ExecReply{ExitCode: code}, nil
 }
