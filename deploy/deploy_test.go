@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,8 +113,11 @@ func newRig(t *testing.T) *rig {
 	st.CreateApp(ctx, "acme", "web")
 	cat, _ := runtimes.Load("")
 	r := &rig{bus: &fakeBus{objects: map[string][]byte{}}, agents: agenttest.New(), router: &fakeRouter{}, app: names.App{Namespace: "acme", Name: "web"}}
-	r.d = &Deployer{Store: st, Bus: r.bus, Agents: r.agents, Router: r.router, Hosts: oneHost{}, Catalog: cat, Domain: "example.test",
-		Log: slog.New(slog.DiscardHandler)}
+	r.d, err = New(Config{Store: st, Bus: r.bus, Agents: r.agents, Router: r.router, Hosts: oneHost{}, Catalog: cat,
+		Repos: &repos.Repos{Root: filepath.Join(dir, "repos")}, Domain: "example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A real repository with one commit, as a push would have it.
 	work := filepath.Join(dir, "work")
 	os.MkdirAll(work, 0o755)
@@ -146,7 +148,7 @@ func TestPushMakesReleaseLive(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	first, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	first, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	rel, out, err := r.push(t, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -154,14 +156,14 @@ func TestPushMakesReleaseLive(t *testing.T) {
 	if rel.Version != 2 || rel.Status != store.ReleaseLive || rel.Subject != "first version" || rel.Author != "Ann" || rel.By != "alice" {
 		t.Fatalf("release %+v", rel)
 	}
-	live, err := r.d.Store.LiveRelease(ctx, "acme", "web")
+	live, err := r.d.cfg.Store.LiveRelease(ctx, "acme", "web")
 	if err != nil || live.Version != 2 || live.Artifact != builder.ArtifactName(r.app, 2) {
 		t.Fatalf("live release %+v, %v", live, err)
 	}
 	if string(r.bus.objects[live.Artifact]) != "packed app" {
 		t.Fatalf("artifact holds %q", r.bus.objects[live.Artifact])
 	}
-	instances, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	instances, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(instances) != 2 || instances[0].Release != 2 {
 		t.Fatalf("instances %+v", instances)
 	}
@@ -191,7 +193,7 @@ func TestFailedStartChangesNothing(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	before, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	routed := r.router.servers("acme/web")
 	applies := len(r.router.applied)
 	r.agents.FailStarts(errors.New("the app exited (status 3) before it answered on port 8080"))
@@ -199,12 +201,12 @@ func TestFailedStartChangesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exited (status 3)") {
 		t.Fatalf("push error %v", err)
 	}
-	failed, _ := r.d.Store.GetRelease(ctx, "acme", "web", rel.Version)
+	failed, _ := r.d.cfg.Store.GetRelease(ctx, "acme", "web", rel.Version)
 	if failed.Status != store.ReleaseFailed || !strings.Contains(failed.Failure, "status 3") {
 		t.Fatalf("failed release %+v", failed)
 	}
-	live, _ := r.d.Store.LiveRelease(ctx, "acme", "web")
-	after, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	live, _ := r.d.cfg.Store.LiveRelease(ctx, "acme", "web")
+	after, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if live.Version != 1 || len(after) != 1 || after[0] != before[0] {
 		t.Fatalf("live v%d, instances %+v (were %+v)", live.Version, after, before)
 	}
@@ -224,7 +226,7 @@ func TestFailedBuildStartsNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "build failed: a build step failed (exit status 7)") {
 		t.Fatalf("push error %v", err)
 	}
-	got, _ := r.d.Store.GetRelease(context.Background(), "acme", "web", rel.Version)
+	got, _ := r.d.cfg.Store.GetRelease(context.Background(), "acme", "web", rel.Version)
 	if got.Status != store.ReleaseFailed || len(r.agents.Started()) != 0 || len(r.router.applied) != 0 {
 		t.Fatalf("release %+v, started %v, applies %d", got, r.agents.Started(), len(r.router.applied))
 	}
@@ -240,7 +242,7 @@ func TestRouterRefusalKeepsOldRelease(t *testing.T) {
 	if _, _, err := r.push(t, 1); err == nil || !strings.Contains(err.Error(), "switching the router: haproxy is gone") {
 		t.Fatalf("push error %v", err)
 	}
-	if live, _ := r.d.Store.LiveRelease(ctx, "acme", "web"); live.Version != 1 {
+	if live, _ := r.d.cfg.Store.LiveRelease(ctx, "acme", "web"); live.Version != 1 {
 		t.Fatalf("live release v%d after a refused switch", live.Version)
 	}
 }
@@ -256,23 +258,23 @@ func TestStopThenRun(t *testing.T) {
 	if err := r.d.Stop(ctx, r.app, say); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := r.d.Store.GetApp(ctx, "acme", "web")
-	instances, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	a, _ := r.d.cfg.Store.GetApp(ctx, "acme", "web")
+	instances, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if !a.Stopped || len(instances) != 0 || len(r.router.servers("acme/web")) != 0 || len(r.agents.Destroyed()) != 2 {
 		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.servers("acme/web"), r.agents.Destroyed())
 	}
 	if err := r.d.Run(ctx, r.app, "alice", say); err != nil {
 		t.Fatal(err)
 	}
-	a, _ = r.d.Store.GetApp(ctx, "acme", "web")
-	instances, _ = r.d.Store.ListInstances(ctx, "acme", "web")
+	a, _ = r.d.cfg.Store.GetApp(ctx, "acme", "web")
+	instances, _ = r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if a.Stopped || len(instances) != 2 || instances[0].Release != 1 || len(r.router.servers("acme/web")) != 2 {
 		t.Fatalf("after run: stopped=%v instances=%+v", a.Stopped, instances)
 	}
 	if err := r.d.Restart(ctx, r.app, say); err != nil {
 		t.Fatal(err)
 	}
-	again, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	again, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(again) != 2 || again[0].Name == instances[0].Name && again[1].Name == instances[1].Name {
 		t.Fatalf("restart kept the same instances: %+v", again)
 	}
@@ -302,7 +304,7 @@ func TestFailInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a crash mid-build leaves: the release row and the source.
-	rel, err := r.d.Store.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: r.src.Commit, Runtime: "python", By: "alice",
+	rel, err := r.d.cfg.Store.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: r.src.Commit, Runtime: "python", By: "alice",
 		Config: store.ReleaseConfig{Note: "push " + r.src.Commit[:7]}})
 	if err != nil {
 		t.Fatal(err)
@@ -313,11 +315,11 @@ func TestFailInterrupted(t *testing.T) {
 	if err := r.d.FailInterrupted(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := r.d.Store.GetRelease(ctx, "acme", "web", rel.Version)
+	got, _ := r.d.cfg.Store.GetRelease(ctx, "acme", "web", rel.Version)
 	if got.Status != store.ReleaseFailed || got.Failure != "the build was interrupted: the server stopped while it ran" {
 		t.Errorf("interrupted release: %s %q", got.Status, got.Failure)
 	}
-	if live, err := r.d.Store.LiveRelease(ctx, "acme", "web"); err != nil || live.Version != 1 {
+	if live, err := r.d.cfg.Store.LiveRelease(ctx, "acme", "web"); err != nil || live.Version != 1 {
 		t.Errorf("live release v%d, %v; want v1", live.Version, err)
 	}
 	if _, ok := r.bus.objects[builder.SourceName(r.app, r.src.Commit)]; ok {
@@ -326,7 +328,7 @@ func TestFailInterrupted(t *testing.T) {
 	if _, ok := r.bus.objects[other]; !ok {
 		t.Error("another app's source was deleted")
 	}
-	events, _ := r.d.Store.ListEvents(ctx, "acme", "web", 1)
+	events, _ := r.d.cfg.Store.ListEvents(ctx, "acme", "web", 1)
 	if len(events) != 1 || events[0].Kind != "failure" || !strings.Contains(events[0].Message, "interrupted") {
 		t.Errorf("last event %+v, want the failure", events)
 	}
@@ -340,7 +342,7 @@ func TestFailInterrupted(t *testing.T) {
 // the server's limits on CPU and on the result.
 func TestBuildLimitsInRequest(t *testing.T) {
 	r := newRig(t)
-	r.d.BuildMemory, r.d.BuildCPU, r.d.MaxBuildOutput, r.d.MaxBuildEntries = 2<<30, 1.5, 3<<20, 42
+	r.d.cfg.BuildMemory, r.d.cfg.BuildCPU, r.d.cfg.MaxBuildOutput, r.d.cfg.MaxBuildEntries = 2<<30, 1.5, 3<<20, 42
 	var got []agentapi.BuildRequest
 	r.agents.OnBuild(func(req agentapi.BuildRequest) { got = append(got, req) })
 	for _, memory := range []int64{0, 128 << 20} {
@@ -355,5 +357,19 @@ func TestBuildLimitsInRequest(t *testing.T) {
 		if req.CPU != 1.5 || req.MaxOutput != 3<<20 || req.MaxEntries != 42 {
 			t.Errorf("build request %+v, want the server's CPU and result limits", req)
 		}
+	}
+}
+
+// A deployer without what every deploy needs is refused at start, with
+// what is missing named, not at the first push.
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	_, err := New(Config{Store: newRig(t).d.cfg.Store, Domain: "example.test"})
+	if err == nil || err.Error() != "deploy.New: no Bus, Agents, Router, Hosts, Catalog, Repos" {
+		t.Fatalf("New with no engines: %v", err)
+	}
+	d, err := New(Config{Store: newRig(t).d.cfg.Store, Bus: &fakeBus{}, Agents: agenttest.New(), Router: &fakeRouter{}, Hosts: oneHost{},
+		Catalog: &runtimes.Catalog{}, Repos: &repos.Repos{}, Domain: "example.test"})
+	if err != nil || d.cfg.Log == nil {
+		t.Fatalf("New with everything: %v, log %v", err, d.cfg.Log)
 	}
 }

@@ -28,16 +28,16 @@ const settle = 5 * time.Second
 // containers nobody wants are removed. Apps in the middle of a deploy are
 // left alone until the next pass. It returns the first error of the pass.
 func (d *Deployer) Heal(ctx context.Context) error {
-	apps, err := d.Store.ListApps(ctx, "")
+	apps, err := d.cfg.Store.ListApps(ctx, "")
 	if err != nil {
 		return err
 	}
-	all, err := d.Store.ListInstances(ctx, "", "")
+	all, err := d.cfg.Store.ListInstances(ctx, "", "")
 	if err != nil {
 		return err
 	}
 	hosts := map[string]fleet.Host{}
-	for _, h := range d.Hosts.Hosts() {
+	for _, h := range d.cfg.Hosts.Hosts() {
 		hosts[h.Name] = h
 	}
 	byApp := map[string][]store.Instance{}
@@ -75,7 +75,7 @@ func (d *Deployer) RunHealer(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		if err := d.Heal(ctx); err != nil && ctx.Err() == nil {
-			d.Log.Warn("healing", "err", err)
+			d.cfg.Log.Warn("healing", "err", err)
 		}
 	}
 }
@@ -98,10 +98,10 @@ func alive(in store.Instance, h fleet.Host, ok bool) bool {
 func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instance, hosts map[string]fleet.Host) error {
 	app := names.App{Namespace: a.Namespace, Name: a.Name}
 	want := map[string]int{} // per process type
-	rel, err := d.Store.LiveRelease(ctx, a.Namespace, a.Name)
+	rel, err := d.cfg.Store.LiveRelease(ctx, a.Namespace, a.Name)
 	switch {
 	case err == nil && !a.Stopped:
-		stored, err := d.Store.GetFormation(ctx, a.Namespace, a.Name)
+		stored, err := d.cfg.Store.GetFormation(ctx, a.Namespace, a.Name)
 		if err != nil {
 			return err
 		}
@@ -125,7 +125,7 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 		// Their replacements start first and take over in the same
 		// router change that drops the lost ones, which the router cuts
 		// rather than drains: what they had in flight never finishes.
-		d.Log.Warn("instances lost", "app", app.String(), "instances", names2(lost))
+		d.cfg.Log.Warn("instances lost", "app", app.String(), "instances", names2(lost))
 	}
 	// If no replacement can start, the lost ones still leave the router.
 	dropLost := func(err error) error {
@@ -164,7 +164,7 @@ func (d *Deployer) healApp(ctx context.Context, a store.App, mine []store.Instan
 			if err != nil {
 				return dropLost(fmt.Errorf("replacing %d %s instance(s): %w", need, typ, err))
 			}
-			d.Log.Info("instances started", "app", app.String(), "process", typ, "instances", names2(fresh))
+			d.cfg.Log.Info("instances started", "app", app.String(), "process", typ, "instances", names2(fresh))
 			have = append(have, fresh...)
 		case need < 0:
 			gone = append(gone, have[want[typ]:]...)
@@ -202,10 +202,10 @@ func (d *Deployer) reroute(ctx context.Context, app names.App, instances, lost [
 			}
 		}
 	}
-	if err := d.Router.Apply(ctx, backends); err != nil {
+	if err := d.cfg.Router.Apply(ctx, backends); err != nil {
 		return fmt.Errorf("switching the router: %w", err)
 	}
-	return d.Store.SetInstances(ctx, app.Namespace, app.Name, instances)
+	return d.cfg.Store.SetInstances(ctx, app.Namespace, app.Name, instances)
 }
 
 // removeOrphans removes containers of app that up hosts run but the store
@@ -230,7 +230,7 @@ func (d *Deployer) removeOrphans(ctx context.Context, app names.App, mine []stor
 		}
 	}
 	if len(orphans) > 0 {
-		d.Log.Info("removing containers nobody wants", "app", app.String(), "containers", names2(orphans))
+		d.cfg.Log.Info("removing containers nobody wants", "app", app.String(), "containers", names2(orphans))
 		d.remove(ctx, orphans, nil)
 	}
 	return nil
@@ -282,17 +282,17 @@ func names2(ins []store.Instance) string {
 // some app on host has nowhere else to run, unless force, which removes
 // such instances.
 func (d *Deployer) Drain(ctx context.Context, host string, force bool, out func(string)) error {
-	h, err := d.Store.GetHost(ctx, host)
+	h, err := d.cfg.Store.GetHost(ctx, host)
 	if err != nil {
 		return err
 	}
 	others := 0
-	for _, fh := range d.Hosts.Up() {
+	for _, fh := range d.cfg.Hosts.Up() {
 		if fh.Name != host && fh.Active() {
 			others++
 		}
 	}
-	all, err := d.Store.ListInstances(ctx, "", "")
+	all, err := d.cfg.Store.ListInstances(ctx, "", "")
 	if err != nil {
 		return err
 	}
@@ -305,7 +305,7 @@ func (d *Deployer) Drain(ctx context.Context, host string, force bool, out func(
 	if len(here) > 0 && others == 0 && !force {
 		return fmt.Errorf("host %s is the only host up to run %s; drain with --force to stop them", host, names2(here))
 	}
-	if err := d.Store.SetHostState(ctx, h.Name, store.HostDraining); err != nil {
+	if err := d.cfg.Store.SetHostState(ctx, h.Name, store.HostDraining); err != nil {
 		return err
 	}
 	out(fmt.Sprintf("-----> Draining %s: %d instance(s) to move", host, len(here)))
@@ -313,7 +313,7 @@ func (d *Deployer) Drain(ctx context.Context, host string, force bool, out func(
 		for _, in := range here {
 			app := names.App{Namespace: in.Namespace, Name: in.App}
 			unlock := d.Lock(app)
-			rest, _ := d.Store.ListInstances(ctx, in.Namespace, in.App)
+			rest, _ := d.cfg.Store.ListInstances(ctx, in.Namespace, in.App)
 			rest = slices.DeleteFunc(rest, func(x store.Instance) bool { return x.Host == host })
 			err := d.reroute(ctx, app, rest, nil)
 			unlock()
@@ -348,7 +348,7 @@ func (d *Deployer) Drain(ctx context.Context, host string, force bool, out func(
 }
 
 func (d *Deployer) instancesOn(ctx context.Context, host string) ([]store.Instance, error) {
-	all, err := d.Store.ListInstances(ctx, "", "")
+	all, err := d.cfg.Store.ListInstances(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}
@@ -361,12 +361,12 @@ func (d *Deployer) instancesOn(ctx context.Context, host string) ([]store.Instan
 // would move.
 func (d *Deployer) Rebalance(ctx context.Context, dryRun bool, out func(string)) error {
 	var hosts []scheduler.Host
-	for _, h := range d.Hosts.Up() {
+	for _, h := range d.cfg.Hosts.Up() {
 		if h.Active() {
 			hosts = append(hosts, scheduler.Host{Name: h.Name, Weight: h.Record.Weight, MemFree: h.MemFree, Containers: h.Containers})
 		}
 	}
-	all, err := d.Store.ListInstances(ctx, "", "")
+	all, err := d.cfg.Store.ListInstances(ctx, "", "")
 	if err != nil {
 		return err
 	}
@@ -402,11 +402,11 @@ func (d *Deployer) move(ctx context.Context, m scheduler.Move, out func(string))
 		return err
 	}
 	defer d.Lock(app)()
-	rel, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	rel, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
-	cur, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	cur, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}

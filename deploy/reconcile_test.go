@@ -61,11 +61,11 @@ func threeHosts(t *testing.T) (*rig, *hostSet, []store.Instance) {
 	for _, h := range []string{"h1", "h2", "h3"} {
 		hs.set(h, true, store.HostActive)
 	}
-	r.d.Hosts = hs
+	r.d.cfg.Hosts = hs
 	if _, _, err := r.push(t, 2); err != nil {
 		t.Fatal(err)
 	}
-	ins, _ := r.d.Store.ListInstances(context.Background(), "acme", "web")
+	ins, _ := r.d.cfg.Store.ListInstances(context.Background(), "acme", "web")
 	if len(ins) != 2 || ins[0].Host == ins[1].Host {
 		t.Fatalf("2 instances on 2 hosts expected: %+v", ins)
 	}
@@ -90,7 +90,7 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	now, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(now) != 2 || slices.Contains(hostsOf(now), dead.Host) || now[0].Host == now[1].Host {
 		t.Fatalf("after healing: %+v (dead host %s)", now, dead.Host)
 	}
@@ -119,7 +119,7 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 	if !slices.Equal(r.agents.Destroyed(), []string{dead.Name}) {
 		t.Fatalf("destroyed %v, want exactly the orphan %s", r.agents.Destroyed(), dead.Name)
 	}
-	after, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	after, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(after) != 2 || after[0].Name != now[0].Name {
 		t.Fatalf("a healthy layout changed: %+v", after)
 	}
@@ -132,19 +132,19 @@ func TestHealMovesOffDrainingHostsAndTrimsSurplus(t *testing.T) {
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	now, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(now) != 2 || slices.Contains(hostsOf(now), ins[0].Host) || !slices.Contains(r.agents.Destroyed(), ins[0].Name) {
 		t.Fatalf("after draining %s: %+v, destroyed %v", ins[0].Host, now, r.agents.Destroyed())
 	}
 	// Surplus: the live release wants 2, the store has 3.
 	extra := append(now, store.Instance{Name: "acme-web-extra", Namespace: "acme", App: "web", Release: now[0].Release, Host: "h3", Addr: "10.77.0.99:8080"})
-	if err := r.d.Store.SetInstances(ctx, "acme", "web", extra); err != nil {
+	if err := r.d.cfg.Store.SetInstances(ctx, "acme", "web", extra); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.d.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := r.d.Store.ListInstances(ctx, "acme", "web"); len(left) != 2 {
+	if left, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web"); len(left) != 2 {
 		t.Fatalf("surplus not trimmed: %+v", left)
 	}
 }
@@ -152,10 +152,10 @@ func TestHealMovesOffDrainingHostsAndTrimsSurplus(t *testing.T) {
 func TestDrainRefusesTheLastHost(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	hs := &hostSet{store: r.d.Store}
+	hs := &hostSet{store: r.d.cfg.Store}
 	hs.set("h1", true, store.HostActive)
-	r.d.Hosts = hs
-	if _, err := r.d.Store.AddHost(ctx, store.Host{Name: "h1", Address: "10.0.0.1", Subnet: "10.77.1.0/24"}); err != nil {
+	r.d.cfg.Hosts = hs
+	if _, err := r.d.cfg.Store.AddHost(ctx, store.Host{Name: "h1", Address: "10.0.0.1", Subnet: "10.77.1.0/24"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := r.push(t, 1); err != nil {
@@ -165,13 +165,13 @@ func TestDrainRefusesTheLastHost(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is the only host up to run") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("drain of the last host: %v", err)
 	}
-	if h, _ := r.d.Store.GetHost(ctx, "h1"); h.State != store.HostActive {
+	if h, _ := r.d.cfg.Store.GetHost(ctx, "h1"); h.State != store.HostActive {
 		t.Fatalf("a refused drain changed the host: %+v", h)
 	}
 	if err := r.d.Drain(ctx, "h1", true, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := r.d.Store.ListInstances(ctx, "acme", "web"); len(left) != 0 || len(r.router.servers("acme/web")) != 0 {
+	if left, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web"); len(left) != 0 || len(r.router.servers("acme/web")) != 0 {
 		t.Fatalf("forced drain left %+v", left)
 	}
 }
@@ -181,7 +181,7 @@ func TestRebalanceMovesToANewHost(t *testing.T) {
 	ctx := context.Background()
 	hs := &hostSet{}
 	hs.set("h1", true, store.HostActive)
-	r.d.Hosts = hs
+	r.d.cfg.Hosts = hs
 	if _, _, err := r.push(t, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -193,13 +193,13 @@ func TestRebalanceMovesToANewHost(t *testing.T) {
 	if err := r.d.Rebalance(ctx, true, func(l string) { out = append(out, l) }); err != nil {
 		t.Fatal(err)
 	}
-	if ins, _ := r.d.Store.ListInstances(ctx, "acme", "web"); hostsOf(ins)[1] != "h1" || !strings.Contains(strings.Join(out, "\n"), "would move") {
+	if ins, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web"); hostsOf(ins)[1] != "h1" || !strings.Contains(strings.Join(out, "\n"), "would move") {
 		t.Fatalf("dry run moved something or said nothing: %+v %v", ins, out)
 	}
 	if err := r.d.Rebalance(ctx, false, func(l string) { out = append(out, l) }); err != nil {
 		t.Fatal(err)
 	}
-	ins, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	ins, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if got := hostsOf(ins); !slices.Equal(got, []string{"h1", "h2"}) {
 		t.Fatalf("after rebalance: %v", got)
 	}
@@ -214,8 +214,8 @@ func TestRebalanceMovesToANewHost(t *testing.T) {
 func TestHealRemovesOrphansOfANamespaceNamedBuild(t *testing.T) {
 	r, hs, ins := threeHosts(t)
 	ctx := context.Background()
-	r.d.Store.CreateNamespace(ctx, "build")
-	r.d.Store.CreateApp(ctx, "build", "web")
+	r.d.cfg.Store.CreateNamespace(ctx, "build")
+	r.d.cfg.Store.CreateApp(ctx, "build", "web")
 	old := time.Now().Add(-time.Minute)
 	var list []agentapi.ContainerInfo
 	for _, in := range ins {
@@ -294,7 +294,7 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	now, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(now) != 2 || slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == full.Name }) {
 		t.Fatalf("after healing: %+v, want 2 instances without %s", now, full.Name)
 	}
@@ -304,7 +304,7 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 	if routed := r.router.servers("acme/web"); len(routed) != 2 || slices.Contains(routed, full.Addr) {
 		t.Errorf("router routes %v, the stopped instance was %s", routed, full.Addr)
 	}
-	events, err := r.d.Store.ListEvents(ctx, "acme", "web", 0)
+	events, err := r.d.cfg.Store.ListEvents(ctx, "acme", "web", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -215,13 +215,16 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err != nil {
 		return err
 	}
-	deployer := &deploy.Deployer{
+	deployer, err := deploy.New(deploy.Config{
 		Store: tracked, Bus: conn, Agents: agentClient, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
 		BuildMemory: so.BuildMemory, BuildCPU: so.BuildCPU, MaxBuildOutput: so.MaxBuildOutput, MaxBuildEntries: so.MaxBuildEntries,
 		BuildDisk: so.BuildDisk, ContainerDisk: so.ContainerDisk,
+	})
+	if err != nil {
+		return err
 	}
 	if err := deployer.Sync(ctx); err != nil {
 		return fmt.Errorf("routing what the store says is live: %w", err)
