@@ -171,7 +171,7 @@ func (d *Deployer) scaleTo(ctx context.Context, app names.App, live store.Releas
 	}
 	byType := map[string][]store.Instance{}
 	for _, in := range cur {
-		byType[processOf(in)] = append(byType[processOf(in)], in)
+		byType[ProcessOf(in)] = append(byType[ProcessOf(in)], in)
 	}
 	var keep, fresh, gone []store.Instance
 	for _, typ := range slices.Sorted(maps.Keys(byType)) {
@@ -200,7 +200,7 @@ func (d *Deployer) scaleTo(ctx context.Context, app names.App, live store.Releas
 	if len(fresh) == 0 && len(gone) == 0 {
 		return nil
 	}
-	if err := d.reroute(ctx, app, append(keep, fresh...), nil); err != nil {
+	if err := d.Reroute(ctx, app, append(keep, fresh...), nil); err != nil {
 		d.remove(ctx, fresh, nil)
 		return err
 	}

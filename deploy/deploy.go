@@ -53,9 +53,8 @@ type Deployer struct {
 	pending map[string]claim   // NS/APP -> what a change under way will run
 	execs   map[string]execRun // one-off container -> its namespace and host
 
-	locks   sync.Map   // app -> *sync.Mutex
-	crashes sync.Map   // container -> restarts last seen (noteCrashes)
-	sync    sync.Mutex // one router Apply at a time, from a fresh read of the store
+	locks sync.Map   // app -> *sync.Mutex
+	sync  sync.Mutex // one router Apply at a time, from a fresh read of the store
 }
 
 // Lock serializes everything that changes what an app runs; the returned

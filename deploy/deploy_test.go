@@ -3,85 +3,25 @@ package deploy
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/agentapi/agenttest"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
-	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/deploy/deploytest"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
-	"github.com/upscalehq/upscale/router"
+	"github.com/upscalehq/upscale/repos/repostest"
 	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
 	"github.com/upscalehq/upscale/store/sqlstore"
 )
-
-// fakeBus is the artifact store; the agents are agenttest's.
-type fakeBus struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-}
-
-func (b *fakeBus) PutArtifact(_ context.Context, name string, r io.Reader) (bus.Artifact, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return bus.Artifact{}, err
-	}
-	b.mu.Lock()
-	b.objects[name] = data
-	b.mu.Unlock()
-	sum := sha256.Sum256(data)
-	return bus.Artifact{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
-}
-
-func (b *fakeBus) DeleteArtifact(_ context.Context, name string) error {
-	b.mu.Lock()
-	delete(b.objects, name)
-	b.mu.Unlock()
-	return nil
-}
-
-type fakeRouter struct {
-	applied [][]router.Backend
-	err     error
-}
-
-func (r *fakeRouter) Apply(_ context.Context, bs []router.Backend) error {
-	if r.err != nil {
-		return r.err
-	}
-	r.applied = append(r.applied, bs)
-	return nil
-}
-
-// servers is what the last Apply routes to app.
-func (r *fakeRouter) servers(app string) []string {
-	if len(r.applied) == 0 {
-		return nil
-	}
-	var out []string
-	for _, b := range r.applied[len(r.applied)-1] {
-		if b.Name == app {
-			for _, s := range b.Servers {
-				out = append(out, s.Addr)
-			}
-		}
-	}
-	return out
-}
 
 type oneHost struct{}
 
@@ -93,9 +33,9 @@ func (oneHost) Up() []fleet.Host {
 
 type rig struct {
 	d      *Deployer
-	bus    *fakeBus
+	bus    *deploytest.Artifacts
 	agents *agenttest.Agents
-	router *fakeRouter
+	router *deploytest.Router
 	app    names.App
 	src    repos.Source
 }
@@ -112,25 +52,13 @@ func newRig(t *testing.T) *rig {
 	st.CreateNamespace(ctx, "acme")
 	st.CreateApp(ctx, "acme", "web")
 	cat, _ := runtimes.Load("")
-	r := &rig{bus: &fakeBus{objects: map[string][]byte{}}, agents: agenttest.New(), router: &fakeRouter{}, app: names.App{Namespace: "acme", Name: "web"}}
+	r := &rig{bus: deploytest.NewArtifacts(), agents: agenttest.New(), router: &deploytest.Router{}, app: names.App{Namespace: "acme", Name: "web"}}
 	r.d, err = New(Config{Store: st, Bus: r.bus, Agents: r.agents, Router: r.router, Hosts: oneHost{}, Catalog: cat,
 		Repos: &repos.Repos{Root: filepath.Join(dir, "repos")}, Domain: "example.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A real repository with one commit, as a push would have it.
-	work := filepath.Join(dir, "work")
-	os.MkdirAll(work, 0o755)
-	os.WriteFile(filepath.Join(work, "app.py"), []byte("print(1)\n"), 0o644)
-	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=Ann", "-c", "user.email=a@b", "commit", "-qm", "first version"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = work
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %s", args, out)
-		}
-	}
-	head, _ := exec.Command("git", "-C", work, "rev-parse", "HEAD").Output()
-	r.src = repos.Source{Repo: filepath.Join(work, ".git"), Commit: strings.TrimSpace(string(head))}
+	r.src = repostest.Commit(t, dir)
 	return r
 }
 
@@ -160,14 +88,14 @@ func TestPushMakesReleaseLive(t *testing.T) {
 	if err != nil || live.Version != 2 || live.Artifact != builder.ArtifactName(r.app, 2) {
 		t.Fatalf("live release %+v, %v", live, err)
 	}
-	if string(r.bus.objects[live.Artifact]) != "packed app" {
-		t.Fatalf("artifact holds %q", r.bus.objects[live.Artifact])
+	if string(r.bus.Objects[live.Artifact]) != "packed app" {
+		t.Fatalf("artifact holds %q", r.bus.Objects[live.Artifact])
 	}
 	instances, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(instances) != 2 || instances[0].Release != 2 {
 		t.Fatalf("instances %+v", instances)
 	}
-	if got := r.router.servers("acme/web"); len(got) != 2 || got[0] != instances[0].Addr && got[1] != instances[0].Addr {
+	if got := r.router.Servers("acme/web"); len(got) != 2 || got[0] != instances[0].Addr && got[1] != instances[0].Addr {
 		t.Fatalf("router routes %v, instances %+v", got, instances)
 	}
 	if len(r.agents.Destroyed()) != 1 || r.agents.Destroyed()[0] != first[0].Name {
@@ -178,7 +106,7 @@ func TestPushMakesReleaseLive(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	for name := range r.bus.objects {
+	for name := range r.bus.Objects {
 		if strings.HasPrefix(name, "source/") {
 			t.Fatalf("source artifact %s left behind", name)
 		}
@@ -194,8 +122,8 @@ func TestFailedStartChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
-	routed := r.router.servers("acme/web")
-	applies := len(r.router.applied)
+	routed := r.router.Servers("acme/web")
+	applies := len(r.router.Applied)
 	r.agents.FailStarts(errors.New("the app exited (status 3) before it answered on port 8080"))
 	rel, _, err := r.push(t, 1)
 	if err == nil || !strings.Contains(err.Error(), "exited (status 3)") {
@@ -210,7 +138,7 @@ func TestFailedStartChangesNothing(t *testing.T) {
 	if live.Version != 1 || len(after) != 1 || after[0] != before[0] {
 		t.Fatalf("live v%d, instances %+v (were %+v)", live.Version, after, before)
 	}
-	if len(r.router.applied) != applies || fmt.Sprint(r.router.servers("acme/web")) != fmt.Sprint(routed) {
+	if len(r.router.Applied) != applies || fmt.Sprint(r.router.Servers("acme/web")) != fmt.Sprint(routed) {
 		t.Fatal("the router was switched for a release that never started")
 	}
 	newName := r.agents.Started()[len(r.agents.Started())-1]
@@ -227,8 +155,8 @@ func TestFailedBuildStartsNothing(t *testing.T) {
 		t.Fatalf("push error %v", err)
 	}
 	got, _ := r.d.cfg.Store.GetRelease(context.Background(), "acme", "web", rel.Version)
-	if got.Status != store.ReleaseFailed || len(r.agents.Started()) != 0 || len(r.router.applied) != 0 {
-		t.Fatalf("release %+v, started %v, applies %d", got, r.agents.Started(), len(r.router.applied))
+	if got.Status != store.ReleaseFailed || len(r.agents.Started()) != 0 || len(r.router.Applied) != 0 {
+		t.Fatalf("release %+v, started %v, applies %d", got, r.agents.Started(), len(r.router.Applied))
 	}
 }
 
@@ -238,7 +166,7 @@ func TestRouterRefusalKeepsOldRelease(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	r.router.err = errors.New("haproxy is gone")
+	r.router.Err = errors.New("haproxy is gone")
 	if _, _, err := r.push(t, 1); err == nil || !strings.Contains(err.Error(), "switching the router: haproxy is gone") {
 		t.Fatalf("push error %v", err)
 	}
@@ -260,15 +188,15 @@ func TestStopThenRun(t *testing.T) {
 	}
 	a, _ := r.d.cfg.Store.GetApp(ctx, "acme", "web")
 	instances, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
-	if !a.Stopped || len(instances) != 0 || len(r.router.servers("acme/web")) != 0 || len(r.agents.Destroyed()) != 2 {
-		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.servers("acme/web"), r.agents.Destroyed())
+	if !a.Stopped || len(instances) != 0 || len(r.router.Servers("acme/web")) != 0 || len(r.agents.Destroyed()) != 2 {
+		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.Servers("acme/web"), r.agents.Destroyed())
 	}
 	if err := r.d.Run(ctx, r.app, "alice", say); err != nil {
 		t.Fatal(err)
 	}
 	a, _ = r.d.cfg.Store.GetApp(ctx, "acme", "web")
 	instances, _ = r.d.cfg.Store.ListInstances(ctx, "acme", "web")
-	if a.Stopped || len(instances) != 2 || instances[0].Release != 1 || len(r.router.servers("acme/web")) != 2 {
+	if a.Stopped || len(instances) != 2 || instances[0].Release != 1 || len(r.router.Servers("acme/web")) != 2 {
 		t.Fatalf("after run: stopped=%v instances=%+v", a.Stopped, instances)
 	}
 	if err := r.d.Restart(ctx, r.app, say); err != nil {
@@ -309,9 +237,9 @@ func TestFailInterrupted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.bus.objects[builder.SourceName(r.app, r.src.Commit)] = []byte("tar")
+	r.bus.Objects[builder.SourceName(r.app, r.src.Commit)] = []byte("tar")
 	other := builder.SourceName(names.App{Namespace: "acme", Name: "api"}, r.src.Commit)
-	r.bus.objects[other] = []byte("tar")
+	r.bus.Objects[other] = []byte("tar")
 	if err := r.d.FailInterrupted(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -322,10 +250,10 @@ func TestFailInterrupted(t *testing.T) {
 	if live, err := r.d.cfg.Store.LiveRelease(ctx, "acme", "web"); err != nil || live.Version != 1 {
 		t.Errorf("live release v%d, %v; want v1", live.Version, err)
 	}
-	if _, ok := r.bus.objects[builder.SourceName(r.app, r.src.Commit)]; ok {
+	if _, ok := r.bus.Objects[builder.SourceName(r.app, r.src.Commit)]; ok {
 		t.Error("the interrupted build's source is still stored")
 	}
-	if _, ok := r.bus.objects[other]; !ok {
+	if _, ok := r.bus.Objects[other]; !ok {
 		t.Error("another app's source was deleted")
 	}
 	events, _ := r.d.cfg.Store.ListEvents(ctx, "acme", "web", 1)
@@ -367,7 +295,7 @@ func TestNewNamesWhatIsMissing(t *testing.T) {
 	if err == nil || err.Error() != "deploy.New: no Bus, Agents, Router, Hosts, Catalog, Repos" {
 		t.Fatalf("New with no engines: %v", err)
 	}
-	d, err := New(Config{Store: newRig(t).d.cfg.Store, Bus: &fakeBus{}, Agents: agenttest.New(), Router: &fakeRouter{}, Hosts: oneHost{},
+	d, err := New(Config{Store: newRig(t).d.cfg.Store, Bus: deploytest.NewArtifacts(), Agents: agenttest.New(), Router: &deploytest.Router{}, Hosts: oneHost{},
 		Catalog: &runtimes.Catalog{}, Repos: &repos.Repos{}, Domain: "example.test"})
 	if err != nil || d.cfg.Log == nil {
 		t.Fatalf("New with everything: %v, log %v", err, d.cfg.Log)

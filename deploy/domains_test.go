@@ -125,10 +125,10 @@ func newDomainRig(t *testing.T) *domainRig {
 
 // routed is which app the router's last configuration sends host to.
 func (r *domainRig) routed(host string) string {
-	if len(r.router.applied) == 0 {
+	if len(r.router.Applied) == 0 {
 		return ""
 	}
-	for _, b := range r.router.applied[len(r.router.applied)-1] {
+	for _, b := range r.router.Applied[len(r.router.Applied)-1] {
 		if slices.Contains(b.Hosts, host) {
 			return b.Name
 		}

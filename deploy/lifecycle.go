@@ -12,7 +12,6 @@ import (
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
@@ -44,7 +43,9 @@ func byOf(ctx context.Context) string {
 // IsWeb reports whether in is routed.
 func IsWeb(in store.Instance) bool { return in.Process == "" || in.Process == Web }
 
-func processOf(in store.Instance) string {
+// ProcessOf is in's process type: web for an instance recorded before
+// apps had process types.
+func ProcessOf(in store.Instance) string {
 	if in.Process == "" {
 		return Web
 	}
@@ -272,59 +273,4 @@ func (d *Deployer) prune(ctx context.Context, app names.App, out func(string)) {
 	if len(pruned) > 0 {
 		out(fmt.Sprintf("       pruned the artifacts of %s (the last %d releases keep theirs)", strings.Join(pruned, ", "), KeepArtifacts))
 	}
-}
-
-// noteCrashes records a crash event for every restart an agent reports
-// (its heartbeat lists each container's restart count) since the last
-// pass.
-func (d *Deployer) noteCrashes(ctx context.Context, hosts map[string]fleet.Host) {
-	seen := map[string]bool{}
-	for _, h := range hosts {
-		if !h.Up {
-			continue
-		}
-		for _, c := range h.List {
-			if c.App == "" {
-				continue
-			}
-			seen[c.Name] = true
-			if c.DiskOver > 0 {
-				d.noteDiskOver(ctx, h.Name, c)
-				continue
-			}
-			prev, _ := d.crashes.Load(c.Name)
-			n, _ := prev.(int)
-			if c.Restarts <= n {
-				if c.Restarts < n {
-					d.crashes.Store(c.Name, c.Restarts) // reset after a long healthy run
-				}
-				continue
-			}
-			d.crashes.Store(c.Name, c.Restarts)
-			app, err := names.ParseApp(c.App)
-			if err != nil {
-				continue
-			}
-			d.event(ctx, app, "crash", "upscale", fmt.Sprintf("%s on %s exited with status %d; restarted by its agent (restart %d, with backoff)", c.Name, h.Name, c.LastExit, c.Restarts))
-		}
-	}
-	d.crashes.Range(func(k, _ any) bool {
-		if !seen[k.(string)] {
-			d.crashes.Delete(k)
-		}
-		return true
-	})
-}
-
-// noteDiskOver records, once, that an agent stopped c for writing past
-// its disk limit; healing replaces it.
-func (d *Deployer) noteDiskOver(ctx context.Context, host string, c agentapi.ContainerInfo) {
-	if _, noted := d.crashes.LoadOrStore(c.Name, -1); noted {
-		return
-	}
-	app, err := names.ParseApp(c.App)
-	if err != nil {
-		return
-	}
-	d.event(ctx, app, "disk", "upscale", agentapi.DiskOver(c.Name+" on "+host, c.Disk)+"; a fresh instance replaces it (files an app keeps belong in a database or object storage)")
 }

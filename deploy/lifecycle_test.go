@@ -66,7 +66,7 @@ func TestProcessesAndConfigVars(t *testing.T) {
 	if strings.Join(types, " ") != "web web worker" {
 		t.Fatalf("instances %+v", ins)
 	}
-	if n := len(r.router.servers("acme/web")); n != 2 {
+	if n := len(r.router.Servers("acme/web")); n != 2 {
 		t.Fatalf("router routes %d servers, want the 2 web ones", n)
 	}
 	for _, s := range r.agents.Starts() {
@@ -148,10 +148,10 @@ func TestPruneAndRollback(t *testing.T) {
 		t.Fatalf("pruned %v, want [2 1]", pruned)
 	}
 	v2, _ := r.d.cfg.Store.GetRelease(ctx, "acme", "web", 2)
-	if _, ok := r.bus.objects[v2.Artifact]; ok {
+	if _, ok := r.bus.Objects[v2.Artifact]; ok {
 		t.Fatal("v2's artifact is still stored")
 	}
-	if _, ok := r.bus.objects[a1]; !ok {
+	if _, ok := r.bus.Objects[a1]; !ok {
 		t.Fatal("the shared artifact was deleted")
 	}
 	for _, c := range []struct {
@@ -202,48 +202,5 @@ func TestRollbackSkipsFailed(t *testing.T) {
 	}
 	if strings.Join(kinds, " ") != "rollback deploy failure deploy deploy" {
 		t.Fatalf("events %v", kinds)
-	}
-}
-
-// Healing replaces a lost worker with a worker, and keeps each type's
-// count.
-func TestHealPerProcessType(t *testing.T) {
-	r := newRig(t)
-	ctx := context.Background()
-	hs := &hostSet{}
-	hs.set("h1", true, store.HostActive)
-	r.d.cfg.Hosts = hs
-	spec := &appspec.Spec{Runtime: "python", Instances: 1, Processes: map[string]string{"web": "", "worker": "python3 worker.py"}}
-	if _, _, err := r.d.Push(ctx, r.app, r.src, spec, "alice", discard); err != nil {
-		t.Fatal(err)
-	}
-	ins, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
-	var web store.Instance
-	for _, in := range ins {
-		if IsWeb(in) {
-			web = in
-		}
-	}
-	// The host's status, a minute on, lists the web instance only.
-	hs.set("h1", true, store.HostActive, agentapi.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
-	hs.hosts[0].At = time.Now().Add(time.Minute)
-	if err := r.d.Heal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	now, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
-	var types []string
-	for _, in := range now {
-		types = append(types, processOf(in))
-	}
-	slices.Sort(types)
-	if strings.Join(types, " ") != "web worker" || !slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == web.Name }) {
-		t.Fatalf("after healing a lost worker: %+v", now)
-	}
-	last := r.agents.Starts()[len(r.agents.Starts())-1]
-	if !last.Worker || last.Command != "python3 worker.py" {
-		t.Fatalf("the replacement was started as %+v", last)
-	}
-	if n := len(r.router.servers("acme/web")); n != 1 {
-		t.Fatalf("router routes %d servers, want the web one", n)
 	}
 }

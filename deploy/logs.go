@@ -190,12 +190,12 @@ func processLabels(instances []store.Instance) []string {
 		order[i] = i
 	}
 	slices.SortFunc(order, func(a, b int) int {
-		return strings.Compare(processOf(instances[a])+" "+instances[a].Name, processOf(instances[b])+" "+instances[b].Name)
+		return strings.Compare(ProcessOf(instances[a])+" "+instances[a].Name, ProcessOf(instances[b])+" "+instances[b].Name)
 	})
 	labels := make([]string, len(instances))
 	count := map[string]int{}
 	for _, i := range order {
-		p := processOf(instances[i])
+		p := ProcessOf(instances[i])
 		count[p]++
 		labels[i] = p + "." + strconv.Itoa(count[p])
 	}

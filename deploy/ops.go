@@ -142,7 +142,7 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 	wg.Wait()
 	out := make([]Process, 0, len(instances))
 	for _, in := range instances {
-		p := Process{Name: in.Name, Process: processOf(in), Host: in.Host, Addr: in.Addr, Release: in.Release, State: "unknown (host not answering)"}
+		p := Process{Name: in.Name, Process: ProcessOf(in), Host: in.Host, Addr: in.Addr, Release: in.Release, State: "unknown (host not answering)"}
 		if cs := hosts[in.Host]; cs != nil {
 			p.State = "missing"
 			if c, ok := cs[in.Name]; ok {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/deploy/deploytest"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -88,13 +89,13 @@ func TestInstancesQuota(t *testing.T) {
 	r := twoApps(t, store.Quota{Instances: 3}, 2)
 	ctx := context.Background()
 	api := names.App{Namespace: "acme", Name: "api"}
-	builds := len(r.bus.objects)
+	builds := len(r.bus.Objects)
 	starts := len(r.agents.Started())
 
 	_, _, err := r.d.Push(ctx, api, r.src, &appspec.Spec{Runtime: "python", Instances: 2}, "alice", discard)
 	overQuota(t, "a push of 2 more", err, "acme/api would run 2 instance(s) (web=2) and the other apps of namespace acme run 2, over its instances quota of 3",
 		"namespace quota set acme instances=N")
-	if rels, _ := r.d.cfg.Store.ListReleases(ctx, "acme", "api", 0); len(rels) != 0 || len(r.bus.objects) != builds {
+	if rels, _ := r.d.cfg.Store.ListReleases(ctx, "acme", "api", 0); len(rels) != 0 || len(r.bus.Objects) != builds {
 		t.Errorf("a refused push made releases %+v or built something", rels)
 	}
 	err = r.d.Scale(ctx, r.app, map[string]int{"web": 4}, discard)
@@ -232,11 +233,11 @@ func TestUsage(t *testing.T) {
 // count on their host for later placements until they end.
 func TestExecPlacement(t *testing.T) {
 	r := newRig(t)
-	hs := &hostSet{}
-	hs.set("h1", true, store.HostActive)
-	hs.set("h2", true, store.HostActive)
-	hs.hosts[0].MemFree = 768 << 20
-	hs.hosts[1].MemFree = 600 << 20
+	hs := &deploytest.Hosts{}
+	hs.Set("h1", true, store.HostActive)
+	hs.Set("h2", true, store.HostActive)
+	hs.All[0].MemFree = 768 << 20
+	hs.All[1].MemFree = 600 << 20
 	r.d.cfg.Hosts = hs
 	r.d.cfg.BuildMemory = 256 << 20 // builds go to a host with that much free
 	// A test that fails must not wait for ever on the gate.
@@ -261,7 +262,7 @@ func TestExecPlacement(t *testing.T) {
 	}
 	// h1's heartbeat still says 768M free and nothing runs there, but its
 	// exec container holds 512M of it: h1 has no room for a second one.
-	hs.hosts[1].MemFree = 256 << 20
+	hs.All[1].MemFree = 256 << 20
 	_, err := r.d.Exec(ctx, r.app, []string{"true"}, time.Minute, "alice", discard, discard)
 	if err == nil || !strings.Contains(err.Error(), "no host has room: 1 more container(s) of 512 MiB would not fit") {
 		t.Errorf("an exec with no room left: %v", err)
@@ -272,13 +273,13 @@ func TestExecPlacement(t *testing.T) {
 	}
 	// Once h1's heartbeat lists the container it is counted there, once.
 	for name := range placed["h1"] {
-		hs.hosts[0].List = []agentapi.ContainerInfo{{Name: name}}
-		hs.hosts[0].Containers = 1
+		hs.All[0].List = []agentapi.ContainerInfo{{Name: name}}
+		hs.All[0].Containers = 1
 	}
 	if hosts := r.d.schedulerHosts(); hosts[0].Containers != 1 {
 		t.Errorf("h1 with the exec container in its heartbeat: %+v, want 1 container", hosts[0])
 	}
-	hs.hosts[0].List, hs.hosts[0].Containers = nil, 0
+	hs.All[0].List, hs.All[0].Containers = nil, 0
 	close(gate)
 	if err := <-done; err != nil {
 		t.Fatal(err)
