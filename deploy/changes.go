@@ -22,20 +22,20 @@ import (
 func (d *Deployer) SetConfig(ctx context.Context, app names.App, set map[string]string, unset []string, deploy bool, out func(string)) error {
 	defer d.Lock(app)()
 	by := byOf(ctx)
-	a, err := d.Store.GetApp(ctx, app.Namespace, app.Name)
+	a, err := d.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
-	before, err := d.Store.GetConfig(ctx, app.Namespace, app.Name)
+	before, err := d.cfg.Store.GetConfig(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
-	vars, err := d.Store.SetConfig(ctx, app.Namespace, app.Name, set, unset)
+	vars, err := d.cfg.Store.SetConfig(ctx, app.Namespace, app.Name, set, unset)
 	if err != nil {
 		return err
 	}
 	what := describeChange(set, unset)
-	live, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	live, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		d.event(ctx, app, "config", by, what+" (applies at the first push)")
@@ -64,8 +64,8 @@ func (d *Deployer) SetConfig(ctx context.Context, app names.App, set map[string]
 				back = append(back, k)
 			}
 		}
-		if _, rerr := d.Store.SetConfig(context.WithoutCancel(ctx), app.Namespace, app.Name, before, back); rerr != nil {
-			d.Log.Error("restoring config vars after a failed release", "app", app.String(), "err", rerr)
+		if _, rerr := d.cfg.Store.SetConfig(context.WithoutCancel(ctx), app.Namespace, app.Name, before, back); rerr != nil {
+			d.cfg.Log.Error("restoring config vars after a failed release", "app", app.String(), "err", rerr)
 		}
 		return fmt.Errorf("%w; config vars unchanged", err)
 	}
@@ -91,7 +91,7 @@ func describeChange(set map[string]string, unset []string) string {
 // ProcessTypes are the process types of app's live release, sorted; nil
 // when it has none.
 func (d *Deployer) ProcessTypes(ctx context.Context, app names.App) ([]string, error) {
-	live, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	live, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -108,11 +108,11 @@ func (d *Deployer) ProcessTypes(ctx context.Context, app names.App) ([]string, e
 func (d *Deployer) Scale(ctx context.Context, app names.App, change map[string]int, out func(string)) error {
 	defer d.Lock(app)()
 	by := byOf(ctx)
-	a, err := d.Store.GetApp(ctx, app.Namespace, app.Name)
+	a, err := d.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
-	live, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	live, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("%s has no release yet; push first, then scale", app)
 	}
@@ -129,7 +129,7 @@ func (d *Deployer) Scale(ctx context.Context, app names.App, change map[string]i
 			return fmt.Errorf("%s=%d: instances must be from 0 to %d", typ, n, MaxScale)
 		}
 	}
-	stored, err := d.Store.GetFormation(ctx, app.Namespace, app.Name)
+	stored, err := d.cfg.Store.GetFormation(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (d *Deployer) Scale(ctx context.Context, app names.App, change map[string]i
 			return err
 		}
 	}
-	if err := d.Store.SetFormation(ctx, app.Namespace, app.Name, next); err != nil {
+	if err := d.cfg.Store.SetFormation(ctx, app.Namespace, app.Name, next); err != nil {
 		return err
 	}
 	msg := fmt.Sprintf("%s (was %s)", FormatFormation(want), FormatFormation(was))
@@ -165,13 +165,13 @@ func (d *Deployer) Scale(ctx context.Context, app names.App, change map[string]i
 
 // scaleTo starts and removes instances of live until want runs.
 func (d *Deployer) scaleTo(ctx context.Context, app names.App, live store.Release, want map[string]int, out func(string)) error {
-	cur, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	cur, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
 	byType := map[string][]store.Instance{}
 	for _, in := range cur {
-		byType[processOf(in)] = append(byType[processOf(in)], in)
+		byType[ProcessOf(in)] = append(byType[ProcessOf(in)], in)
 	}
 	var keep, fresh, gone []store.Instance
 	for _, typ := range slices.Sorted(maps.Keys(byType)) {
@@ -200,7 +200,7 @@ func (d *Deployer) scaleTo(ctx context.Context, app names.App, live store.Releas
 	if len(fresh) == 0 && len(gone) == 0 {
 		return nil
 	}
-	if err := d.reroute(ctx, app, append(keep, fresh...), nil); err != nil {
+	if err := d.Reroute(ctx, app, append(keep, fresh...), nil); err != nil {
 		d.remove(ctx, fresh, nil)
 		return err
 	}
@@ -217,14 +217,14 @@ func (d *Deployer) scaleTo(ctx context.Context, app names.App, live store.Releas
 func (d *Deployer) Rollback(ctx context.Context, app names.App, version int, out func(string)) (store.Release, error) {
 	defer d.Lock(app)()
 	by := byOf(ctx)
-	a, err := d.Store.GetApp(ctx, app.Namespace, app.Name)
+	a, err := d.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return store.Release{}, err
 	}
 	if a.Stopped {
 		return store.Release{}, fmt.Errorf("%s is stopped; start it with app run before rolling back", app)
 	}
-	live, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	live, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Release{}, fmt.Errorf("%s has no live release to roll back from", app)
 	}
@@ -233,7 +233,7 @@ func (d *Deployer) Rollback(ctx context.Context, app names.App, version int, out
 	}
 	var target store.Release
 	if version == 0 {
-		rels, err := d.Store.ListReleases(ctx, app.Namespace, app.Name, 0)
+		rels, err := d.cfg.Store.ListReleases(ctx, app.Namespace, app.Name, 0)
 		if err != nil {
 			return store.Release{}, err
 		}
@@ -245,7 +245,7 @@ func (d *Deployer) Rollback(ctx context.Context, app names.App, version int, out
 		}
 		target = rels[i]
 	} else {
-		target, err = d.Store.GetRelease(ctx, app.Namespace, app.Name, version)
+		target, err = d.cfg.Store.GetRelease(ctx, app.Namespace, app.Name, version)
 		if errors.Is(err, store.ErrNotFound) {
 			return store.Release{}, fmt.Errorf("%s has no release v%d; see releases %s", app, version, app)
 		}
@@ -270,7 +270,7 @@ func (d *Deployer) Rollback(ctx context.Context, app names.App, version int, out
 		return rel, err
 	}
 	// The target's config vars are the app's again.
-	cur, err := d.Store.GetConfig(ctx, app.Namespace, app.Name)
+	cur, err := d.cfg.Store.GetConfig(ctx, app.Namespace, app.Name)
 	if err == nil {
 		var unset []string
 		for k := range cur {
@@ -278,10 +278,10 @@ func (d *Deployer) Rollback(ctx context.Context, app names.App, version int, out
 				unset = append(unset, k)
 			}
 		}
-		_, err = d.Store.SetConfig(ctx, app.Namespace, app.Name, target.Config.Vars, unset)
+		_, err = d.cfg.Store.SetConfig(ctx, app.Namespace, app.Name, target.Config.Vars, unset)
 	}
 	if err != nil {
-		d.Log.Error("restoring config vars of a rollback", "app", app.String(), "err", err)
+		d.cfg.Log.Error("restoring config vars of a rollback", "app", app.String(), "err", err)
 	}
 	d.event(ctx, app, "rollback", by, fmt.Sprintf("rollback to v%d (%s) as v%d", target.Version, msgtext.Short(target.Commit), rel.Version))
 	return rel, nil

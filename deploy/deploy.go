@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -48,52 +47,14 @@ const DefaultMemory = 512 << 20
 
 // Deployer does deploys, restarts and stops.
 type Deployer struct {
-	Store        store.Store
-	Bus          builder.Bus // artifacts
-	Agents       agentapi.Agents
-	Router       Router
-	Hosts        Hosts
-	Catalog      *runtimes.Catalog
-	Repos        *repos.Repos
-	Domain       string
-	HTTPPort     string // public HTTP port; "" or "80" leave it out of URLs
-	BuildTimeout time.Duration
-	// A build container's memory when app.yaml sets none, and its CPU
-	// (cores); the most a build may leave, packed and in entries. 0 is
-	// agentapi's default for each.
-	BuildMemory     int64
-	BuildCPU        float64
-	MaxBuildOutput  int64
-	MaxBuildEntries int
-	BuildDisk       int64 // what a build may write beyond its source
-	// ContainerDisk is what an instance or exec container may write to
-	// its filesystem beyond its release; 0 is no limit.
-	ContainerDisk int64
-	HealthTimeout time.Duration
-	StopGrace     time.Duration
-	// Proofs looks up custom domains' proofs of ownership; nil turns
-	// domain checks off (every claim stays pending).
-	Proofs ProofChecker
-	// Now is the clock of domain checks; nil is time.Now.
-	Now func() time.Time
-	// DefaultCPU is the CPU limit, in cores, of a container whose app.yaml
-	// sets no cpu; 0 leaves such containers unlimited.
-	DefaultCPU float64
-	// DefaultMemory is the memory limit of a container whose app.yaml
-	// sets no memory; 0 means the DefaultMemory constant.
-	DefaultMemory int64
-	// Quota is the operator's default quota of a namespace that set none
-	// of its own; a 0 in it is no limit.
-	Quota store.Quota
-	Log   *slog.Logger
+	cfg Config
 
 	quotaMu sync.Mutex
 	pending map[string]claim   // NS/APP -> what a change under way will run
 	execs   map[string]execRun // one-off container -> its namespace and host
 
-	locks   sync.Map   // app -> *sync.Mutex
-	crashes sync.Map   // container -> restarts last seen (noteCrashes)
-	sync    sync.Mutex // one router Apply at a time, from a fresh read of the store
+	locks sync.Map   // app -> *sync.Mutex
+	sync  sync.Mutex // one router Apply at a time, from a fresh read of the store
 }
 
 // Lock serializes everything that changes what an app runs; the returned
@@ -136,7 +97,7 @@ func (d *Deployer) Push(ctx context.Context, app names.App, src repos.Source, sp
 }
 
 func (d *Deployer) push(ctx context.Context, app names.App, src repos.Source, spec *appspec.Spec, by string, out func(string), timing *Timing) (store.Release, error) {
-	rt, ok := d.Catalog.Get(spec.Runtime)
+	rt, ok := d.cfg.Catalog.Get(spec.Runtime)
 	if !ok {
 		return store.Release{}, fmt.Errorf("runtime %s is not in this server's catalog", spec.Runtime)
 	}
@@ -159,7 +120,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src repos.Source, sp
 		return store.Release{}, err
 	}
 	defer release()
-	rel, err := d.Store.CreateRelease(ctx, store.Release{
+	rel, err := d.cfg.Store.CreateRelease(ctx, store.Release{
 		Namespace: app.Namespace, App: app.Name, Commit: src.Commit, Subject: info.Subject, Author: info.Author,
 		Runtime: rt.Name, By: by, Config: cfg,
 	})
@@ -174,7 +135,7 @@ func (d *Deployer) push(ctx context.Context, app names.App, src repos.Source, sp
 	// build default: builds often need more than the app that runs.
 	buildMemory := spec.Memory
 	if buildMemory == 0 {
-		buildMemory = cmp.Or(d.BuildMemory, agentapi.DefaultBuildMemory)
+		buildMemory = cmp.Or(d.cfg.BuildMemory, agentapi.DefaultBuildMemory)
 	}
 	hosts, err := d.place(ctx, 1, buildMemory, nil)
 	if err != nil {
@@ -182,16 +143,16 @@ func (d *Deployer) push(ctx context.Context, app names.App, src repos.Source, sp
 	}
 	out(fmt.Sprintf("-----> Building %s (v%d) on %s", msgtext.Short(src.Commit), rel.Version, hosts[0]))
 	buildStart := time.Now()
-	built, err := builder.Build(ctx, d.Bus, d.Agents, builder.Job{
+	built, err := builder.Build(ctx, d.cfg.Bus, d.cfg.Agents, builder.Job{
 		App: app, Release: rel.Version, Source: src, Runtime: rt, Steps: spec.Build,
-		Env: spec.Env, Host: hosts[0], Timeout: d.BuildTimeout,
-		Memory: buildMemory, CPU: d.BuildCPU, MaxOutput: d.MaxBuildOutput, MaxEntries: d.MaxBuildEntries, Disk: d.BuildDisk,
+		Env: spec.Env, Host: hosts[0], Timeout: d.cfg.BuildTimeout,
+		Memory: buildMemory, CPU: d.cfg.BuildCPU, MaxOutput: d.cfg.MaxBuildOutput, MaxEntries: d.cfg.MaxBuildEntries, Disk: d.cfg.BuildDisk,
 	}, out)
 	if err != nil {
 		return fail(fmt.Errorf("build failed: %w", err))
 	}
 	timing.Build = time.Since(buildStart)
-	if err := d.Store.FinishBuild(ctx, app.Namespace, app.Name, rel.Version, built.Name, built.SHA256, built.Size); err != nil {
+	if err := d.cfg.Store.FinishBuild(ctx, app.Namespace, app.Name, rel.Version, built.Name, built.SHA256, built.Size); err != nil {
 		return fail(err)
 	}
 	rel.Artifact, rel.Digest, rel.Size, rel.Status = built.Name, built.SHA256, built.Size, store.ReleaseBuilt
@@ -207,26 +168,26 @@ func (d *Deployer) push(ctx context.Context, app names.App, src repos.Source, sp
 // failed records rel as failed, and the failure as an event.
 func (d *Deployer) failed(ctx context.Context, app names.App, rel store.Release, by string, err error) {
 	ctx = context.WithoutCancel(ctx)
-	if ferr := d.Store.FailRelease(ctx, app.Namespace, app.Name, rel.Version, msgtext.OneLine(err.Error())); ferr != nil {
-		d.Log.Error("recording a failed release", "app", app.String(), "release", rel.Version, "err", ferr)
+	if ferr := d.cfg.Store.FailRelease(ctx, app.Namespace, app.Name, rel.Version, msgtext.OneLine(err.Error())); ferr != nil {
+		d.cfg.Log.Error("recording a failed release", "app", app.String(), "release", rel.Version, "err", ferr)
 	}
 	d.event(ctx, app, "failure", by, fmt.Sprintf("v%d failed (%s): %s", rel.Version, rel.Config.Note, msgtext.Truncate(msgtext.OneLine(err.Error()), 300)))
 }
 
 // start runs the live release again, on fresh instances.
 func (d *Deployer) start(ctx context.Context, app names.App, by string, out func(string)) error {
-	rel, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	rel, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("app %s has no release yet: push to deploy it", app)
 	}
 	if err != nil {
 		return err
 	}
-	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
+	if err := d.cfg.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
 		return err
 	}
 	// Config vars set with --no-deploy since: a new release carries them.
-	vars, err := d.Store.GetConfig(ctx, app.Namespace, app.Name)
+	vars, err := d.cfg.Store.GetConfig(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
@@ -248,14 +209,14 @@ func (d *Deployer) start(ctx context.Context, app names.App, by string, out func
 // stop removes every instance of the app; the router answers 503 until it
 // runs again.
 func (d *Deployer) stop(ctx context.Context, app names.App, out func(string)) error {
-	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, true); err != nil {
+	if err := d.cfg.Store.SetStopped(ctx, app.Namespace, app.Name, true); err != nil {
 		return err
 	}
-	old, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	old, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
-	if err := d.Store.SetInstances(ctx, app.Namespace, app.Name, nil); err != nil {
+	if err := d.cfg.Store.SetInstances(ctx, app.Namespace, app.Name, nil); err != nil {
 		return err
 	}
 	if err := d.Sync(ctx); err != nil {
@@ -269,7 +230,7 @@ func (d *Deployer) stop(ctx context.Context, app names.App, out func(string)) er
 // the formation says, all healthy or none, switches the router to them,
 // records them, and retires the instances they replace.
 func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release, out func(string), timing *Timing) error {
-	stored, err := d.Store.GetFormation(ctx, app.Namespace, app.Name)
+	stored, err := d.cfg.Store.GetFormation(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
@@ -306,7 +267,7 @@ func (d *Deployer) rollout(ctx context.Context, app names.App, rel store.Release
 		}
 		out(fmt.Sprintf("       all %d healthy (%s)", total, check))
 	}
-	old, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	old, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		d.remove(ctx, fresh, nil)
 		return err
@@ -336,7 +297,7 @@ func (d *Deployer) startInstances(ctx context.Context, app names.App, rel store.
 // startOn starts one healthy instance of process type typ of rel on each
 // of hosts, all or none.
 func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release, typ string, hosts []string, out func(string), timing *Timing) ([]store.Instance, error) {
-	rt, ok := d.Catalog.Get(rel.Runtime)
+	rt, ok := d.cfg.Catalog.Get(rel.Runtime)
 	if !ok {
 		return nil, fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
 	}
@@ -369,9 +330,9 @@ func (d *Deployer) startOn(ctx context.Context, app names.App, rel store.Release
 			defer wg.Done()
 			turn <- struct{}{}
 			defer func() { <-turn }()
-			reply, err := d.Agents.Start(ctx, in.Host, agentapi.StartRequest{
+			reply, err := d.cfg.Agents.Start(ctx, in.Host, agentapi.StartRequest{
 				ReleaseContainer: d.container(in.Name, app, rel, rt, command, env, memory),
-				Health:           health, HealthTimeout: d.HealthTimeout, Worker: typ != Web,
+				Health:           health, HealthTimeout: d.cfg.HealthTimeout, Worker: typ != Web,
 			}, out)
 			if err != nil {
 				errs[i] = fmt.Errorf("instance %d of %d (%s on %s): %w", i+1, n, in.Name, in.Host, err)
@@ -401,10 +362,10 @@ func (d *Deployer) switchTo(ctx context.Context, app names.App, version int, ins
 	if err != nil {
 		return err
 	}
-	if err := d.Router.Apply(ctx, backends); err != nil {
+	if err := d.cfg.Router.Apply(ctx, backends); err != nil {
 		return fmt.Errorf("switching the router: %w", err)
 	}
-	return d.Store.Activate(ctx, app.Namespace, app.Name, version, instances)
+	return d.cfg.Store.Activate(ctx, app.Namespace, app.Name, version, instances)
 }
 
 // Sync makes the router route what the store says is live (after a server
@@ -416,17 +377,17 @@ func (d *Deployer) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return d.Router.Apply(ctx, backends)
+	return d.cfg.Router.Apply(ctx, backends)
 }
 
 // backends is the router's desired state: every app, with its instances
 // from the store, or with override for app.
 func (d *Deployer) backends(ctx context.Context, app names.App, override []store.Instance) ([]router.Backend, error) {
-	apps, err := d.Store.ListApps(ctx, "")
+	apps, err := d.cfg.Store.ListApps(ctx, "")
 	if err != nil {
 		return nil, err
 	}
-	all, err := d.Store.ListInstances(ctx, "", "")
+	all, err := d.cfg.Store.ListInstances(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +414,7 @@ func (d *Deployer) backends(ctx context.Context, app names.App, override []store
 	out := make([]router.Backend, 0, len(apps))
 	for _, a := range apps {
 		key := a.Namespace + "/" + a.Name
-		out = append(out, router.Backend{Name: key, Hosts: append([]string{Hostname(a.Namespace, a.Name, d.Domain)}, hosts[key]...), Servers: byApp[key]})
+		out = append(out, router.Backend{Name: key, Hosts: append([]string{Hostname(a.Namespace, a.Name, d.cfg.Domain)}, hosts[key]...), Servers: byApp[key]})
 	}
 	return out, nil
 }
@@ -462,17 +423,17 @@ func (d *Deployer) memory(m int64) int64 {
 	switch {
 	case m != 0:
 		return m
-	case d.DefaultMemory != 0:
-		return d.DefaultMemory
+	case d.cfg.DefaultMemory != 0:
+		return d.cfg.DefaultMemory
 	}
 	return DefaultMemory
 }
 
 // URL is where users reach app.
 func (d *Deployer) URL(app names.App) string {
-	host := Hostname(app.Namespace, app.Name, d.Domain)
-	if d.HTTPPort != "" && d.HTTPPort != "80" {
-		host += ":" + d.HTTPPort
+	host := Hostname(app.Namespace, app.Name, d.cfg.Domain)
+	if d.cfg.HTTPPort != "" && d.cfg.HTTPPort != "80" {
+		host += ":" + d.cfg.HTTPPort
 	}
 	return "http://" + host
 }
@@ -491,9 +452,9 @@ func (d *Deployer) remove(ctx context.Context, instances []store.Instance, out f
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := d.Agents.Destroy(ctx, in.Host, agentapi.DestroyRequest{Name: in.Name})
+			err := d.cfg.Agents.Destroy(ctx, in.Host, agentapi.DestroyRequest{Name: in.Name})
 			if err != nil {
-				d.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
+				d.cfg.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
 				if out != nil {
 					out(fmt.Sprintf("       could not remove %s on %s: %v", in.Name, in.Host, err))
 				}
@@ -536,7 +497,7 @@ func (d *Deployer) place(ctx context.Context, n int, memory int64, existing []st
 func (d *Deployer) schedulerHosts() []scheduler.Host {
 	execs := d.execsOn()
 	var hosts []scheduler.Host
-	for _, h := range d.Hosts.Up() {
+	for _, h := range d.cfg.Hosts.Up() {
 		if !h.Active() {
 			continue
 		}
@@ -578,8 +539,8 @@ func instanceName(app names.App, typ string, version int) string {
 func (d *Deployer) container(name string, app names.App, rel store.Release, rt runtimes.Runtime, command string, env map[string]string, memory int64) agentapi.ReleaseContainer {
 	cpu := rel.Config.CPU
 	if cpu == 0 {
-		cpu = d.DefaultCPU
+		cpu = d.cfg.DefaultCPU
 	}
 	return agentapi.ReleaseContainer{Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
-		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: cpu, Disk: d.ContainerDisk}
+		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: cpu, Disk: d.cfg.ContainerDisk}
 }

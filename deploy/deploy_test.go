@@ -3,86 +3,25 @@ package deploy
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/agentapi/agenttest"
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/builder"
-	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/deploy/deploytest"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
-	"github.com/upscalehq/upscale/router"
+	"github.com/upscalehq/upscale/repos/repostest"
 	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
 	"github.com/upscalehq/upscale/store/sqlstore"
 )
-
-// fakeBus is the artifact store; the agents are agenttest's.
-type fakeBus struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-}
-
-func (b *fakeBus) PutArtifact(_ context.Context, name string, r io.Reader) (bus.Artifact, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return bus.Artifact{}, err
-	}
-	b.mu.Lock()
-	b.objects[name] = data
-	b.mu.Unlock()
-	sum := sha256.Sum256(data)
-	return bus.Artifact{Name: name, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}, nil
-}
-
-func (b *fakeBus) DeleteArtifact(_ context.Context, name string) error {
-	b.mu.Lock()
-	delete(b.objects, name)
-	b.mu.Unlock()
-	return nil
-}
-
-type fakeRouter struct {
-	applied [][]router.Backend
-	err     error
-}
-
-func (r *fakeRouter) Apply(_ context.Context, bs []router.Backend) error {
-	if r.err != nil {
-		return r.err
-	}
-	r.applied = append(r.applied, bs)
-	return nil
-}
-
-// servers is what the last Apply routes to app.
-func (r *fakeRouter) servers(app string) []string {
-	if len(r.applied) == 0 {
-		return nil
-	}
-	var out []string
-	for _, b := range r.applied[len(r.applied)-1] {
-		if b.Name == app {
-			for _, s := range b.Servers {
-				out = append(out, s.Addr)
-			}
-		}
-	}
-	return out
-}
 
 type oneHost struct{}
 
@@ -94,9 +33,9 @@ func (oneHost) Up() []fleet.Host {
 
 type rig struct {
 	d      *Deployer
-	bus    *fakeBus
+	bus    *deploytest.Artifacts
 	agents *agenttest.Agents
-	router *fakeRouter
+	router *deploytest.Router
 	app    names.App
 	src    repos.Source
 }
@@ -113,22 +52,13 @@ func newRig(t *testing.T) *rig {
 	st.CreateNamespace(ctx, "acme")
 	st.CreateApp(ctx, "acme", "web")
 	cat, _ := runtimes.Load("")
-	r := &rig{bus: &fakeBus{objects: map[string][]byte{}}, agents: agenttest.New(), router: &fakeRouter{}, app: names.App{Namespace: "acme", Name: "web"}}
-	r.d = &Deployer{Store: st, Bus: r.bus, Agents: r.agents, Router: r.router, Hosts: oneHost{}, Catalog: cat, Domain: "example.test",
-		Log: slog.New(slog.DiscardHandler)}
-	// A real repository with one commit, as a push would have it.
-	work := filepath.Join(dir, "work")
-	os.MkdirAll(work, 0o755)
-	os.WriteFile(filepath.Join(work, "app.py"), []byte("print(1)\n"), 0o644)
-	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"-c", "user.name=Ann", "-c", "user.email=a@b", "commit", "-qm", "first version"}} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = work
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %s", args, out)
-		}
+	r := &rig{bus: deploytest.NewArtifacts(), agents: agenttest.New(), router: &deploytest.Router{}, app: names.App{Namespace: "acme", Name: "web"}}
+	r.d, err = New(Config{Store: st, Bus: r.bus, Agents: r.agents, Router: r.router, Hosts: oneHost{}, Catalog: cat,
+		Repos: &repos.Repos{Root: filepath.Join(dir, "repos")}, Domain: "example.test"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	head, _ := exec.Command("git", "-C", work, "rev-parse", "HEAD").Output()
-	r.src = repos.Source{Repo: filepath.Join(work, ".git"), Commit: strings.TrimSpace(string(head))}
+	r.src = repostest.Commit(t, dir)
 	return r
 }
 
@@ -146,7 +76,7 @@ func TestPushMakesReleaseLive(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	first, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	first, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	rel, out, err := r.push(t, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -154,18 +84,18 @@ func TestPushMakesReleaseLive(t *testing.T) {
 	if rel.Version != 2 || rel.Status != store.ReleaseLive || rel.Subject != "first version" || rel.Author != "Ann" || rel.By != "alice" {
 		t.Fatalf("release %+v", rel)
 	}
-	live, err := r.d.Store.LiveRelease(ctx, "acme", "web")
+	live, err := r.d.cfg.Store.LiveRelease(ctx, "acme", "web")
 	if err != nil || live.Version != 2 || live.Artifact != builder.ArtifactName(r.app, 2) {
 		t.Fatalf("live release %+v, %v", live, err)
 	}
-	if string(r.bus.objects[live.Artifact]) != "packed app" {
-		t.Fatalf("artifact holds %q", r.bus.objects[live.Artifact])
+	if string(r.bus.Objects[live.Artifact]) != "packed app" {
+		t.Fatalf("artifact holds %q", r.bus.Objects[live.Artifact])
 	}
-	instances, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	instances, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(instances) != 2 || instances[0].Release != 2 {
 		t.Fatalf("instances %+v", instances)
 	}
-	if got := r.router.servers("acme/web"); len(got) != 2 || got[0] != instances[0].Addr && got[1] != instances[0].Addr {
+	if got := r.router.Servers("acme/web"); len(got) != 2 || got[0] != instances[0].Addr && got[1] != instances[0].Addr {
 		t.Fatalf("router routes %v, instances %+v", got, instances)
 	}
 	if len(r.agents.Destroyed()) != 1 || r.agents.Destroyed()[0] != first[0].Name {
@@ -176,7 +106,7 @@ func TestPushMakesReleaseLive(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	for name := range r.bus.objects {
+	for name := range r.bus.Objects {
 		if strings.HasPrefix(name, "source/") {
 			t.Fatalf("source artifact %s left behind", name)
 		}
@@ -191,24 +121,24 @@ func TestFailedStartChangesNothing(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := r.d.Store.ListInstances(ctx, "acme", "web")
-	routed := r.router.servers("acme/web")
-	applies := len(r.router.applied)
+	before, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
+	routed := r.router.Servers("acme/web")
+	applies := len(r.router.Applied)
 	r.agents.FailStarts(errors.New("the app exited (status 3) before it answered on port 8080"))
 	rel, _, err := r.push(t, 1)
 	if err == nil || !strings.Contains(err.Error(), "exited (status 3)") {
 		t.Fatalf("push error %v", err)
 	}
-	failed, _ := r.d.Store.GetRelease(ctx, "acme", "web", rel.Version)
+	failed, _ := r.d.cfg.Store.GetRelease(ctx, "acme", "web", rel.Version)
 	if failed.Status != store.ReleaseFailed || !strings.Contains(failed.Failure, "status 3") {
 		t.Fatalf("failed release %+v", failed)
 	}
-	live, _ := r.d.Store.LiveRelease(ctx, "acme", "web")
-	after, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	live, _ := r.d.cfg.Store.LiveRelease(ctx, "acme", "web")
+	after, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if live.Version != 1 || len(after) != 1 || after[0] != before[0] {
 		t.Fatalf("live v%d, instances %+v (were %+v)", live.Version, after, before)
 	}
-	if len(r.router.applied) != applies || fmt.Sprint(r.router.servers("acme/web")) != fmt.Sprint(routed) {
+	if len(r.router.Applied) != applies || fmt.Sprint(r.router.Servers("acme/web")) != fmt.Sprint(routed) {
 		t.Fatal("the router was switched for a release that never started")
 	}
 	newName := r.agents.Started()[len(r.agents.Started())-1]
@@ -224,9 +154,9 @@ func TestFailedBuildStartsNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "build failed: a build step failed (exit status 7)") {
 		t.Fatalf("push error %v", err)
 	}
-	got, _ := r.d.Store.GetRelease(context.Background(), "acme", "web", rel.Version)
-	if got.Status != store.ReleaseFailed || len(r.agents.Started()) != 0 || len(r.router.applied) != 0 {
-		t.Fatalf("release %+v, started %v, applies %d", got, r.agents.Started(), len(r.router.applied))
+	got, _ := r.d.cfg.Store.GetRelease(context.Background(), "acme", "web", rel.Version)
+	if got.Status != store.ReleaseFailed || len(r.agents.Started()) != 0 || len(r.router.Applied) != 0 {
+		t.Fatalf("release %+v, started %v, applies %d", got, r.agents.Started(), len(r.router.Applied))
 	}
 }
 
@@ -236,11 +166,11 @@ func TestRouterRefusalKeepsOldRelease(t *testing.T) {
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	r.router.err = errors.New("haproxy is gone")
+	r.router.Err = errors.New("haproxy is gone")
 	if _, _, err := r.push(t, 1); err == nil || !strings.Contains(err.Error(), "switching the router: haproxy is gone") {
 		t.Fatalf("push error %v", err)
 	}
-	if live, _ := r.d.Store.LiveRelease(ctx, "acme", "web"); live.Version != 1 {
+	if live, _ := r.d.cfg.Store.LiveRelease(ctx, "acme", "web"); live.Version != 1 {
 		t.Fatalf("live release v%d after a refused switch", live.Version)
 	}
 }
@@ -256,23 +186,23 @@ func TestStopThenRun(t *testing.T) {
 	if err := r.d.Stop(ctx, r.app, say); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := r.d.Store.GetApp(ctx, "acme", "web")
-	instances, _ := r.d.Store.ListInstances(ctx, "acme", "web")
-	if !a.Stopped || len(instances) != 0 || len(r.router.servers("acme/web")) != 0 || len(r.agents.Destroyed()) != 2 {
-		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.servers("acme/web"), r.agents.Destroyed())
+	a, _ := r.d.cfg.Store.GetApp(ctx, "acme", "web")
+	instances, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
+	if !a.Stopped || len(instances) != 0 || len(r.router.Servers("acme/web")) != 0 || len(r.agents.Destroyed()) != 2 {
+		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.Servers("acme/web"), r.agents.Destroyed())
 	}
 	if err := r.d.Run(ctx, r.app, "alice", say); err != nil {
 		t.Fatal(err)
 	}
-	a, _ = r.d.Store.GetApp(ctx, "acme", "web")
-	instances, _ = r.d.Store.ListInstances(ctx, "acme", "web")
-	if a.Stopped || len(instances) != 2 || instances[0].Release != 1 || len(r.router.servers("acme/web")) != 2 {
+	a, _ = r.d.cfg.Store.GetApp(ctx, "acme", "web")
+	instances, _ = r.d.cfg.Store.ListInstances(ctx, "acme", "web")
+	if a.Stopped || len(instances) != 2 || instances[0].Release != 1 || len(r.router.Servers("acme/web")) != 2 {
 		t.Fatalf("after run: stopped=%v instances=%+v", a.Stopped, instances)
 	}
 	if err := r.d.Restart(ctx, r.app, say); err != nil {
 		t.Fatal(err)
 	}
-	again, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	again, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(again) != 2 || again[0].Name == instances[0].Name && again[1].Name == instances[1].Name {
 		t.Fatalf("restart kept the same instances: %+v", again)
 	}
@@ -302,31 +232,31 @@ func TestFailInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a crash mid-build leaves: the release row and the source.
-	rel, err := r.d.Store.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: r.src.Commit, Runtime: "python", By: "alice",
+	rel, err := r.d.cfg.Store.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: r.src.Commit, Runtime: "python", By: "alice",
 		Config: store.ReleaseConfig{Note: "push " + r.src.Commit[:7]}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.bus.objects[builder.SourceName(r.app, r.src.Commit)] = []byte("tar")
+	r.bus.Objects[builder.SourceName(r.app, r.src.Commit)] = []byte("tar")
 	other := builder.SourceName(names.App{Namespace: "acme", Name: "api"}, r.src.Commit)
-	r.bus.objects[other] = []byte("tar")
+	r.bus.Objects[other] = []byte("tar")
 	if err := r.d.FailInterrupted(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := r.d.Store.GetRelease(ctx, "acme", "web", rel.Version)
+	got, _ := r.d.cfg.Store.GetRelease(ctx, "acme", "web", rel.Version)
 	if got.Status != store.ReleaseFailed || got.Failure != "the build was interrupted: the server stopped while it ran" {
 		t.Errorf("interrupted release: %s %q", got.Status, got.Failure)
 	}
-	if live, err := r.d.Store.LiveRelease(ctx, "acme", "web"); err != nil || live.Version != 1 {
+	if live, err := r.d.cfg.Store.LiveRelease(ctx, "acme", "web"); err != nil || live.Version != 1 {
 		t.Errorf("live release v%d, %v; want v1", live.Version, err)
 	}
-	if _, ok := r.bus.objects[builder.SourceName(r.app, r.src.Commit)]; ok {
+	if _, ok := r.bus.Objects[builder.SourceName(r.app, r.src.Commit)]; ok {
 		t.Error("the interrupted build's source is still stored")
 	}
-	if _, ok := r.bus.objects[other]; !ok {
+	if _, ok := r.bus.Objects[other]; !ok {
 		t.Error("another app's source was deleted")
 	}
-	events, _ := r.d.Store.ListEvents(ctx, "acme", "web", 1)
+	events, _ := r.d.cfg.Store.ListEvents(ctx, "acme", "web", 1)
 	if len(events) != 1 || events[0].Kind != "failure" || !strings.Contains(events[0].Message, "interrupted") {
 		t.Errorf("last event %+v, want the failure", events)
 	}
@@ -340,7 +270,7 @@ func TestFailInterrupted(t *testing.T) {
 // the server's limits on CPU and on the result.
 func TestBuildLimitsInRequest(t *testing.T) {
 	r := newRig(t)
-	r.d.BuildMemory, r.d.BuildCPU, r.d.MaxBuildOutput, r.d.MaxBuildEntries = 2<<30, 1.5, 3<<20, 42
+	r.d.cfg.BuildMemory, r.d.cfg.BuildCPU, r.d.cfg.MaxBuildOutput, r.d.cfg.MaxBuildEntries = 2<<30, 1.5, 3<<20, 42
 	var got []agentapi.BuildRequest
 	r.agents.OnBuild(func(req agentapi.BuildRequest) { got = append(got, req) })
 	for _, memory := range []int64{0, 128 << 20} {
@@ -355,5 +285,19 @@ func TestBuildLimitsInRequest(t *testing.T) {
 		if req.CPU != 1.5 || req.MaxOutput != 3<<20 || req.MaxEntries != 42 {
 			t.Errorf("build request %+v, want the server's CPU and result limits", req)
 		}
+	}
+}
+
+// A deployer without what every deploy needs is refused at start, with
+// what is missing named, not at the first push.
+func TestNewNamesWhatIsMissing(t *testing.T) {
+	_, err := New(Config{Store: newRig(t).d.cfg.Store, Domain: "example.test"})
+	if err == nil || err.Error() != "deploy.New: no Bus, Agents, Router, Hosts, Catalog, Repos" {
+		t.Fatalf("New with no engines: %v", err)
+	}
+	d, err := New(Config{Store: newRig(t).d.cfg.Store, Bus: deploytest.NewArtifacts(), Agents: agenttest.New(), Router: &deploytest.Router{}, Hosts: oneHost{},
+		Catalog: &runtimes.Catalog{}, Repos: &repos.Repos{}, Domain: "example.test"})
+	if err != nil || d.cfg.Log == nil {
+		t.Fatalf("New with everything: %v, log %v", err, d.cfg.Log)
 	}
 }

@@ -107,9 +107,9 @@ const lostRace = "another app proved ownership of this name first"
 // again when pending. A hostname another app has verified is a
 // *DomainTakenError; other apps' pending claims do not matter.
 func (d *Deployer) AddDomain(ctx context.Context, app names.App, hostname, by string) (dom store.Domain, added bool, err error) {
-	dom, err = d.Store.AddDomain(ctx, store.Domain{Hostname: hostname, Namespace: app.Namespace, App: app.Name, Token: rand.Text()})
+	dom, err = d.cfg.Store.AddDomain(ctx, store.Domain{Hostname: hostname, Namespace: app.Namespace, App: app.Name, Token: rand.Text()})
 	if errors.Is(err, store.ErrConflict) {
-		list, lerr := d.Store.ListDomains(ctx, app.Namespace, app.Name)
+		list, lerr := d.cfg.Store.ListDomains(ctx, app.Namespace, app.Name)
 		if lerr == nil {
 			for _, own := range list {
 				if own.Hostname == hostname {
@@ -133,7 +133,7 @@ func (d *Deployer) AddDomain(ctx context.Context, app names.App, hostname, by st
 // app having verified it first is a *DomainTakenError; ErrNotFound when
 // the app has no such claim.
 func (d *Deployer) VerifyDomain(ctx context.Context, app names.App, hostname, by string) (store.Domain, error) {
-	list, err := d.Store.ListDomains(ctx, app.Namespace, app.Name)
+	list, err := d.cfg.Store.ListDomains(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return store.Domain{}, err
 	}
@@ -148,7 +148,7 @@ func (d *Deployer) VerifyDomain(ctx context.Context, app names.App, hostname, by
 // taken is the error of a hostname another app has verified.
 func (d *Deployer) taken(ctx context.Context, hostname string) error {
 	taken := &DomainTakenError{Hostname: hostname}
-	list, err := d.Store.ListDomains(ctx, "", "")
+	list, err := d.cfg.Store.ListDomains(ctx, "", "")
 	if err != nil {
 		return taken
 	}
@@ -168,21 +168,21 @@ func (d *Deployer) checkDomain(ctx context.Context, dom store.Domain, by string)
 		return dom, nil
 	}
 	app := names.App{Namespace: dom.Namespace, Name: dom.App}
-	if d.Proofs == nil {
+	if d.cfg.Proofs == nil {
 		return dom, errors.New("domain checks are off on this server")
 	}
-	how, why := d.Proofs.Check(ctx, dom.Hostname, dom.Token, Hostname(dom.Namespace, dom.App, d.Domain))
+	how, why := d.cfg.Proofs.Check(ctx, dom.Hostname, dom.Token, Hostname(dom.Namespace, dom.App, d.cfg.Domain))
 	if ctx.Err() != nil {
 		// Cut short (the server is stopping): nothing was learned.
 		return dom, ctx.Err()
 	}
 	if why != nil {
 		// The store keeps up to 1,024 bytes; names from DNS make it long.
-		return d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), msgtext.Truncate(msgtext.OneLine(why.Error()), 1000))
+		return d.cfg.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), msgtext.Truncate(msgtext.OneLine(why.Error()), 1000))
 	}
-	verified, err := d.Store.VerifyDomain(ctx, dom.Namespace, dom.App, dom.Hostname, d.now())
+	verified, err := d.cfg.Store.VerifyDomain(ctx, dom.Namespace, dom.App, dom.Hostname, d.now())
 	if errors.Is(err, store.ErrConflict) {
-		if failed, ferr := d.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), lostRace); ferr == nil {
+		if failed, ferr := d.cfg.Store.FailDomainCheck(ctx, dom.Namespace, dom.App, dom.Hostname, d.now(), lostRace); ferr == nil {
 			dom = failed
 		}
 		return dom, d.taken(ctx, dom.Hostname)
@@ -217,7 +217,7 @@ func DomainDue(dom store.Domain, now time.Time) bool {
 // CheckDomains checks every pending claim whose check is due, one after
 // another, and returns how many it checked.
 func (d *Deployer) CheckDomains(ctx context.Context) (int, error) {
-	list, err := d.Store.ListDomains(ctx, "", "")
+	list, err := d.cfg.Store.ListDomains(ctx, "", "")
 	if err != nil {
 		return 0, err
 	}
@@ -233,7 +233,7 @@ func (d *Deployer) CheckDomains(ctx context.Context) (int, error) {
 		}
 		var taken *DomainTakenError
 		if err != nil && !errors.As(err, &taken) && !errors.Is(err, store.ErrNotFound) {
-			d.Log.Warn("checking a custom domain", "domain", dom.Hostname, "app", dom.Namespace+"/"+dom.App, "err", err)
+			d.cfg.Log.Warn("checking a custom domain", "domain", dom.Hostname, "app", dom.Namespace+"/"+dom.App, "err", err)
 		}
 	}
 	return n, nil
@@ -245,7 +245,7 @@ func (d *Deployer) RunDomainChecks(ctx context.Context, tick time.Duration) {
 	defer t.Stop()
 	for {
 		if _, err := d.CheckDomains(ctx); err != nil && ctx.Err() == nil {
-			d.Log.Warn("checking custom domains", "err", err)
+			d.cfg.Log.Warn("checking custom domains", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -256,8 +256,8 @@ func (d *Deployer) RunDomainChecks(ctx context.Context, tick time.Duration) {
 }
 
 func (d *Deployer) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
+	if d.cfg.Now != nil {
+		return d.cfg.Now()
 	}
 	return time.Now()
 }
@@ -265,7 +265,7 @@ func (d *Deployer) now() time.Time {
 // RemoveDomain drops app's claim on hostname and stops routing it if it
 // was verified. ErrNotFound when the app does not have it.
 func (d *Deployer) RemoveDomain(ctx context.Context, app names.App, hostname, by string) error {
-	if err := d.Store.RemoveDomain(ctx, app.Namespace, app.Name, hostname); err != nil {
+	if err := d.cfg.Store.RemoveDomain(ctx, app.Namespace, app.Name, hostname); err != nil {
 		return err
 	}
 	d.domainEvent(ctx, app, "removed domain "+hostname, by)
@@ -278,8 +278,8 @@ func (d *Deployer) RemoveDomain(ctx context.Context, app names.App, hostname, by
 // domainEvent records a domain change of app, best effort: the history is
 // worth less than the change it describes.
 func (d *Deployer) domainEvent(ctx context.Context, app names.App, msg, by string) {
-	if _, err := d.Store.RecordEvent(ctx, store.Event{Namespace: app.Namespace, App: app.Name, Kind: "domain", Message: msg, By: by}); err != nil {
-		d.Log.Warn("recording an event", "app", app.String(), "kind", "domain", "err", err)
+	if _, err := d.cfg.Store.RecordEvent(ctx, store.Event{Namespace: app.Namespace, App: app.Name, Kind: "domain", Message: msg, By: by}); err != nil {
+		d.cfg.Log.Warn("recording an event", "app", app.String(), "kind", "domain", "err", err)
 	}
 }
 
@@ -287,7 +287,7 @@ func (d *Deployer) domainEvent(ctx context.Context, app names.App, msg, by strin
 // they answer like the app's own hostname. Pending ones are not routed, so
 // a request for one gets the router's answer for an unknown host.
 func (d *Deployer) customDomains(ctx context.Context) (map[string][]string, error) {
-	list, err := d.Store.ListDomains(ctx, "", "")
+	list, err := d.cfg.Store.ListDomains(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}

@@ -115,9 +115,9 @@ func newDomainRig(t *testing.T) *domainRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.d.Proofs = c
-	r.d.Now = func() time.Time { return r.now }
-	if _, err := r.d.Store.CreateApp(t.Context(), "acme", "api"); err != nil {
+	r.d.cfg.Proofs = c
+	r.d.cfg.Now = func() time.Time { return r.now }
+	if _, err := r.d.cfg.Store.CreateApp(t.Context(), "acme", "api"); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -125,10 +125,10 @@ func newDomainRig(t *testing.T) *domainRig {
 
 // routed is which app the router's last configuration sends host to.
 func (r *domainRig) routed(host string) string {
-	if len(r.router.applied) == 0 {
+	if len(r.router.Applied) == 0 {
 		return ""
 	}
-	for _, b := range r.router.applied[len(r.router.applied)-1] {
+	for _, b := range r.router.Applied[len(r.router.Applied)-1] {
 		if slices.Contains(b.Hosts, host) {
 			return b.Name
 		}
@@ -139,7 +139,7 @@ func (r *domainRig) routed(host string) string {
 func (r *domainRig) events(t *testing.T, app string) string {
 	t.Helper()
 	ns, name, _ := strings.Cut(app, "/")
-	list, err := r.d.Store.ListEvents(t.Context(), ns, name, 0)
+	list, err := r.d.cfg.Store.ListEvents(t.Context(), ns, name, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestDomainFirstToVerifyWins(t *testing.T) {
 	if !errors.As(err, &taken) || taken.Owner != api {
 		t.Fatalf("the later proof: %v, want taken by acme/api", err)
 	}
-	list, _ := r.d.Store.ListDomains(ctx, "acme", "web")
+	list, _ := r.d.cfg.Store.ListDomains(ctx, "acme", "web")
 	if len(list) != 1 || list[0].Verified() || list[0].Failure != "another app proved ownership of this name first" {
 		t.Errorf("the losing claim: %+v", list)
 	}
@@ -250,7 +250,7 @@ func TestDomainFirstToVerifyWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	// New claims on a verified name are refused outright.
-	if _, err := r.d.Store.CreateApp(ctx, "acme", "late"); err != nil {
+	if _, err := r.d.cfg.Store.CreateApp(ctx, "acme", "late"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := r.d.AddDomain(ctx, names.App{Namespace: "acme", Name: "late"}, host, "x"); !errors.As(err, &taken) || taken.Owner != api {

@@ -57,9 +57,9 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 	if timeout <= 0 {
 		timeout = DefaultExecTimeout
 	}
-	rel, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name)
+	rel, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		if _, aerr := d.Store.GetApp(ctx, app.Namespace, app.Name); aerr != nil {
+		if _, aerr := d.cfg.Store.GetApp(ctx, app.Namespace, app.Name); aerr != nil {
 			return 0, aerr
 		}
 		return 0, fmt.Errorf("app %s has no live release to run a command in; push first", app)
@@ -67,7 +67,7 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 	if err != nil {
 		return 0, err
 	}
-	rt, ok := d.Catalog.Get(rel.Runtime)
+	rt, ok := d.cfg.Catalog.Get(rel.Runtime)
 	if !ok {
 		return 0, fmt.Errorf("runtime %s is not in this server's catalog", rel.Runtime)
 	}
@@ -89,7 +89,7 @@ func (d *Deployer) Exec(ctx context.Context, app names.App, argv []string, timeo
 	d.placedExec(name, host)
 	d.execEvent(ctx, app, by, fmt.Sprintf("exec %s in v%d on %s", msgtext.Truncate(msgtext.OneLine(command), 200), rel.Version, host))
 
-	reply, err := d.Agents.Exec(ctx, host, agentapi.ExecRequest{
+	reply, err := d.cfg.Agents.Exec(ctx, host, agentapi.ExecRequest{
 		ReleaseContainer: d.container(name, app, rel, rt, command, Env(rel.Config), memory), Timeout: timeout,
 	}, out, note)
 	if ctx.Err() != nil {
@@ -122,7 +122,7 @@ func execName(app names.App) string {
 
 // execEvent records a one-off command, best effort.
 func (d *Deployer) execEvent(ctx context.Context, app names.App, by, msg string) {
-	if _, err := d.Store.RecordEvent(ctx, store.Event{Namespace: app.Namespace, App: app.Name, Kind: "exec", Message: msg, By: by}); err != nil {
-		d.Log.Warn("recording an event", "app", app.String(), "kind", "exec", "err", err)
+	if _, err := d.cfg.Store.RecordEvent(ctx, store.Event{Namespace: app.Namespace, App: app.Name, Kind: "exec", Message: msg, By: by}); err != nil {
+		d.cfg.Log.Warn("recording an event", "app", app.String(), "kind", "exec", "err", err)
 	}
 }

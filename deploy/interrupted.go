@@ -23,14 +23,14 @@ var errInterrupted = errors.New("the build was interrupted: the server stopped w
 // starts, and the server's local agent restarts with it). It assumes one
 // server per store.
 func (d *Deployer) FailInterrupted(ctx context.Context) error {
-	apps, err := d.Store.ListApps(ctx, "")
+	apps, err := d.cfg.Store.ListApps(ctx, "")
 	if err != nil {
 		return fmt.Errorf("listing apps for interrupted builds: %w", err)
 	}
 	var errs []error
 	for _, a := range apps {
 		app := names.App{Namespace: a.Namespace, Name: a.Name}
-		rels, err := d.Store.ListReleases(ctx, a.Namespace, a.Name, 0)
+		rels, err := d.cfg.Store.ListReleases(ctx, a.Namespace, a.Name, 0)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // deleted meanwhile
 		}
@@ -42,9 +42,9 @@ func (d *Deployer) FailInterrupted(ctx context.Context) error {
 			if r.Status != store.ReleaseBuilding {
 				continue
 			}
-			d.Log.Info("failing a release whose build was interrupted", "app", app.String(), "release", r.Version)
+			d.cfg.Log.Info("failing a release whose build was interrupted", "app", app.String(), "release", r.Version)
 			d.failed(ctx, app, r, "upscale", errInterrupted)
-			if err := d.Bus.DeleteArtifact(ctx, builder.SourceName(app, r.Commit)); err != nil {
+			if err := d.cfg.Bus.DeleteArtifact(ctx, builder.SourceName(app, r.Commit)); err != nil {
 				errs = append(errs, fmt.Errorf("deleting the source of %s v%d: %w", app, r.Version, err))
 			}
 		}

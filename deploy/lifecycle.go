@@ -12,7 +12,6 @@ import (
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
-	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
@@ -44,7 +43,9 @@ func byOf(ctx context.Context) string {
 // IsWeb reports whether in is routed.
 func IsWeb(in store.Instance) bool { return in.Process == "" || in.Process == Web }
 
-func processOf(in store.Instance) string {
+// ProcessOf is in's process type: web for an instance recorded before
+// apps had process types.
+func ProcessOf(in store.Instance) string {
 	if in.Process == "" {
 		return Web
 	}
@@ -120,12 +121,12 @@ func (d *Deployer) releaseConfig(ctx context.Context, app names.App, spec *appsp
 			cfg.Processes[Web] = start
 		}
 	}
-	vars, err := d.Store.GetConfig(ctx, app.Namespace, app.Name)
+	vars, err := d.cfg.Store.GetConfig(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return cfg, err
 	}
 	cfg.Vars = vars
-	stored, err := d.Store.GetFormation(ctx, app.Namespace, app.Name)
+	stored, err := d.cfg.Store.GetFormation(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return cfg, err
 	}
@@ -152,14 +153,14 @@ func (d *Deployer) derive(ctx context.Context, app names.App, base store.Release
 		return store.Release{}, err
 	}
 	defer release()
-	rel, err := d.Store.CreateRelease(ctx, store.Release{
+	rel, err := d.cfg.Store.CreateRelease(ctx, store.Release{
 		Namespace: app.Namespace, App: app.Name, Commit: base.Commit, Subject: base.Subject, Author: base.Author,
 		Runtime: base.Runtime, By: by, Config: cfg,
 	})
 	if err != nil {
 		return rel, err
 	}
-	if err := d.Store.FinishBuild(ctx, app.Namespace, app.Name, rel.Version, base.Artifact, base.Digest, base.Size); err != nil {
+	if err := d.cfg.Store.FinishBuild(ctx, app.Namespace, app.Name, rel.Version, base.Artifact, base.Digest, base.Size); err != nil {
 		d.failed(ctx, app, rel, by, err)
 		return rel, err
 	}
@@ -191,13 +192,13 @@ func (d *Deployer) retire(ctx context.Context, instances []store.Instance) {
 	for _, mine := range byHost {
 		wg.Go(func() {
 			for _, in := range mine {
-				err := d.Agents.Stop(ctx, in.Host, agentapi.StopRequest{Name: in.Name, Grace: d.StopGrace})
+				err := d.cfg.Agents.Stop(ctx, in.Host, agentapi.StopRequest{Name: in.Name, Grace: d.cfg.StopGrace})
 				if err != nil {
-					d.Log.Warn("stopping an instance", "name", in.Name, "host", in.Host, "err", err)
+					d.cfg.Log.Warn("stopping an instance", "name", in.Name, "host", in.Host, "err", err)
 				}
-				err = d.Agents.Destroy(ctx, in.Host, agentapi.DestroyRequest{Name: in.Name})
+				err = d.cfg.Agents.Destroy(ctx, in.Host, agentapi.DestroyRequest{Name: in.Name})
 				if err != nil {
-					d.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
+					d.cfg.Log.Warn("removing an instance", "name", in.Name, "host", in.Host, "err", err)
 				}
 			}
 		})
@@ -211,9 +212,9 @@ func (d *Deployer) event(ctx context.Context, app names.App, kind, by, msg strin
 	if by == "" {
 		by = "upscale"
 	}
-	_, err := d.Store.RecordEvent(context.WithoutCancel(ctx), store.Event{Namespace: app.Namespace, App: app.Name, Kind: kind, Message: msg, By: by})
+	_, err := d.cfg.Store.RecordEvent(context.WithoutCancel(ctx), store.Event{Namespace: app.Namespace, App: app.Name, Kind: kind, Message: msg, By: by})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		d.Log.Warn("recording an event", "app", app.String(), "kind", kind, "err", err)
+		d.cfg.Log.Warn("recording an event", "app", app.String(), "kind", kind, "err", err)
 	}
 }
 
@@ -223,14 +224,14 @@ func (d *Deployer) event(ctx context.Context, app names.App, kind, by, msg strin
 // reuse their base's artifact). The caller holds the app's lock.
 func (d *Deployer) prune(ctx context.Context, app names.App, out func(string)) {
 	ctx = context.WithoutCancel(ctx)
-	rels, err := d.Store.ListReleases(ctx, app.Namespace, app.Name, 0)
+	rels, err := d.cfg.Store.ListReleases(ctx, app.Namespace, app.Name, 0)
 	if err != nil {
-		d.Log.Warn("pruning releases", "app", app.String(), "err", err)
+		d.cfg.Log.Warn("pruning releases", "app", app.String(), "err", err)
 		return
 	}
-	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	instances, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
-		d.Log.Warn("pruning releases", "app", app.String(), "err", err)
+		d.cfg.Log.Warn("pruning releases", "app", app.String(), "err", err)
 		return
 	}
 	kept := map[string]bool{} // artifacts still wanted
@@ -258,13 +259,13 @@ func (d *Deployer) prune(ctx context.Context, app names.App, out func(string)) {
 	var pruned []string
 	for _, r := range candidates {
 		if !kept[r.Artifact] {
-			if err := d.Bus.DeleteArtifact(ctx, r.Artifact); err != nil {
-				d.Log.Warn("deleting an artifact", "app", app.String(), "release", r.Version, "err", err)
+			if err := d.cfg.Bus.DeleteArtifact(ctx, r.Artifact); err != nil {
+				d.cfg.Log.Warn("deleting an artifact", "app", app.String(), "release", r.Version, "err", err)
 				continue
 			}
 		}
-		if err := d.Store.PruneRelease(ctx, app.Namespace, app.Name, r.Version); err != nil {
-			d.Log.Warn("pruning a release", "app", app.String(), "release", r.Version, "err", err)
+		if err := d.cfg.Store.PruneRelease(ctx, app.Namespace, app.Name, r.Version); err != nil {
+			d.cfg.Log.Warn("pruning a release", "app", app.String(), "release", r.Version, "err", err)
 			continue
 		}
 		pruned = append(pruned, "v"+strconv.Itoa(r.Version))
@@ -272,59 +273,4 @@ func (d *Deployer) prune(ctx context.Context, app names.App, out func(string)) {
 	if len(pruned) > 0 {
 		out(fmt.Sprintf("       pruned the artifacts of %s (the last %d releases keep theirs)", strings.Join(pruned, ", "), KeepArtifacts))
 	}
-}
-
-// noteCrashes records a crash event for every restart an agent reports
-// (its heartbeat lists each container's restart count) since the last
-// pass.
-func (d *Deployer) noteCrashes(ctx context.Context, hosts map[string]fleet.Host) {
-	seen := map[string]bool{}
-	for _, h := range hosts {
-		if !h.Up {
-			continue
-		}
-		for _, c := range h.List {
-			if c.App == "" {
-				continue
-			}
-			seen[c.Name] = true
-			if c.DiskOver > 0 {
-				d.noteDiskOver(ctx, h.Name, c)
-				continue
-			}
-			prev, _ := d.crashes.Load(c.Name)
-			n, _ := prev.(int)
-			if c.Restarts <= n {
-				if c.Restarts < n {
-					d.crashes.Store(c.Name, c.Restarts) // reset after a long healthy run
-				}
-				continue
-			}
-			d.crashes.Store(c.Name, c.Restarts)
-			app, err := names.ParseApp(c.App)
-			if err != nil {
-				continue
-			}
-			d.event(ctx, app, "crash", "upscale", fmt.Sprintf("%s on %s exited with status %d; restarted by its agent (restart %d, with backoff)", c.Name, h.Name, c.LastExit, c.Restarts))
-		}
-	}
-	d.crashes.Range(func(k, _ any) bool {
-		if !seen[k.(string)] {
-			d.crashes.Delete(k)
-		}
-		return true
-	})
-}
-
-// noteDiskOver records, once, that an agent stopped c for writing past
-// its disk limit; healing replaces it.
-func (d *Deployer) noteDiskOver(ctx context.Context, host string, c agentapi.ContainerInfo) {
-	if _, noted := d.crashes.LoadOrStore(c.Name, -1); noted {
-		return
-	}
-	app, err := names.ParseApp(c.App)
-	if err != nil {
-		return
-	}
-	d.event(ctx, app, "disk", "upscale", agentapi.DiskOver(c.Name+" on "+host, c.Disk)+"; a fresh instance replaces it (files an app keeps belong in a database or object storage)")
 }

@@ -47,7 +47,7 @@ func TestEnvVarsWinOverAppYAML(t *testing.T) {
 func TestProcessesAndConfigVars(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	r.d.Store.SetConfig(ctx, "acme", "web", map[string]string{"MESSAGE": "var"}, nil)
+	r.d.cfg.Store.SetConfig(ctx, "acme", "web", map[string]string{"MESSAGE": "var"}, nil)
 	spec := &appspec.Spec{Runtime: "python", Instances: 2, Processes: map[string]string{"web": "", "worker": "python3 worker.py"},
 		Env: map[string]string{"MESSAGE": "yaml", "OTHER": "yaml"}}
 	rel, _, err := r.d.Push(ctx, r.app, r.src, spec, "alice", discard)
@@ -57,7 +57,7 @@ func TestProcessesAndConfigVars(t *testing.T) {
 	if FormatFormation(rel.Config.Formation) != "web=2 worker=1" || rel.Config.Vars["MESSAGE"] != "var" || rel.Config.Note != "push "+r.src.Commit[:7] {
 		t.Fatalf("release config %+v", rel.Config)
 	}
-	ins, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	ins, _ := r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	var types []string
 	for _, in := range ins {
 		types = append(types, in.Process)
@@ -66,7 +66,7 @@ func TestProcessesAndConfigVars(t *testing.T) {
 	if strings.Join(types, " ") != "web web worker" {
 		t.Fatalf("instances %+v", ins)
 	}
-	if n := len(r.router.servers("acme/web")); n != 2 {
+	if n := len(r.router.Servers("acme/web")); n != 2 {
 		t.Fatalf("router routes %d servers, want the 2 web ones", n)
 	}
 	for _, s := range r.agents.Starts() {
@@ -83,7 +83,7 @@ func TestProcessesAndConfigVars(t *testing.T) {
 	if err := r.d.SetConfig(ctx, r.app, map[string]string{"X": "1"}, nil, true, discard); err != nil {
 		t.Fatal(err)
 	}
-	ins, _ = r.d.Store.ListInstances(ctx, "acme", "web")
+	ins, _ = r.d.cfg.Store.ListInstances(ctx, "acme", "web")
 	if len(ins) != 3 || ins[0].Release != 2 || slices.ContainsFunc(ins, func(in store.Instance) bool { return !IsWeb(in) }) {
 		t.Fatalf("after scale and config set: %+v", ins)
 	}
@@ -96,11 +96,11 @@ func TestProcessesAndConfigVars(t *testing.T) {
 // Old instances are stopped with the grace, then destroyed.
 func TestRetireStopsWithGrace(t *testing.T) {
 	r := newRig(t)
-	r.d.StopGrace = 7 * time.Second
+	r.d.cfg.StopGrace = 7 * time.Second
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
-	old, _ := r.d.Store.ListInstances(context.Background(), "acme", "web")
+	old, _ := r.d.cfg.Store.ListInstances(context.Background(), "acme", "web")
 	if _, _, err := r.push(t, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestPruneAndRollback(t *testing.T) {
 	if err != nil || rel.Version != 3 || rel.Artifact != builder.ArtifactName(r.app, 1) {
 		t.Fatalf("rollback: %+v %v", rel, err)
 	}
-	live, _ := r.d.Store.LiveRelease(ctx, "acme", "web")
+	live, _ := r.d.cfg.Store.LiveRelease(ctx, "acme", "web")
 	if live.Version != 3 || live.Commit != r.src.Commit || live.Config.Note != "rollback to v1" {
 		t.Fatalf("live after rollback: %+v", live)
 	}
@@ -135,7 +135,7 @@ func TestPruneAndRollback(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rels, _ := r.d.Store.ListReleases(ctx, "acme", "web", 0)
+	rels, _ := r.d.cfg.Store.ListReleases(ctx, "acme", "web", 0)
 	var pruned []int
 	for _, rel := range rels {
 		if rel.Pruned {
@@ -147,11 +147,11 @@ func TestPruneAndRollback(t *testing.T) {
 	if fmt.Sprint(pruned) != "[2 1]" {
 		t.Fatalf("pruned %v, want [2 1]", pruned)
 	}
-	v2, _ := r.d.Store.GetRelease(ctx, "acme", "web", 2)
-	if _, ok := r.bus.objects[v2.Artifact]; ok {
+	v2, _ := r.d.cfg.Store.GetRelease(ctx, "acme", "web", 2)
+	if _, ok := r.bus.Objects[v2.Artifact]; ok {
 		t.Fatal("v2's artifact is still stored")
 	}
-	if _, ok := r.bus.objects[a1]; !ok {
+	if _, ok := r.bus.Objects[a1]; !ok {
 		t.Fatal("the shared artifact was deleted")
 	}
 	for _, c := range []struct {
@@ -170,7 +170,7 @@ func TestPruneAndRollback(t *testing.T) {
 	if _, err := r.d.Rollback(ctx, r.app, 3, discard); err != nil {
 		t.Fatal(err)
 	}
-	if vars, _ := r.d.Store.GetConfig(ctx, "acme", "web"); len(vars) != 0 {
+	if vars, _ := r.d.cfg.Store.GetConfig(ctx, "acme", "web"); len(vars) != 0 {
 		t.Fatalf("config vars after rolling back to v1: %v", vars)
 	}
 }
@@ -195,55 +195,12 @@ func TestRollbackSkipsFailed(t *testing.T) {
 	if _, err := r.d.Rollback(ctx, r.app, 3, discard); err == nil || !strings.HasPrefix(err.Error(), "v3 failed, so there is nothing to roll back to: ") {
 		t.Fatalf("rollback to a failed release: %v", err)
 	}
-	evs, _ := r.d.Store.ListEvents(ctx, "acme", "web", 0)
+	evs, _ := r.d.cfg.Store.ListEvents(ctx, "acme", "web", 0)
 	var kinds []string
 	for _, e := range evs {
 		kinds = append(kinds, e.Kind)
 	}
 	if strings.Join(kinds, " ") != "rollback deploy failure deploy deploy" {
 		t.Fatalf("events %v", kinds)
-	}
-}
-
-// Healing replaces a lost worker with a worker, and keeps each type's
-// count.
-func TestHealPerProcessType(t *testing.T) {
-	r := newRig(t)
-	ctx := context.Background()
-	hs := &hostSet{}
-	hs.set("h1", true, store.HostActive)
-	r.d.Hosts = hs
-	spec := &appspec.Spec{Runtime: "python", Instances: 1, Processes: map[string]string{"web": "", "worker": "python3 worker.py"}}
-	if _, _, err := r.d.Push(ctx, r.app, r.src, spec, "alice", discard); err != nil {
-		t.Fatal(err)
-	}
-	ins, _ := r.d.Store.ListInstances(ctx, "acme", "web")
-	var web store.Instance
-	for _, in := range ins {
-		if IsWeb(in) {
-			web = in
-		}
-	}
-	// The host's status, a minute on, lists the web instance only.
-	hs.set("h1", true, store.HostActive, agentapi.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
-	hs.hosts[0].At = time.Now().Add(time.Minute)
-	if err := r.d.Heal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
-	var types []string
-	for _, in := range now {
-		types = append(types, processOf(in))
-	}
-	slices.Sort(types)
-	if strings.Join(types, " ") != "web worker" || !slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == web.Name }) {
-		t.Fatalf("after healing a lost worker: %+v", now)
-	}
-	last := r.agents.Starts()[len(r.agents.Starts())-1]
-	if !last.Worker || last.Command != "python3 worker.py" {
-		t.Fatalf("the replacement was started as %+v", last)
-	}
-	if n := len(r.router.servers("acme/web")); n != 1 {
-		t.Fatalf("router routes %d servers, want the web one", n)
 	}
 }

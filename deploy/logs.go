@@ -39,7 +39,7 @@ func LogPrefix(at time.Time, process, container string) string {
 //
 // With follow it then writes new lines as they come, until ctx ends.
 func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error {
-	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	instances, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 			defer wg.Done()
 			live := false
 			req := agentapi.LogsRequest{Name: in.Name, Lines: n, Follow: follow, Stamped: true}
-			err := d.Agents.Logs(ctx, in.Host, req, func(raw string) {
+			err := d.cfg.Agents.Logs(ctx, in.Host, req, func(raw string) {
 				if live && raw == "" {
 					return
 				}
@@ -190,12 +190,12 @@ func processLabels(instances []store.Instance) []string {
 		order[i] = i
 	}
 	slices.SortFunc(order, func(a, b int) int {
-		return strings.Compare(processOf(instances[a])+" "+instances[a].Name, processOf(instances[b])+" "+instances[b].Name)
+		return strings.Compare(ProcessOf(instances[a])+" "+instances[a].Name, ProcessOf(instances[b])+" "+instances[b].Name)
 	})
 	labels := make([]string, len(instances))
 	count := map[string]int{}
 	for _, i := range order {
-		p := processOf(instances[i])
+		p := ProcessOf(instances[i])
 		count[p]++
 		labels[i] = p + "." + strconv.Itoa(count[p])
 	}

@@ -48,7 +48,7 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 	agents.SetLogs("acme-web-v1-aaa", []agenttest.LogLine{{At: at(0), Text: "a1"}, {At: at(20), Text: "a2"}, {At: at(20), Text: "a3"}}, nil)
 	agents.SetLogs("acme-web-v1-bbb", []agenttest.LogLine{{At: at(10), Text: "b1"}, {At: at(30), Text: "b2"}}, []agenttest.LogLine{{At: at(5000), Text: "b live"}})
 	agents.SetLogs("acme-web-worker-v1-ccc", []agenttest.LogLine{{At: at(20), Text: "c1"}, {At: at(25), Text: ""}}, nil)
-	d := &Deployer{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}
+	d := &Deployer{cfg: Config{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}}
 	app := names.App{Namespace: "acme", Name: "web"}
 
 	var got []string
@@ -110,7 +110,7 @@ func TestLogsFromAnOldAgent(t *testing.T) {
 	agents := agenttest.New()
 	agents.UnstampedLogs(true)
 	agents.SetLogs("acme-web-v1-aaa", []agenttest.LogLine{{Text: "old one"}}, nil)
-	d := &Deployer{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}
+	d := &Deployer{cfg: Config{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}}
 	fctx, cancel := context.WithCancel(ctx)
 	lines := make(chan string, 10)
 	done := make(chan error)
@@ -222,7 +222,7 @@ func TestLogsFollowBoundsWhatALaggingHostHoldsBack(t *testing.T) {
 	)
 	const flood = maxEarlyLines + 25
 	b := &laggingAgents{Agents: agenttest.New(), flood: flood, flooded: make(chan struct{}), letGo: make(chan struct{})}
-	d := &Deployer{Store: st, Agents: b, Log: slog.New(slog.DiscardHandler)}
+	d := &Deployer{cfg: Config{Store: st, Agents: b, Log: slog.New(slog.DiscardHandler)}}
 	fctx, cancel := context.WithCancel(ctx)
 	var mu sync.Mutex
 	var got []string

@@ -18,12 +18,12 @@ import (
 // makes it live.
 func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(string)) error {
 	defer d.Lock(app)()
-	a, err := d.Store.GetApp(ctx, app.Namespace, app.Name)
+	a, err := d.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
 	if a.Stopped {
-		if _, err := d.Store.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
+		if _, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
 			if err := d.start(ctx, app, by, out); err != nil {
 				return err
 			}
@@ -31,11 +31,11 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 			return nil
 		}
 	}
-	repo, err := d.Repos.Path(app)
+	repo, err := d.cfg.Repos.Path(app)
 	if err != nil {
 		return err
 	}
-	head, err := d.Repos.Head(ctx, app, a.DeployBranch)
+	head, err := d.cfg.Repos.Head(ctx, app, a.DeployBranch)
 	if err != nil {
 		return err
 	}
@@ -50,11 +50,11 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 	if problem != "" {
 		return errors.New(problem)
 	}
-	spec, problems := appspec.Parse(data, d.Catalog.Names())
+	spec, problems := appspec.Parse(data, d.cfg.Catalog.Names())
 	if len(problems) > 0 {
 		return problems
 	}
-	if err := d.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
+	if err := d.cfg.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
 		return err
 	}
 	d.event(ctx, app, "run", by, "build of "+a.DeployBranch+" at "+msgtext.Short(head))
@@ -70,7 +70,7 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 // release, switching only once they are healthy.
 func (d *Deployer) Restart(ctx context.Context, app names.App, out func(string)) error {
 	defer d.Lock(app)()
-	a, err := d.Store.GetApp(ctx, app.Namespace, app.Name)
+	a, err := d.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ type Process struct {
 
 // PS lists the app's instances with what their hosts say of them.
 func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
-	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	instances, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 		wg.Add(1)
 		go func(host string) {
 			defer wg.Done()
-			reply, err := d.Agents.List(ctx, host)
+			reply, err := d.cfg.Agents.List(ctx, host)
 			if err != nil {
 				return
 			}
@@ -142,7 +142,7 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 	wg.Wait()
 	out := make([]Process, 0, len(instances))
 	for _, in := range instances {
-		p := Process{Name: in.Name, Process: processOf(in), Host: in.Host, Addr: in.Addr, Release: in.Release, State: "unknown (host not answering)"}
+		p := Process{Name: in.Name, Process: ProcessOf(in), Host: in.Host, Addr: in.Addr, Release: in.Release, State: "unknown (host not answering)"}
 		if cs := hosts[in.Host]; cs != nil {
 			p.State = "missing"
 			if c, ok := cs[in.Name]; ok {
@@ -160,20 +160,20 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 // nothing can roll back to any more.
 func (d *Deployer) Delete(ctx context.Context, app names.App) error {
 	defer d.Lock(app)()
-	instances, err := d.Store.ListInstances(ctx, app.Namespace, app.Name)
+	instances, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
-	releases, err := d.Store.ListReleases(ctx, app.Namespace, app.Name, 0)
+	releases, err := d.cfg.Store.ListReleases(ctx, app.Namespace, app.Name, 0)
 	if err != nil {
 		return err
 	}
-	if err := d.Store.DeleteApp(ctx, app.Namespace, app.Name); err != nil {
+	if err := d.cfg.Store.DeleteApp(ctx, app.Namespace, app.Name); err != nil {
 		return err
 	}
 	ctx = context.WithoutCancel(ctx)
 	if err := d.Sync(ctx); err != nil {
-		d.Log.Error("router sync after deleting an app", "app", app.String(), "err", err)
+		d.cfg.Log.Error("router sync after deleting an app", "app", app.String(), "err", err)
 	}
 	d.remove(ctx, instances, nil)
 	seen := map[string]bool{}
@@ -182,8 +182,8 @@ func (d *Deployer) Delete(ctx context.Context, app names.App) error {
 			continue
 		}
 		seen[r.Artifact] = true
-		if err := d.Bus.DeleteArtifact(ctx, r.Artifact); err != nil {
-			d.Log.Warn("deleting a deleted app's artifact", "app", app.String(), "artifact", r.Artifact, "err", err)
+		if err := d.cfg.Bus.DeleteArtifact(ctx, r.Artifact); err != nil {
+			d.cfg.Log.Warn("deleting a deleted app's artifact", "app", app.String(), "artifact", r.Artifact, "err", err)
 		}
 	}
 	return nil

@@ -44,11 +44,11 @@ func Raise(namespace, key string) string {
 
 // quota is the quota in force in namespace.
 func (d *Deployer) quota(ctx context.Context, namespace string) (store.Quota, error) {
-	ns, err := d.Store.GetNamespace(ctx, namespace)
+	ns, err := d.cfg.Store.GetNamespace(ctx, namespace)
 	if err != nil {
 		return store.Quota{}, err
 	}
-	return ns.Quota.Or(d.Quota), nil
+	return ns.Quota.Or(d.cfg.Quota), nil
 }
 
 // Usage is a namespace's quotas (its own, 0 where the default applies, and
@@ -56,7 +56,7 @@ func (d *Deployer) quota(ctx context.Context, namespace string) (store.Quota, er
 // limits (an app's deploy under way counts with what it will run), and
 // running app exec containers.
 func (d *Deployer) Usage(ctx context.Context, namespace string) (own, inForce, use store.Quota, err error) {
-	ns, err := d.Store.GetNamespace(ctx, namespace)
+	ns, err := d.cfg.Store.GetNamespace(ctx, namespace)
 	if err != nil {
 		return own, inForce, use, err
 	}
@@ -76,13 +76,13 @@ func (d *Deployer) Usage(ctx context.Context, namespace string) (own, inForce, u
 			use.Exec++
 		}
 	}
-	return ns.Quota, ns.Quota.Or(d.Quota), use, nil
+	return ns.Quota, ns.Quota.Or(d.cfg.Quota), use, nil
 }
 
 // claims is what each app of namespace runs, from the store, or what it
 // will run when a change of it is under way. The caller holds quotaMu.
 func (d *Deployer) claims(ctx context.Context, namespace string) (map[string]claim, error) {
-	instances, err := d.Store.ListInstances(ctx, namespace, "")
+	instances, err := d.cfg.Store.ListInstances(ctx, namespace, "")
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (d *Deployer) claims(ctx context.Context, namespace string) (map[string]cla
 		key := in.App + "/v" + strconv.Itoa(in.Release)
 		m, ok := memory[key]
 		if !ok {
-			rel, err := d.Store.GetRelease(ctx, namespace, in.App, in.Release)
+			rel, err := d.cfg.Store.GetRelease(ctx, namespace, in.App, in.Release)
 			if err != nil {
 				return nil, err
 			}
@@ -168,7 +168,7 @@ func (d *Deployer) reserve(ctx context.Context, app names.App, want map[string]i
 // reserveRelease is reserve for running cfg with the app's recorded
 // formation, as rollout will.
 func (d *Deployer) reserveRelease(ctx context.Context, app names.App, cfg store.ReleaseConfig) (func(), error) {
-	stored, err := d.Store.GetFormation(ctx, app.Namespace, app.Name)
+	stored, err := d.cfg.Store.GetFormation(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/deploy/deploytest"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/store"
 )
@@ -29,7 +30,7 @@ func TestDefaultCPU(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRig(t)
-			r.d.DefaultCPU = tc.server
+			r.d.cfg.DefaultCPU = tc.server
 			ctx := context.Background()
 			spec := &appspec.Spec{Runtime: "python", Instances: 2, CPU: tc.appYAML}
 			if _, _, err := r.d.Push(ctx, r.app, r.src, spec, "alice", discard); err != nil {
@@ -57,8 +58,8 @@ func TestDefaultCPU(t *testing.T) {
 func twoApps(t *testing.T, quota store.Quota, n int) *rig {
 	t.Helper()
 	r := newRig(t)
-	r.d.Quota = quota
-	if _, err := r.d.Store.CreateApp(context.Background(), "acme", "api"); err != nil {
+	r.d.cfg.Quota = quota
+	if _, err := r.d.cfg.Store.CreateApp(context.Background(), "acme", "api"); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := r.push(t, n); err != nil {
@@ -88,13 +89,13 @@ func TestInstancesQuota(t *testing.T) {
 	r := twoApps(t, store.Quota{Instances: 3}, 2)
 	ctx := context.Background()
 	api := names.App{Namespace: "acme", Name: "api"}
-	builds := len(r.bus.objects)
+	builds := len(r.bus.Objects)
 	starts := len(r.agents.Started())
 
 	_, _, err := r.d.Push(ctx, api, r.src, &appspec.Spec{Runtime: "python", Instances: 2}, "alice", discard)
 	overQuota(t, "a push of 2 more", err, "acme/api would run 2 instance(s) (web=2) and the other apps of namespace acme run 2, over its instances quota of 3",
 		"namespace quota set acme instances=N")
-	if rels, _ := r.d.Store.ListReleases(ctx, "acme", "api", 0); len(rels) != 0 || len(r.bus.objects) != builds {
+	if rels, _ := r.d.cfg.Store.ListReleases(ctx, "acme", "api", 0); len(rels) != 0 || len(r.bus.Objects) != builds {
 		t.Errorf("a refused push made releases %+v or built something", rels)
 	}
 	err = r.d.Scale(ctx, r.app, map[string]int{"web": 4}, discard)
@@ -102,10 +103,10 @@ func TestInstancesQuota(t *testing.T) {
 	if len(r.agents.Started()) != starts {
 		t.Errorf("refused changes started %v", r.agents.Started()[starts:])
 	}
-	if ins, _ := r.d.Store.ListInstances(ctx, "acme", ""); len(ins) != 2 {
+	if ins, _ := r.d.cfg.Store.ListInstances(ctx, "acme", ""); len(ins) != 2 {
 		t.Errorf("after refusals the namespace runs %d instances, want the 2 of before", len(ins))
 	}
-	if f, _ := r.d.Store.GetFormation(ctx, "acme", "web"); f != nil {
+	if f, _ := r.d.cfg.Store.GetFormation(ctx, "acme", "web"); f != nil {
 		t.Errorf("a refused scale recorded formation %v", f)
 	}
 
@@ -113,13 +114,13 @@ func TestInstancesQuota(t *testing.T) {
 	if _, _, err := r.d.Push(ctx, api, r.src, &appspec.Spec{Runtime: "python", Instances: 1}, "alice", discard); err != nil {
 		t.Fatalf("a push that fills the quota: %v", err)
 	}
-	r.d.Store.SetQuota(ctx, "acme", store.QuotaChange{Instances: ptr(4)})
+	r.d.cfg.Store.SetQuota(ctx, "acme", store.QuotaChange{Instances: ptr(4)})
 	if err := r.d.Scale(ctx, r.app, map[string]int{"web": 3}, discard); err != nil {
 		t.Fatalf("scale within the namespace's own quota: %v", err)
 	}
 
 	// A quota lowered below what runs blocks growth, not what runs.
-	r.d.Store.SetQuota(ctx, "acme", store.QuotaChange{Instances: ptr(1)})
+	r.d.cfg.Store.SetQuota(ctx, "acme", store.QuotaChange{Instances: ptr(1)})
 	if err := r.d.Restart(ctx, r.app, discard); err != nil {
 		t.Errorf("restart with the same instances under a lowered quota: %v", err)
 	}
@@ -162,14 +163,14 @@ func TestMemoryQuota(t *testing.T) {
 	if err := r.d.SetConfig(ctx, r.app, map[string]string{"A": "1"}, nil, true, discard); err != nil {
 		t.Fatalf("config set: %v", err)
 	}
-	r.d.Store.SetQuota(ctx, "acme", store.QuotaChange{Memory: ptr(int64(768 << 20))})
-	before, _ := r.d.Store.ListReleases(ctx, "acme", "api", 0)
+	r.d.cfg.Store.SetQuota(ctx, "acme", store.QuotaChange{Memory: ptr(int64(768 << 20))})
+	before, _ := r.d.cfg.Store.ListReleases(ctx, "acme", "api", 0)
 	_, err = r.d.Rollback(ctx, api, 2, discard)
 	overQuota(t, "rollback to the larger v2", err, "acme/api would run 1 instance(s) of 512M")
-	if after, _ := r.d.Store.ListReleases(ctx, "acme", "api", 0); len(after) != len(before) {
+	if after, _ := r.d.cfg.Store.ListReleases(ctx, "acme", "api", 0); len(after) != len(before) {
 		t.Errorf("a refused rollback made a release: %d releases, were %d", len(after), len(before))
 	}
-	if live, _ := r.d.Store.LiveRelease(ctx, "acme", "api"); live.Config.Memory != 256<<20 {
+	if live, _ := r.d.cfg.Store.LiveRelease(ctx, "acme", "api"); live.Config.Memory != 256<<20 {
 		t.Errorf("live after a refused rollback: %+v", live.Config)
 	}
 }
@@ -214,7 +215,7 @@ func TestExecQuota(t *testing.T) {
 func TestUsage(t *testing.T) {
 	r := twoApps(t, store.Quota{Apps: 5, Instances: 10, Memory: 8 << 30}, 3)
 	ctx := context.Background()
-	r.d.Store.SetQuota(ctx, "acme", store.QuotaChange{Apps: ptr(2)})
+	r.d.cfg.Store.SetQuota(ctx, "acme", store.QuotaChange{Apps: ptr(2)})
 	own, inForce, use, err := r.d.Usage(ctx, "acme")
 	if err != nil {
 		t.Fatal(err)
@@ -232,13 +233,13 @@ func TestUsage(t *testing.T) {
 // count on their host for later placements until they end.
 func TestExecPlacement(t *testing.T) {
 	r := newRig(t)
-	hs := &hostSet{}
-	hs.set("h1", true, store.HostActive)
-	hs.set("h2", true, store.HostActive)
-	hs.hosts[0].MemFree = 768 << 20
-	hs.hosts[1].MemFree = 600 << 20
-	r.d.Hosts = hs
-	r.d.BuildMemory = 256 << 20 // builds go to a host with that much free
+	hs := &deploytest.Hosts{}
+	hs.Set("h1", true, store.HostActive)
+	hs.Set("h2", true, store.HostActive)
+	hs.All[0].MemFree = 768 << 20
+	hs.All[1].MemFree = 600 << 20
+	r.d.cfg.Hosts = hs
+	r.d.cfg.BuildMemory = 256 << 20 // builds go to a host with that much free
 	// A test that fails must not wait for ever on the gate.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -261,7 +262,7 @@ func TestExecPlacement(t *testing.T) {
 	}
 	// h1's heartbeat still says 768M free and nothing runs there, but its
 	// exec container holds 512M of it: h1 has no room for a second one.
-	hs.hosts[1].MemFree = 256 << 20
+	hs.All[1].MemFree = 256 << 20
 	_, err := r.d.Exec(ctx, r.app, []string{"true"}, time.Minute, "alice", discard, discard)
 	if err == nil || !strings.Contains(err.Error(), "no host has room: 1 more container(s) of 512 MiB would not fit") {
 		t.Errorf("an exec with no room left: %v", err)
@@ -272,13 +273,13 @@ func TestExecPlacement(t *testing.T) {
 	}
 	// Once h1's heartbeat lists the container it is counted there, once.
 	for name := range placed["h1"] {
-		hs.hosts[0].List = []agentapi.ContainerInfo{{Name: name}}
-		hs.hosts[0].Containers = 1
+		hs.All[0].List = []agentapi.ContainerInfo{{Name: name}}
+		hs.All[0].Containers = 1
 	}
 	if hosts := r.d.schedulerHosts(); hosts[0].Containers != 1 {
 		t.Errorf("h1 with the exec container in its heartbeat: %+v, want 1 container", hosts[0])
 	}
-	hs.hosts[0].List, hs.hosts[0].Containers = nil, 0
+	hs.All[0].List, hs.All[0].Containers = nil, 0
 	close(gate)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -295,7 +296,7 @@ func TestDefaultMemory(t *testing.T) {
 		appYAML, server, want int64
 	}{{0, 0, DefaultMemory}, {0, 256 << 20, 256 << 20}, {1 << 30, 256 << 20, 1 << 30}} {
 		r := newRig(t)
-		r.d.DefaultMemory = tc.server
+		r.d.cfg.DefaultMemory = tc.server
 		spec := &appspec.Spec{Runtime: "python", Instances: 1, Memory: tc.appYAML}
 		if _, _, err := r.d.Push(context.Background(), r.app, r.src, spec, "alice", discard); err != nil {
 			t.Fatal(err)

@@ -25,7 +25,6 @@ import (
 
 	"github.com/upscalehq/upscale/bus"
 	"github.com/upscalehq/upscale/cloud"
-	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
@@ -39,12 +38,18 @@ type Credentials interface {
 	RemoveAgent(host string) error
 }
 
+// Mover moves instances off and across hosts (healing.Healer).
+type Mover interface {
+	Drain(ctx context.Context, host string, force bool, out func(string)) error
+	Rebalance(ctx context.Context, dryRun bool, out func(string)) error
+}
+
 // Ops is what the hosts commands do.
 type Ops struct {
-	Store    store.Store
-	Fleet    *fleet.Fleet
-	Deployer *deploy.Deployer
-	Bus      Credentials // nil with an external bus: hosts cannot be added
+	Store store.Store
+	Fleet *fleet.Fleet
+	Mover Mover
+	Bus   Credentials // nil with an external bus: hosts cannot be added
 	// Agent is the upscale-agent binary copied to new hosts.
 	Agent string
 	// SSH is where new hosts reach this server's SSH (EC2 bootstrap), and
@@ -198,7 +203,7 @@ func (o *Ops) bringUp(ctx context.Context, h store.Host, out func(string)) error
 			if fh.Name == h.Name && fh.Up {
 				out(fmt.Sprintf("=====> Host %s is up: %d CPUs, %.1f GiB free, containers on %s", h.Name, fh.CPUs, float64(fh.MemFree)/(1<<30), h.Subnet))
 				if o.AutoRebalance {
-					return o.Deployer.Rebalance(ctx, false, out)
+					return o.Mover.Rebalance(ctx, false, out)
 				}
 				return nil
 			}
@@ -242,14 +247,14 @@ func (o *Ops) freeSubnet(ctx context.Context) (string, error) {
 	return "", fmt.Errorf("no free /24 left in %s", o.Subnets)
 }
 
-// Drain moves every instance off a host (see deploy.Deployer.Drain).
+// Drain moves every instance off a host (see healing.Healer.Drain).
 func (o *Ops) Drain(ctx context.Context, name string, force bool, out func(string)) error {
-	return o.Deployer.Drain(ctx, name, force, out)
+	return o.Mover.Drain(ctx, name, force, out)
 }
 
-// Rebalance evens out instances (see deploy.Deployer.Rebalance).
+// Rebalance evens out instances (see healing.Healer.Rebalance).
 func (o *Ops) Rebalance(ctx context.Context, dryRun bool, out func(string)) error {
-	return o.Deployer.Rebalance(ctx, dryRun, out)
+	return o.Mover.Rebalance(ctx, dryRun, out)
 }
 
 // SetWeight changes a host's share of new containers.

@@ -25,6 +25,7 @@ import (
 	"github.com/upscalehq/upscale/dnsproof"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/gitd"
+	"github.com/upscalehq/upscale/healing"
 	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/router"
@@ -215,13 +216,16 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err != nil {
 		return err
 	}
-	deployer := &deploy.Deployer{
+	deployer, err := deploy.New(deploy.Config{
 		Store: tracked, Bus: conn, Agents: agentClient, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
 		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
 		BuildMemory: so.BuildMemory, BuildCPU: so.BuildCPU, MaxBuildOutput: so.MaxBuildOutput, MaxBuildEntries: so.MaxBuildEntries,
 		BuildDisk: so.BuildDisk, ContainerDisk: so.ContainerDisk,
+	})
+	if err != nil {
+		return err
 	}
 	if err := deployer.Sync(ctx); err != nil {
 		return fmt.Errorf("routing what the store says is live: %w", err)
@@ -234,8 +238,13 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	env.Backend = backend.New(backend.Config{Store: st, Repos: env.Repos, Domain: opts.Domain, Quota: so.Limits.Quota,
 		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer})
 	env.Hosts = hosts.Hosts
+	healer, err := healing.New(healing.Config{Store: tracked, Hosts: hosts, Engine: deployer, Route: hostops.Route,
+		AutoRebalance: so.AutoRebalance, Log: log})
+	if err != nil {
+		return err
+	}
 	ops := &hostops.Ops{
-		Store: tracked, Fleet: hosts, Deployer: deployer, Agent: agentBinary(so), Subnets: so.HostSubnets,
+		Store: tracked, Fleet: hosts, Mover: healer, Agent: agentBinary(so), Subnets: so.HostSubnets,
 		SSH: net.JoinHostPort(so.Advertise, port(opts.Listen)), AutoRebalance: so.AutoRebalance,
 		EC2Endpoint: so.EC2Endpoint, Log: log,
 	}
@@ -243,41 +252,13 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		ops.Bus = embedded
 	}
 	env.HostOps = ops
-	hosts.OnChange = func(h fleet.Host) {
-		if !h.Up {
-			// Its instances leave the router and are replaced now, not
-			// at the next healing pass.
-			go func() {
-				if err := deployer.Heal(wctx); err != nil && wctx.Err() == nil {
-					log.Warn("healing", "err", err)
-				}
-			}()
-		}
-		if h.Up {
-			if err := hostops.Route(h.Record); err != nil {
-				log.Warn("routing a host's containers", "host", h.Name, "err", err)
-			}
-			if so.AutoRebalance && h.Record.Provider != "local" {
-				go deployer.Rebalance(wctx, false, func(l string) { log.Info(strings.TrimSpace(l)) })
-			}
-		}
-	}
+	// Heals when a host goes down, routes (and rebalances) when one comes
+	// up, and every 2 s from fleet.DownAfter on.
+	healer.Watch(wctx, hosts, 2*time.Second)
 	go hosts.Watch(wctx, agentClient, st.ListHosts, time.Second)
 	// Each pass checks only the pending domains that are due (see
 	// deploy.DomainDue), so a short tick costs one store read.
 	go deployer.RunDomainChecks(wctx, 5*time.Second)
-	go func() {
-		// Right after a (re)start no host has had the time to answer yet:
-		// healing now would take every instance on a host not heard from
-		// for lost, and replace instances that are fine. A host is down
-		// only once silent for fleet.DownAfter.
-		select {
-		case <-wctx.Done():
-			return
-		case <-time.After(fleet.DownAfter):
-		}
-		deployer.RunHealer(wctx, 2*time.Second)
-	}()
 
 	hostKey, err := gitd.LoadHostKey(filepath.Join(opts.Data, "ssh_host_ed25519_key"))
 	if err != nil {

@@ -1,71 +1,94 @@
-package deploy
+package healing
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/upscalehq/upscale/agentapi"
-	"github.com/upscalehq/upscale/fleet"
+	"github.com/upscalehq/upscale/agentapi/agenttest"
+	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/deploy/deploytest"
+	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/repos"
+	"github.com/upscalehq/upscale/repos/repostest"
+	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
+	"github.com/upscalehq/upscale/store/sqlstore"
 )
 
-// hostSet is a fleet the test drives by hand; like the real one, it takes
-// a host's state from the store when the store has the host.
-type hostSet struct {
-	hosts []fleet.Host
-	store store.Store
+type rig struct {
+	d      *deploy.Deployer
+	hl     *Healer
+	st     store.Store
+	agents *agenttest.Agents
+	router *deploytest.Router
+	hosts  *deploytest.Hosts
+	routed []string // hosts Route was called for
+	app    names.App
+	src    repos.Source
 }
 
-func (s *hostSet) Hosts() []fleet.Host {
-	if s.store != nil {
-		for i := range s.hosts {
-			if rec, err := s.store.GetHost(context.Background(), s.hosts[i].Name); err == nil {
-				s.hosts[i].Record.State = rec.State
-			}
-		}
+// newRig is a release engine and a healer over a store with app acme/web,
+// the fake agents, router and hosts (none yet), and a repository to push.
+func newRig(t *testing.T, autoRebalance bool) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlstore.Open(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return s.hosts
+	t.Cleanup(func() { st.Close() })
+	ctx := context.Background()
+	st.CreateNamespace(ctx, "acme")
+	st.CreateApp(ctx, "acme", "web")
+	cat, _ := runtimes.Load("")
+	r := &rig{st: st, agents: agenttest.New(), router: &deploytest.Router{}, hosts: &deploytest.Hosts{}, app: names.App{Namespace: "acme", Name: "web"}}
+	r.d, err = deploy.New(deploy.Config{Store: st, Bus: deploytest.NewArtifacts(), Agents: r.agents, Router: r.router, Hosts: r.hosts, Catalog: cat,
+		Repos: &repos.Repos{Root: filepath.Join(dir, "repos")}, Domain: "example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	route := func(h store.Host) error {
+		mu.Lock()
+		defer mu.Unlock()
+		r.routed = append(r.routed, h.Name)
+		return nil
+	}
+	r.hl, err = New(Config{Store: st, Hosts: r.hosts, Engine: r.d, Route: route, AutoRebalance: autoRebalance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.src = repostest.Commit(t, dir)
+	return r
 }
 
-func (s *hostSet) Up() []fleet.Host {
-	var up []fleet.Host
-	for _, h := range s.Hosts() {
-		if h.Up {
-			up = append(up, h)
-		}
+func (r *rig) push(t *testing.T, spec *appspec.Spec) {
+	t.Helper()
+	if _, _, err := r.d.Push(context.Background(), r.app, r.src, spec, "alice", func(string) {}); err != nil {
+		t.Fatal(err)
 	}
-	return up
 }
 
-func (s *hostSet) set(name string, up bool, state store.HostState, list ...agentapi.ContainerInfo) {
-	for i := range s.hosts {
-		if s.hosts[i].Name == name {
-			s.hosts[i].Up, s.hosts[i].Record.State, s.hosts[i].List = up, state, list
-			s.hosts[i].At = time.Now()
-			return
-		}
-	}
-	s.hosts = append(s.hosts, fleet.Host{Up: up, Record: store.Host{Name: name, State: state, Weight: 1},
-		Beat: agentapi.Beat{Info: agentapi.Info{Name: name, MemFree: 8 << 30}, At: time.Now(), List: list}})
-}
+func web(n int) *appspec.Spec { return &appspec.Spec{Runtime: "python", Instances: n} }
 
 // threeHosts deploys acme/web with 2 instances over h1..h3 and returns
 // the rig, the hosts and where the instances went.
-func threeHosts(t *testing.T) (*rig, *hostSet, []store.Instance) {
+func threeHosts(t *testing.T) (*rig, *deploytest.Hosts, []store.Instance) {
 	t.Helper()
-	r := newRig(t)
-	hs := &hostSet{}
+	r := newRig(t, false)
+	hs := r.hosts
 	for _, h := range []string{"h1", "h2", "h3"} {
-		hs.set(h, true, store.HostActive)
+		hs.Set(h, true, store.HostActive)
 	}
-	r.d.Hosts = hs
-	if _, _, err := r.push(t, 2); err != nil {
-		t.Fatal(err)
-	}
-	ins, _ := r.d.Store.ListInstances(context.Background(), "acme", "web")
+	r.push(t, web(2))
+	ins, _ := r.st.ListInstances(context.Background(), "acme", "web")
 	if len(ins) != 2 || ins[0].Host == ins[1].Host {
 		t.Fatalf("2 instances on 2 hosts expected: %+v", ins)
 	}
@@ -85,21 +108,21 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 	r, hs, ins := threeHosts(t)
 	ctx := context.Background()
 	dead := ins[0]
-	hs.set(dead.Host, false, store.HostActive)
+	hs.Set(dead.Host, false, store.HostActive)
 	r.agents.Forget()
-	if err := r.d.Heal(ctx); err != nil {
+	if err := r.hl.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	now, _ := r.st.ListInstances(ctx, "acme", "web")
 	if len(now) != 2 || slices.Contains(hostsOf(now), dead.Host) || now[0].Host == now[1].Host {
 		t.Fatalf("after healing: %+v (dead host %s)", now, dead.Host)
 	}
-	routed := r.router.servers("acme/web")
+	routed := r.router.Servers("acme/web")
 	if len(routed) != 2 || slices.Contains(routed, dead.Addr) {
 		t.Fatalf("router routes %v, dead instance was %s", routed, dead.Addr)
 	}
 	// And cuts the dead one rather than draining what it can never finish.
-	last := r.router.applied[len(r.router.applied)-1]
+	last := r.router.Applied[len(r.router.Applied)-1]
 	for _, b := range last {
 		if b.Name == "acme/web" && !slices.Equal(b.Lost, []string{dead.Name}) {
 			t.Fatalf("router told %v lost, want %s", b.Lost, dead.Name)
@@ -109,17 +132,17 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 		t.Fatalf("asked a down host to destroy %v", r.agents.Destroyed())
 	}
 	// The host returns still running the old container: it goes.
-	hs.set(dead.Host, true, store.HostActive, agentapi.ContainerInfo{Name: dead.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+	hs.Set(dead.Host, true, store.HostActive, agentapi.ContainerInfo{Name: dead.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
 	for _, in := range now {
-		hs.set(in.Host, true, store.HostActive, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
+		hs.Set(in.Host, true, store.HostActive, agentapi.ContainerInfo{Name: in.Name, App: "acme/web", State: "running", StartedAt: time.Now().Add(-time.Minute)})
 	}
-	if err := r.d.Heal(ctx); err != nil {
+	if err := r.hl.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(r.agents.Destroyed(), []string{dead.Name}) {
 		t.Fatalf("destroyed %v, want exactly the orphan %s", r.agents.Destroyed(), dead.Name)
 	}
-	after, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	after, _ := r.st.ListInstances(ctx, "acme", "web")
 	if len(after) != 2 || after[0].Name != now[0].Name {
 		t.Fatalf("a healthy layout changed: %+v", after)
 	}
@@ -128,82 +151,77 @@ func TestHealReplacesInstancesOfADownHost(t *testing.T) {
 func TestHealMovesOffDrainingHostsAndTrimsSurplus(t *testing.T) {
 	r, hs, ins := threeHosts(t)
 	ctx := context.Background()
-	hs.set(ins[0].Host, true, store.HostDraining)
-	if err := r.d.Heal(ctx); err != nil {
+	hs.Set(ins[0].Host, true, store.HostDraining)
+	if err := r.hl.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	now, _ := r.st.ListInstances(ctx, "acme", "web")
 	if len(now) != 2 || slices.Contains(hostsOf(now), ins[0].Host) || !slices.Contains(r.agents.Destroyed(), ins[0].Name) {
 		t.Fatalf("after draining %s: %+v, destroyed %v", ins[0].Host, now, r.agents.Destroyed())
 	}
 	// Surplus: the live release wants 2, the store has 3.
 	extra := append(now, store.Instance{Name: "acme-web-extra", Namespace: "acme", App: "web", Release: now[0].Release, Host: "h3", Addr: "10.77.0.99:8080"})
-	if err := r.d.Store.SetInstances(ctx, "acme", "web", extra); err != nil {
+	if err := r.st.SetInstances(ctx, "acme", "web", extra); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.d.Heal(ctx); err != nil {
+	if err := r.hl.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := r.d.Store.ListInstances(ctx, "acme", "web"); len(left) != 2 {
+	if left, _ := r.st.ListInstances(ctx, "acme", "web"); len(left) != 2 {
 		t.Fatalf("surplus not trimmed: %+v", left)
 	}
 }
 
 func TestDrainRefusesTheLastHost(t *testing.T) {
-	r := newRig(t)
+	r := newRig(t, false)
 	ctx := context.Background()
-	hs := &hostSet{store: r.d.Store}
-	hs.set("h1", true, store.HostActive)
-	r.d.Hosts = hs
-	if _, err := r.d.Store.AddHost(ctx, store.Host{Name: "h1", Address: "10.0.0.1", Subnet: "10.77.1.0/24"}); err != nil {
+	hs := r.hosts
+	hs.Store = r.st
+	hs.Set("h1", true, store.HostActive)
+	if _, err := r.st.AddHost(ctx, store.Host{Name: "h1", Address: "10.0.0.1", Subnet: "10.77.1.0/24"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := r.push(t, 1); err != nil {
-		t.Fatal(err)
-	}
-	err := r.d.Drain(ctx, "h1", false, func(string) {})
+	r.push(t, web(1))
+	err := r.hl.Drain(ctx, "h1", false, func(string) {})
 	if err == nil || !strings.Contains(err.Error(), "is the only host up to run") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("drain of the last host: %v", err)
 	}
-	if h, _ := r.d.Store.GetHost(ctx, "h1"); h.State != store.HostActive {
+	if h, _ := r.st.GetHost(ctx, "h1"); h.State != store.HostActive {
 		t.Fatalf("a refused drain changed the host: %+v", h)
 	}
-	if err := r.d.Drain(ctx, "h1", true, func(string) {}); err != nil {
+	if err := r.hl.Drain(ctx, "h1", true, func(string) {}); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := r.d.Store.ListInstances(ctx, "acme", "web"); len(left) != 0 || len(r.router.servers("acme/web")) != 0 {
+	if left, _ := r.st.ListInstances(ctx, "acme", "web"); len(left) != 0 || len(r.router.Servers("acme/web")) != 0 {
 		t.Fatalf("forced drain left %+v", left)
 	}
 }
 
 func TestRebalanceMovesToANewHost(t *testing.T) {
-	r := newRig(t)
+	r := newRig(t, false)
 	ctx := context.Background()
-	hs := &hostSet{}
-	hs.set("h1", true, store.HostActive)
-	r.d.Hosts = hs
-	if _, _, err := r.push(t, 2); err != nil {
-		t.Fatal(err)
+	hs := r.hosts
+	hs.Set("h1", true, store.HostActive)
+	r.push(t, web(2))
+	for i := range hs.All {
+		hs.All[i].Containers = 2
 	}
-	for i := range hs.hosts {
-		hs.hosts[i].Containers = 2
-	}
-	hs.set("h2", true, store.HostActive)
+	hs.Set("h2", true, store.HostActive)
 	var out []string
-	if err := r.d.Rebalance(ctx, true, func(l string) { out = append(out, l) }); err != nil {
+	if err := r.hl.Rebalance(ctx, true, func(l string) { out = append(out, l) }); err != nil {
 		t.Fatal(err)
 	}
-	if ins, _ := r.d.Store.ListInstances(ctx, "acme", "web"); hostsOf(ins)[1] != "h1" || !strings.Contains(strings.Join(out, "\n"), "would move") {
+	if ins, _ := r.st.ListInstances(ctx, "acme", "web"); hostsOf(ins)[1] != "h1" || !strings.Contains(strings.Join(out, "\n"), "would move") {
 		t.Fatalf("dry run moved something or said nothing: %+v %v", ins, out)
 	}
-	if err := r.d.Rebalance(ctx, false, func(l string) { out = append(out, l) }); err != nil {
+	if err := r.hl.Rebalance(ctx, false, func(l string) { out = append(out, l) }); err != nil {
 		t.Fatal(err)
 	}
-	ins, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	ins, _ := r.st.ListInstances(ctx, "acme", "web")
 	if got := hostsOf(ins); !slices.Equal(got, []string{"h1", "h2"}) {
 		t.Fatalf("after rebalance: %v", got)
 	}
-	if len(r.router.servers("acme/web")) != 2 {
+	if len(r.router.Servers("acme/web")) != 2 {
 		t.Fatal("router does not route both instances")
 	}
 }
@@ -214,8 +232,8 @@ func TestRebalanceMovesToANewHost(t *testing.T) {
 func TestHealRemovesOrphansOfANamespaceNamedBuild(t *testing.T) {
 	r, hs, ins := threeHosts(t)
 	ctx := context.Background()
-	r.d.Store.CreateNamespace(ctx, "build")
-	r.d.Store.CreateApp(ctx, "build", "web")
+	r.st.CreateNamespace(ctx, "build")
+	r.st.CreateApp(ctx, "build", "web")
 	old := time.Now().Add(-time.Minute)
 	var list []agentapi.ContainerInfo
 	for _, in := range ins {
@@ -228,9 +246,9 @@ func TestHealRemovesOrphansOfANamespaceNamedBuild(t *testing.T) {
 		agentapi.ContainerInfo{Name: "build-gone-v1-bbbbbb", App: "build/gone", State: "running", StartedAt: old},
 		agentapi.ContainerInfo{Name: "build-3f2a1c-7", State: "running", StartedAt: old},
 	)
-	hs.set("h1", true, store.HostActive, list...)
+	hs.Set("h1", true, store.HostActive, list...)
 	r.agents.Forget()
-	if err := r.d.Heal(ctx); err != nil {
+	if err := r.hl.Heal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got := slices.Clone(r.agents.Destroyed())
@@ -257,13 +275,13 @@ func TestHealRemovesOrphansWhenItCannotReplace(t *testing.T) {
 	list = append(list, agentapi.ContainerInfo{Name: "acme-web-v1-0rphan", App: "acme/web", State: "running", StartedAt: old})
 	for _, h := range []string{"h1", "h2", "h3"} {
 		if h == "h1" {
-			hs.set(h, true, store.HostDraining, list...)
+			hs.Set(h, true, store.HostDraining, list...)
 		} else {
-			hs.set(h, true, store.HostDraining)
+			hs.Set(h, true, store.HostDraining)
 		}
 	}
 	r.agents.Forget()
-	if err := r.d.Heal(ctx); err == nil {
+	if err := r.hl.Heal(ctx); err == nil {
 		t.Error("Heal with every host draining: no error, want the replacements it could not start")
 	}
 	if !slices.Contains(r.agents.Destroyed(), "acme-web-v1-0rphan") {
@@ -283,28 +301,28 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 		if in.Name == full.Name {
 			c.State, c.DiskOver = "stopped", 70<<20
 		}
-		hs.set(in.Host, true, store.HostActive, c)
+		hs.Set(in.Host, true, store.HostActive, c)
 	}
-	for i := range hs.hosts {
-		hs.hosts[i].At = time.Now().Add(time.Minute) // the status is newer than the instances
+	for i := range hs.All {
+		hs.All[i].At = time.Now().Add(time.Minute) // the status is newer than the instances
 	}
 	r.agents.Forget()
 	for range 2 {
-		if err := r.d.Heal(ctx); err != nil {
+		if err := r.hl.Heal(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	now, _ := r.d.Store.ListInstances(ctx, "acme", "web")
+	now, _ := r.st.ListInstances(ctx, "acme", "web")
 	if len(now) != 2 || slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == full.Name }) {
 		t.Fatalf("after healing: %+v, want 2 instances without %s", now, full.Name)
 	}
 	if !slices.Contains(r.agents.Destroyed(), full.Name) {
 		t.Errorf("destroyed %v, want %s among them", r.agents.Destroyed(), full.Name)
 	}
-	if routed := r.router.servers("acme/web"); len(routed) != 2 || slices.Contains(routed, full.Addr) {
+	if routed := r.router.Servers("acme/web"); len(routed) != 2 || slices.Contains(routed, full.Addr) {
 		t.Errorf("router routes %v, the stopped instance was %s", routed, full.Addr)
 	}
-	events, err := r.d.Store.ListEvents(ctx, "acme", "web", 0)
+	events, err := r.st.ListEvents(ctx, "acme", "web", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,5 +335,47 @@ func TestHealReplacesAnInstanceStoppedForDisk(t *testing.T) {
 	want := full.Name + " on " + full.Host + " wrote more than its limit of 64M to its filesystem and was stopped; a fresh instance replaces it"
 	if len(disk) != 1 || !strings.HasPrefix(disk[0], want) {
 		t.Errorf("disk events %q, want one starting %q", disk, want)
+	}
+}
+
+// Healing replaces a lost worker with a worker, and keeps each type's
+// count.
+func TestHealPerProcessType(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	hs := r.hosts
+	hs.Set("h1", true, store.HostActive)
+	spec := &appspec.Spec{Runtime: "python", Instances: 1, Processes: map[string]string{"web": "", "worker": "python3 worker.py"}}
+	if _, _, err := r.d.Push(ctx, r.app, r.src, spec, "alice", func(string) {}); err != nil {
+		t.Fatal(err)
+	}
+	ins, _ := r.st.ListInstances(ctx, "acme", "web")
+	var web store.Instance
+	for _, in := range ins {
+		if deploy.IsWeb(in) {
+			web = in
+		}
+	}
+	// The host's status, a minute on, lists the web instance only.
+	hs.Set("h1", true, store.HostActive, agentapi.ContainerInfo{Name: web.Name, App: "acme/web", State: "running", StartedAt: time.Now()})
+	hs.All[0].At = time.Now().Add(time.Minute)
+	if err := r.hl.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now, _ := r.st.ListInstances(ctx, "acme", "web")
+	var types []string
+	for _, in := range now {
+		types = append(types, deploy.ProcessOf(in))
+	}
+	slices.Sort(types)
+	if strings.Join(types, " ") != "web worker" || !slices.ContainsFunc(now, func(in store.Instance) bool { return in.Name == web.Name }) {
+		t.Fatalf("after healing a lost worker: %+v", now)
+	}
+	last := r.agents.Starts()[len(r.agents.Starts())-1]
+	if !last.Worker || last.Command != "python3 worker.py" {
+		t.Fatalf("the replacement was started as %+v", last)
+	}
+	if n := len(r.router.Servers("acme/web")); n != 1 {
+		t.Fatalf("router routes %d servers, want the web one", n)
 	}
 }
