@@ -26,7 +26,7 @@ func CheckName(name string) error {
 	case len(labels) < 2:
 		return fmt.Errorf("%q: a certificate needs a name with a dot in it", name)
 	case wildcard && len(labels) < 3:
-		return fmt.Errorf("%q: a wildcard needs at least two labels after *.", name)
+		return fmt.Errorf("%q: a wildcard needs at least two labels after its *", name)
 	}
 	for _, l := range labels {
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {

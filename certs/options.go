@@ -196,7 +196,7 @@ type PrivateKeyPEM []byte
 const redacted = "[private key]"
 
 func (PrivateKeyPEM) Format(f fmt.State, _ rune) { io.WriteString(f, redacted) }
-func (PrivateKeyPEM) LogValue() slog.Value        { return slog.StringValue(redacted) }
+func (PrivateKeyPEM) LogValue() slog.Value       { return slog.StringValue(redacted) }
 
 // Cert is a certificate ready to install: what OnCert gets.
 type Cert struct {
