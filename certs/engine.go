@@ -425,12 +425,19 @@ func (e *Engine) due(b *Bundle) bool {
 
 // nextLook is when b enters its renewal window, or the check interval,
 // whichever comes first: another server may renew it, or the CA may ask
-// for an early renewal.
+// for an early renewal. It is never sooner than a tenth of the interval:
+// a certificate that is due as soon as issued (a CA handing out shorter
+// ones than the window) must not be renewed in a tight loop.
 func (e *Engine) nextLook(b *Bundle) time.Time {
 	leaf := b.Leaf()
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	renewAt := leaf.NotAfter.Add(-time.Duration(float64(life) * e.opts.RenewalRatio))
-	return earlier(renewAt, time.Now().Add(e.opts.CheckInterval))
+	now := time.Now()
+	next := earlier(renewAt, now.Add(e.opts.CheckInterval))
+	if soonest := now.Add(e.opts.CheckInterval / 10); next.Before(soonest) {
+		return soonest
+	}
+	return next
 }
 
 // config is the certmagic config that issues for name, nil when none does.

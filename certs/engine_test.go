@@ -382,3 +382,39 @@ func TestRegisteredDomain(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineRenewsInBackground(t *testing.T) {
+	// Certificates of a minute, backdated five (for clients' clocks): due
+	// for renewal as soon as issued. Looked at every half second, each look
+	// renews, without anyone asking.
+	h := startEngine(t, openStore(t), Options{Mode: ModeInternal, InternalLifetime: time.Minute, CheckInterval: 500 * time.Millisecond})
+	if err := h.e.Manage(t.Context(), "web.acme.upscale.test"); err != nil {
+		t.Fatal(err)
+	}
+	first := h.certFor(t, "web.acme.upscale.test", nil)
+	renewed := h.certFor(t, "web.acme.upscale.test", func(c Cert) bool { return c.Renewal })
+	if bytes.Equal(first.ChainPEM, renewed.ChainPEM) {
+		t.Error("the renewal delivered the same certificate")
+	}
+	st := h.waitStatus(t, "web.acme.upscale.test", func(st store.CertStatus) bool { return st.State == store.CertLive })
+	if st.NextTry.IsZero() || st.Failures != 0 {
+		t.Errorf("status of a renewed name: %+v", st)
+	}
+}
+
+func TestEngineOff(t *testing.T) {
+	h := startEngine(t, openStore(t), Options{Mode: ModeOff})
+	if err := h.e.Manage(t.Context(), "web.acme.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	st := h.waitStatus(t, "web.acme.example.com", func(st store.CertStatus) bool { return true })
+	if st.State != store.CertPending || st.Issuer != "" || h.e.RootFile() != "" || h.e.RootPEM() != nil {
+		t.Errorf("--tls off: status %+v, root file %q", st, h.e.RootFile())
+	}
+	// The HTTP-01 handler answers nothing.
+	rec := httptest.NewRecorder()
+	h.e.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://web.acme.example.com/.well-known/acme-challenge/x", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("challenge handler with --tls off: %d", rec.Code)
+	}
+}

@@ -33,6 +33,13 @@ type pebble struct {
 	mgmt      string // management API, https://host:port
 	client    *http.Client
 	out       *logBuffer
+	cmd       *exec.Cmd
+}
+
+// stop stops Pebble, as a CA that is down.
+func (p *pebble) stop() {
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
 }
 
 // freePort is a loopback port free a moment ago, for programs that take a
@@ -100,9 +107,9 @@ func startPebble(t *testing.T, httpPort int, dnsAddr string, blocked ...string) 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p.cmd = cmd
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		p.stop()
 		if t.Failed() {
 			t.Logf("pebble's output:\n%s", p.out.String())
 		}
@@ -227,7 +234,24 @@ func TestPebbleHTTP01(t *testing.T) {
 	if bytes.Equal(renewed.ChainPEM, old.ChainPEM) {
 		t.Error("renewal delivered the old certificate")
 	}
-	verify(t, renewed, "web.acme.example.net", root)
+	leaf := verify(t, renewed, "web.acme.example.net", root)
+
+	// The CA goes down: a renewal fails, the status says so and when it
+	// tries again, and the certificate in place stays (no other is sent).
+	p.stop()
+	delivered := h.count("web.acme.example.net")
+	if err := h.e.Renew(ctx, "web.acme.example.net"); err != nil {
+		t.Fatal(err)
+	}
+	down := h.waitStatus(t, "web.acme.example.net", func(st store.CertStatus) bool { return st.State == store.CertFailed })
+	t.Logf("CA down: %s", down.LastError)
+	if !down.NotAfter.Equal(leaf.NotAfter) || !strings.Contains(down.LastError, "connection refused") ||
+		down.Failures != 1 || time.Until(down.NextTry) < 50*time.Minute {
+		t.Errorf("renewal with the CA down: %+v", down)
+	}
+	if h.count("web.acme.example.net") != delivered {
+		t.Error("a certificate was delivered while the CA was down")
+	}
 }
 
 func TestPebbleDNS01Wildcard(t *testing.T) {

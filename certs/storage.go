@@ -166,20 +166,26 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 }
 
 // TryLock takes the lock if it is free or expired and keeps its lease
-// fresh until Unlock.
+// fresh until Unlock. The lock rows name this Storage, not the caller, so
+// the callers in this process are kept apart here: a name held by one of
+// them is busy for the others, as it is for other servers.
 func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
-	ok, err := s.st.LockCert(ctx, name, s.owner, time.Now().Add(s.lease))
-	if err != nil || !ok {
-		return false, err
+	s.mu.Lock()
+	if _, busy := s.held[name]; busy {
+		s.mu.Unlock()
+		return false, nil
 	}
 	refresh, stop := context.WithCancel(context.WithoutCancel(ctx))
 	r := &refresher{stop: stop, done: make(chan struct{})}
-	s.mu.Lock()
-	old := s.held[name]
-	s.held[name] = r
+	s.held[name] = r // taken for this process while the store is asked
 	s.mu.Unlock()
-	if old != nil {
-		old.halt()
+	ok, err := s.st.LockCert(ctx, name, s.owner, time.Now().Add(s.lease))
+	if err != nil || !ok {
+		stop()
+		s.mu.Lock()
+		delete(s.held, name)
+		s.mu.Unlock()
+		return false, err
 	}
 	go func() {
 		defer close(r.done)

@@ -112,6 +112,7 @@ func TestStorageLocksAcrossServers(t *testing.T) {
 	// the lock once the lease is over.
 	b.mu.Lock()
 	r := b.held["issue_cert_x"]
+	delete(b.held, "issue_cert_x")
 	b.mu.Unlock()
 	r.halt()
 	if ok, _ := a.TryLock(ctx, "issue_cert_x"); ok {
@@ -127,4 +128,35 @@ func TestStorageLocksAcrossServers(t *testing.T) {
 		t.Fatalf("the lock after a's Unlock: %v, %v; want it free", ok, err)
 	}
 	b.Unlock(ctx, "issue_cert_x")
+}
+
+// TestStorageLocksWithinServer is the regression test of two obtains in
+// one server both "holding" a lock: the rows name the Storage, so they
+// once both got it, and two ACME accounts were registered at once, one
+// key overwriting the other's (Pebble: "JWS verification error").
+func TestStorageLocksWithinServer(t *testing.T) {
+	ctx := t.Context()
+	s := NewStorage(openStore(t), 0)
+	if err := s.Lock(ctx, "register_acme_account"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.TryLock(ctx, "register_acme_account"); err != nil || ok {
+		t.Fatalf("a second caller in the same server took a held lock: %v, %v", ok, err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- s.Lock(ctx, "register_acme_account") }()
+	select {
+	case err := <-got:
+		t.Fatalf("Lock returned while another caller held the lock: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := s.Unlock(ctx, "register_acme_account"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unlock(ctx, "register_acme_account"); err != nil {
+		t.Fatal(err)
+	}
 }
