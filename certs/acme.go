@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -34,9 +35,14 @@ func (e *Engine) explain(name string, err error) error {
 		}
 		return fmt.Errorf("the CA refused: %s (%s)", detail, strings.TrimPrefix(p.Type, "urn:ietf:params:acme:error:"))
 	}
-	msg := err.Error()
+	msg := strings.TrimPrefix(err.Error(), "["+name+"] ")
 	for _, op := range []string{"Obtain: ", "Renew: "} {
-		msg = strings.TrimPrefix(msg, "["+name+"] "+op)
+		msg = strings.TrimPrefix(msg, op)
+		msg = strings.TrimPrefix(msg, "["+name+"] ")
+	}
+	var netErr *net.OpError
+	if errors.As(err, &netErr) && e.config(name) != e.internalCfg {
+		return fmt.Errorf("the CA did not answer: %s", msg)
 	}
 	if _, after, ok := strings.Cut(msg, "provisioning client: "); ok {
 		return fmt.Errorf("ACME directory %s: no ACME directory there, or the CA is down: %s", e.opts.Directory, after)
