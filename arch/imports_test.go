@@ -46,7 +46,7 @@ type rule struct {
 
 var rules = []rule{
 	{"engines and shared packages import no transport, use case or program",
-		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "agentapi", "hostagent",
+		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "agentapi", "hostagent",
 			"appspec", "runtimes", "names", "keys", "atomicfile", "msgtext", "shellquote", "yamlerr"},
 		[]string{"backend", "commands", "gitd", "deploy", "healing", "hostops", "cmd"}},
 	{"the agent's side imports nothing of the server's",
@@ -61,6 +61,9 @@ var rules = []rule{
 	{"the application layer imports no transport and no program",
 		[]string{"backend"},
 		[]string{"commands", "gitd", "hooks", "cmd"}},
+	{"the certificate engine hands certificates to whoever installs them (OnCert) and knows no router",
+		[]string{"certs"},
+		[]string{"router", "fleet", "builder", "bus", "hostagent", "agentapi"}},
 	{"the leaves import no Upscale package",
 		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof"},
 		nil},

@@ -415,6 +415,8 @@ type Store interface {
 	// instances name it.
 	RemoveHost(ctx context.Context, name string) error
 
+	CertStore
+
 	Close() error
 }
 

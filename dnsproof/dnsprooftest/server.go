@@ -1,10 +1,13 @@
 // Package dnsprooftest is a small authoritative DNS server for tests: it
-// answers TXT and CNAME questions from records the test sets, on
-// 127.0.0.1 at a free port, over UDP and TCP.
+// answers TXT, A and CNAME questions from records the test sets, on
+// 127.0.0.1 at a free port, over UDP and TCP; StartZone's also takes RFC
+// 2136 dynamic updates of TXT records, as a zone's primary does for an
+// ACME client solving DNS-01.
 package dnsprooftest
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,14 +22,37 @@ type Server struct {
 
 	mu    sync.Mutex
 	txt   map[string][]string
+	a     map[string][]net.IP
 	cname map[string]string
 	fail  bool
+
+	zone    string            // updates accepted for this zone only; "" for none
+	tsig    map[string]string // key name -> secret; nil: unsigned updates accepted
+	updates int
 }
 
 // Start serves until the test ends.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return start(t, "", nil) }
+
+// StartZone is Start with updates to zone's TXT records accepted, signed
+// with one of the TSIG keys in tsig (name -> base64 secret), or unsigned
+// when tsig is nil.
+func StartZone(t testing.TB, zone string, tsig map[string]string) *Server {
+	return start(t, zone, tsig)
+}
+
+func start(t testing.TB, zone string, tsig map[string]string) *Server {
 	t.Helper()
-	s := &Server{txt: map[string][]string{}, cname: map[string]string{}}
+	s := &Server{txt: map[string][]string{}, a: map[string][]net.IP{}, cname: map[string]string{}, tsig: map[string]string{}}
+	if zone != "" {
+		s.zone = key(zone)
+	}
+	for name, secret := range tsig {
+		s.tsig[dns.Fqdn(name)] = secret
+	}
+	if tsig == nil {
+		s.tsig = nil
+	}
 	var pc net.PacketConn
 	var ln net.Listener
 	var err error
@@ -45,8 +71,8 @@ func Start(t testing.TB) *Server {
 		}
 	}
 	s.Addr = pc.LocalAddr().String()
-	udp := &dns.Server{PacketConn: pc, Handler: s}
-	tcp := &dns.Server{Listener: ln, Handler: s}
+	udp := &dns.Server{PacketConn: pc, Handler: s, TsigSecret: s.tsig, MsgAcceptFunc: acceptUpdates}
+	tcp := &dns.Server{Listener: ln, Handler: s, TsigSecret: s.tsig, MsgAcceptFunc: acceptUpdates}
 	go udp.ActivateAndServe()
 	go tcp.ActivateAndServe()
 	t.Cleanup(func() {
@@ -76,6 +102,35 @@ func (s *Server) SetCNAME(name, target string) {
 	s.cname[key(name)] = dns.Fqdn(target)
 }
 
+// SetA gives name the IPv4 addresses ips; none removes them.
+func (s *Server) SetA(name string, ips ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []net.IP
+	for _, ip := range ips {
+		list = append(list, net.ParseIP(ip).To4())
+	}
+	if len(list) == 0 {
+		delete(s.a, key(name))
+		return
+	}
+	s.a[key(name)] = list
+}
+
+// TXT returns name's TXT values, as set or updated.
+func (s *Server) TXT(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.txt[key(name)]...)
+}
+
+// Updates counts the updates applied.
+func (s *Server) Updates() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.updates
+}
+
 // Fail makes every answer SERVFAIL (true) or not.
 func (s *Server) Fail(fail bool) {
 	s.mu.Lock()
@@ -99,6 +154,10 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		w.WriteMsg(r)
 		return
 	}
+	if q.Opcode == dns.OpcodeUpdate {
+		s.update(w, q, r)
+		return
+	}
 	name := key(q.Question[0].Name)
 	hdr := func(t uint16) dns.RR_Header {
 		return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: 1}
@@ -107,6 +166,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	// CNAME answers any question.
 	target, isAlias := s.cname[name]
 	values, hasTXT := s.txt[name]
+	addrs, hasA := s.a[name]
 	switch {
 	case isAlias:
 		r.Answer = append(r.Answer, &dns.CNAME{Hdr: hdr(dns.TypeCNAME), Target: target})
@@ -114,9 +174,77 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		for _, v := range values {
 			r.Answer = append(r.Answer, &dns.TXT{Hdr: hdr(dns.TypeTXT), Txt: []string{v}})
 		}
-	case hasTXT:
+	case hasA && q.Question[0].Qtype == dns.TypeA:
+		for _, ip := range addrs {
+			r.Answer = append(r.Answer, &dns.A{Hdr: hdr(dns.TypeA), A: ip})
+		}
+	case hasTXT || hasA: // the name exists, without records of that type
 	default:
 		r.Rcode = dns.RcodeNameError
 	}
 	w.WriteMsg(r)
+}
+
+// update applies an RFC 2136 update of TXT records (add, delete one, delete
+// all of a name) in the server's zone, as a primary would, and refuses the
+// rest: another zone, other record types, a missing or bad signature.
+func (s *Server) update(w dns.ResponseWriter, q, r *dns.Msg) {
+	sig := q.IsTsig()
+	defer func() {
+		if sig != nil && r.Rcode != dns.RcodeNotAuth {
+			r.SetTsig(sig.Hdr.Name, sig.Algorithm, 300, int64(sig.TimeSigned))
+		}
+		w.WriteMsg(r)
+	}()
+	switch {
+	case s.zone == "" || key(q.Question[0].Name) != s.zone:
+		r.Rcode = dns.RcodeNotAuth
+		return
+	case s.tsig != nil && (sig == nil || w.TsigStatus() != nil):
+		r.Rcode = dns.RcodeNotAuth
+		sig = nil
+		return
+	}
+	for _, rr := range q.Ns {
+		h := rr.Header()
+		if h.Rrtype != dns.TypeTXT || !dns.IsSubDomain(s.zone, key(h.Name)) {
+			r.Rcode = dns.RcodeRefused
+			return
+		}
+	}
+	for _, rr := range q.Ns {
+		name := key(rr.Header().Name)
+		switch rr.Header().Class {
+		case dns.ClassINET:
+			v := txtValue(rr)
+			if !slices.Contains(s.txt[name], v) {
+				s.txt[name] = append(s.txt[name], v)
+			}
+		case dns.ClassNONE:
+			v := txtValue(rr)
+			s.txt[name] = slices.DeleteFunc(s.txt[name], func(x string) bool { return x == v })
+			if len(s.txt[name]) == 0 {
+				delete(s.txt, name)
+			}
+		case dns.ClassANY:
+			delete(s.txt, name)
+		}
+	}
+	s.updates++
+}
+
+func txtValue(rr dns.RR) string {
+	if t, ok := rr.(*dns.TXT); ok {
+		return strings.Join(t.Txt, "")
+	}
+	return ""
+}
+
+// acceptUpdates is miekg/dns's default filter, which answers NOTIMP to
+// every update, letting updates through to ServeDNS.
+func acceptUpdates(h dns.Header) dns.MsgAcceptAction {
+	if h.Bits&(1<<15) == 0 && int(h.Bits>>11)&0xF == dns.OpcodeUpdate && h.Qdcount == 1 {
+		return dns.MsgAccept
+	}
+	return dns.DefaultMsgAcceptFunc(h)
 }
