@@ -66,6 +66,22 @@ func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(s
 	return nil
 }
 
+// Resume runs a stopped app's live release again on fresh instances and
+// records it. The caller holds the app's lock (app run: see backend.Run).
+func (d *Deployer) Resume(ctx context.Context, app names.App, by string, out func(string)) error {
+	if err := d.start(ctx, app, by, out); err != nil {
+		return err
+	}
+	d.event(ctx, app, "run", by, "started again")
+	return nil
+}
+
+// Event records what happened to app, for the use cases that drive the
+// engine (backend).
+func (d *Deployer) Event(ctx context.Context, app names.App, kind, by, msg string) {
+	d.event(ctx, app, kind, by, msg)
+}
+
 // Restart replaces a running app's instances with fresh ones of its live
 // release, switching only once they are healthy.
 func (d *Deployer) Restart(ctx context.Context, app names.App, out func(string)) error {
