@@ -57,7 +57,7 @@ var rules = []rule{
 		[]string{"backend", "commands", "gitd", "hooks", "cmd"}},
 	{"the application layer imports no transport and no program",
 		[]string{"backend"},
-		[]string{"commands", "gitd", "hooks", "cmd"}},
+		[]string{"commands", "gitd", "cmd"}},
 	{"the leaves import no Upscale package",
 		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof"},
 		nil},
