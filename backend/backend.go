@@ -5,18 +5,21 @@
 // the ssh commands, the git hooks, the coming HTTP API — gets the same
 // answer, whatever gate it keeps in front.
 //
-// Pushes, run/stop/restart, domains, exec, logs and hosts are still in
-// commands, gitd and deploy (issue 9 moves them here next).
+// Stop/restart, domains, exec, logs and hosts are still in commands and
+// deploy (issue 9 moves them here next).
 package backend
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
+	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -51,6 +54,14 @@ type Config struct {
 	// Lifecycle rolls out config changes, scales and rolls back; nil
 	// where no server runs, where config changes are only stored.
 	Lifecycle Lifecycle
+	// Catalog is the runtimes app.yaml may name.
+	Catalog *runtimes.Catalog
+	// Deploys builds and rolls out pushes and app run; nil where no
+	// server runs, where pushes are only checked and recorded.
+	Deploys Deploys
+	// Log gets what goes wrong on the server's side of a push; nil
+	// discards it.
+	Log *slog.Logger
 }
 
 // Backend holds the use cases. It is safe for concurrent use.
@@ -63,11 +74,19 @@ type Backend struct {
 	usage  UsageFunc
 	// lifecycle is nil where no server runs.
 	lifecycle Lifecycle
+	catalog   *runtimes.Catalog
+	deploys   Deploys
+	log       *slog.Logger
 }
 
 // New returns a Backend over c's dependencies.
 func New(c Config) *Backend {
-	return &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle}
+	b := &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle}
+	b.catalog, b.deploys, b.log = c.Catalog, c.Deploys, c.Log
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return b
 }
 
 // Denied is a refusal by the policy. It unwraps to keys.ErrDenied; its

@@ -16,9 +16,12 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/backend/backendtest"
+	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
+	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
 	"github.com/upscalehq/upscale/store/sqlstore"
 )
@@ -33,8 +36,10 @@ type world struct {
 	// keys holds the fingerprints of keys a test may try to remove.
 	keys map[string]string
 	// spare is a key no one has added yet.
-	spare string
-	life  *fakeLifecycle
+	spare   string
+	life    *fakeLifecycle
+	deploys *backendtest.Deploys
+	catalog *runtimes.Catalog
 }
 
 // fakeLifecycle stands in for the release engine: it stores config
@@ -87,14 +92,22 @@ func newWorld(t testing.TB) *world {
 	t.Cleanup(func() { st.Close() })
 	rs := &repos.Repos{Root: dir + "/repos", Binary: "/usr/local/bin/upscale"}
 	life := &fakeLifecycle{st: st}
+	cat, err := runtimes.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploys := &backendtest.Deploys{Store: st}
 	w := &world{
-		b:     New(Config{Store: st, Repos: rs, Domain: "upscale.localhost", Usage: usage(st), Lifecycle: life}),
-		life:  life,
-		st:    st,
-		repos: rs,
-		who:   map[string]keys.Principal{"admin": keys.Local},
-		keys:  map[string]string{},
-		spare: newKeyLine(t, "spare"),
+		b: New(Config{Store: st, Repos: rs, Domain: "upscale.localhost", Usage: usage(st), Lifecycle: life,
+			Catalog: cat, Deploys: deploys}),
+		life:    life,
+		deploys: deploys,
+		catalog: cat,
+		st:      st,
+		repos:   rs,
+		who:     map[string]keys.Principal{"admin": keys.Local},
+		keys:    map[string]string{},
+		spare:   newKeyLine(t, "spare"),
 	}
 	ctx := context.Background()
 	for _, ns := range []string{"acme", "globex", "empty"} {
@@ -128,12 +141,16 @@ func newWorld(t testing.TB) *world {
 	}
 	w.who["member"], w.who["outsider"], w.who["deploy"] = w.who["alice"], w.who["gus"], w.who["ci"]
 	w.who["boot"] = keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
+	// Stopped with a live release: app run starts it again.
+	if err := backendtest.Stopped(ctx, st, acmeAPI); err != nil {
+		t.Fatal(err)
+	}
 	return w
 }
 
 // local is w's backend as the local CLI has it: no server runs apps.
 func (w *world) local() *Backend {
-	return New(Config{Store: w.st, Repos: w.repos, Domain: "upscale.localhost"})
+	return New(Config{Store: w.st, Repos: w.repos, Domain: "upscale.localhost", Catalog: w.catalog})
 }
 
 // usage stands in for the deployer's: the store's quotas, nothing running.
@@ -167,6 +184,11 @@ func (w *world) snapshot(t testing.TB) string {
 	w.life.mu.Lock()
 	lines = append(lines, w.life.done...)
 	w.life.mu.Unlock()
+	lines = append(lines, w.deploys.Done()...)
+	pushes, _ := w.st.ListPushes(ctx, "acme", "web", 0)
+	for _, p := range pushes {
+		lines = append(lines, fmt.Sprintf("push %s %s %s by %s", p.Ref, p.OldCommit, p.NewCommit, p.KeyName))
+	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
 }
@@ -368,7 +390,43 @@ var gates = map[string][]gate{
 		},
 		appRefused,
 	}},
+	"PreReceive": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.PreReceive(ctx, who, acmeWeb, featurePush, func(unlock func()) { unlock() }, func(string) {})
+		},
+		pushRefused,
+	}, {
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.PreReceive(ctx, who, acmeAPI, featurePush, func(unlock func()) { unlock() }, func(string) {})
+		},
+		map[string]string{"deploy": "app acme/api is gone; the push is refused"},
+	}},
+	"PostReceive": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.PostReceive(ctx, who, acmeWeb, featurePush, func(string) {})
+		},
+		pushRefused,
+	}, {
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.PostReceive(ctx, who, acmeAPI, featurePush, func(string) {})
+		},
+		map[string]string{"deploy": "app acme/api is gone; the push is refused"},
+	}},
+	"Run": {{
+		func(ctx context.Context, w *world, who keys.Principal) error {
+			return w.b.Run(ctx, who, acmeAPI, func(string) {})
+		},
+		map[string]string{"outsider": "app acme/api not found", "deploy": "app acme/api not found", "boot": "app acme/api not found"},
+	}},
 }
+
+// pushRefused are the actors refused a push to acme/web (a deploy key may
+// push its own app), and what they read.
+var pushRefused = map[string]string{"outsider": "app acme/web is gone; the push is refused", "boot": "app acme/web is gone; the push is refused"}
+
+// featurePush creates a branch other than the deploy branch: judged and
+// noted, nothing built.
+var featurePush = hooks.Request{Updates: []hooks.Update{{Old: hooks.ZeroID, New: "0123456789abcdef0123456789abcdef01234567", Ref: "refs/heads/feature"}}}
 
 // appRefused are the actors refused what only namespace members may do to
 // an app (config, releases, scale, events), and what they read.
@@ -501,6 +559,15 @@ func TestRefusalReadsLikeNotFound(t *testing.T) {
 		{"Events", func(ns, app, _ string) error {
 			_, err := w.b.Events(ctx, gus, names.App{Namespace: ns, Name: app}, 0)
 			return err
+		}},
+		{"PreReceive", func(ns, app, _ string) error {
+			return w.b.PreReceive(ctx, gus, names.App{Namespace: ns, Name: app}, featurePush, func(unlock func()) { unlock() }, func(string) {})
+		}},
+		{"PostReceive", func(ns, app, _ string) error {
+			return w.b.PostReceive(ctx, gus, names.App{Namespace: ns, Name: app}, featurePush, func(string) {})
+		}},
+		{"Run", func(ns, app, _ string) error {
+			return w.b.Run(ctx, gus, names.App{Namespace: ns, Name: app}, func(string) {})
 		}},
 	} {
 		exists := tc.call("acme", "web", w.keys["bob"])

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend/backendtest"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/hostops"
 	"github.com/upscalehq/upscale/keys"
@@ -29,10 +30,6 @@ func (fakeGit) Serve(_ context.Context, service string, app names.App, p keys.Pr
 // fakeApps stands in for the deployer: these tests are about who may ask.
 type fakeApps struct{}
 
-func (fakeApps) Run(_ context.Context, app names.App, by string, out func(string)) error {
-	out("ran " + app.String() + " for " + by)
-	return nil
-}
 func (fakeApps) Stop(_ context.Context, app names.App, out func(string)) error {
 	out("stopped " + app.String())
 	return nil
@@ -200,6 +197,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w.env.Apps = fakeApps{}
 		w.env.HostOps = fakeHostOps{}
 		rewire(w.env, fakeApps{}, fakeLifecycle{st: w.env.Store}, store.Quota{}, true)
+		// Stopped with a live release: app run starts it again.
+		if err := backendtest.Stopped(context.Background(), w.env.Store, names.App{Namespace: "acme", Name: "web"}); err != nil {
+			t.Fatal(err)
+		}
 		boot := keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
 		who := map[string]keys.Principal{"admin": w.admin, "member": w.member, "outsider": w.outsider, "deploy": w.deploy, "boot": boot}[persona]
 		for _, p := range probes {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/backend"
+	"github.com/upscalehq/upscale/backend/backendtest"
 	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/repos"
@@ -54,10 +55,14 @@ func newEnv(t testing.TB) *Env {
 }
 
 // rewire rebuilds env's backend as a server would have it: apps run by
-// apps and changed by life (nil: none), quota the operator's default, and
+// apps and changed by life (nil: none), built and rolled out by a fake
+// release engine when apps is set, quota the operator's default, and
 // what namespaces use from fakeUsage when usage is set.
 func rewire(env *Env, apps backend.Apps, life backend.Lifecycle, quota store.Quota, usage bool) {
-	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Lifecycle: life, Quota: quota}
+	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Lifecycle: life, Quota: quota, Catalog: env.Catalog}
+	if apps != nil {
+		c.Deploys = &backendtest.Deploys{Store: env.Store}
+	}
 	if usage {
 		c.Usage = fakeUsage(env.Store, quota)
 	}

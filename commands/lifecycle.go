@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
@@ -30,7 +31,11 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 		run        func(cmd *cobra.Command) error
 	}{
 		{"run NS/APP", "Deploy the deploy branch's head again, or start a stopped app", keys.AppRun, func(cmd *cobra.Command) error {
-			return s.env.Apps.Run(s.ctx(cmd), app, s.inv.Principal.Name, say(cmd))
+			err := s.env.Backend.Run(cmd.Context(), s.inv.Principal, app, say(cmd))
+			if errors.Is(err, backend.ErrNeedsServer) {
+				return errors.New("this command runs over ssh, where the server runs apps: ssh upscale@HOST app run " + app.String())
+			}
+			return err
 		}},
 		{"stop NS/APP", "Stop every instance of an app (it answers 503 until app run)", keys.AppStop, func(cmd *cobra.Command) error {
 			return s.env.Apps.Stop(s.ctx(cmd), app, say(cmd))

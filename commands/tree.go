@@ -57,7 +57,6 @@ type Env struct {
 
 // Apps is what the server does to run apps.
 type Apps interface {
-	Run(ctx context.Context, app names.App, by string, out func(string)) error
 	Stop(ctx context.Context, app names.App, out func(string)) error
 	Restart(ctx context.Context, app names.App, out func(string)) error
 	PS(ctx context.Context, app names.App) ([]deploy.Process, error)

@@ -191,7 +191,8 @@ func TestStopThenRun(t *testing.T) {
 	if !a.Stopped || len(instances) != 0 || len(r.router.Servers("acme/web")) != 0 || len(r.agents.Destroyed()) != 2 {
 		t.Fatalf("after stop: stopped=%v instances=%v routed=%v destroyed=%v", a.Stopped, instances, r.router.Servers("acme/web"), r.agents.Destroyed())
 	}
-	if err := r.d.Run(ctx, r.app, "alice", say); err != nil {
+	// app run of a stopped app (backend.Run) resumes it under its lock.
+	if err := r.resume(ctx, r.app, say); err != nil {
 		t.Fatal(err)
 	}
 	a, _ = r.d.cfg.Store.GetApp(ctx, "acme", "web")
@@ -206,6 +207,12 @@ func TestStopThenRun(t *testing.T) {
 	if len(again) != 2 || again[0].Name == instances[0].Name && again[1].Name == instances[1].Name {
 		t.Fatalf("restart kept the same instances: %+v", again)
 	}
+}
+
+// resume is what app run does to a stopped app with a live release.
+func (r *rig) resume(ctx context.Context, app names.App, out func(string)) error {
+	defer r.d.Lock(app)()
+	return r.d.Resume(ctx, app, "alice", out)
 }
 
 func TestInstanceNames(t *testing.T) {

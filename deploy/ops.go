@@ -2,67 +2,22 @@ package deploy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/upscalehq/upscale/agentapi"
-	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/repos"
 )
 
-// Run starts a stopped app, or builds the deploy branch's head again and
-// makes it live.
-func (d *Deployer) Run(ctx context.Context, app names.App, by string, out func(string)) error {
-	defer d.Lock(app)()
-	a, err := d.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
-	if err != nil {
+// Resume runs a stopped app's live release again on fresh instances and
+// records it. The caller holds the app's lock (app run: see backend.Run).
+func (d *Deployer) Resume(ctx context.Context, app names.App, by string, out func(string)) error {
+	if err := d.start(ctx, app, by, out); err != nil {
 		return err
 	}
-	if a.Stopped {
-		if _, err := d.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
-			if err := d.start(ctx, app, by, out); err != nil {
-				return err
-			}
-			d.event(ctx, app, "run", by, "started again")
-			return nil
-		}
-	}
-	repo, err := d.cfg.Repos.Path(app)
-	if err != nil {
-		return err
-	}
-	head, err := d.cfg.Repos.Head(ctx, app, a.DeployBranch)
-	if err != nil {
-		return err
-	}
-	if head == "" {
-		return fmt.Errorf("nothing to run: no commit on %s yet; push first", a.DeployBranch)
-	}
-	src := repos.Source{Repo: repo, Commit: head}
-	data, problem, err := src.AppYAML(ctx)
-	if err != nil {
-		return err
-	}
-	if problem != "" {
-		return errors.New(problem)
-	}
-	spec, problems := appspec.Parse(data, d.cfg.Catalog.Names())
-	if len(problems) > 0 {
-		return problems
-	}
-	if err := d.cfg.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
-		return err
-	}
-	d.event(ctx, app, "run", by, "build of "+a.DeployBranch+" at "+msgtext.Short(head))
-	rel, _, err := d.Push(ctx, app, src, spec, by, out)
-	if err != nil {
-		return err
-	}
-	out(fmt.Sprintf("=====> Application deployed: %s (v%d)", d.URL(app), rel.Version))
+	d.event(ctx, app, "run", by, "started again")
 	return nil
 }
 

@@ -130,7 +130,7 @@ func TestInstancesQuota(t *testing.T) {
 	if err := r.d.Stop(ctx, api, discard); err != nil {
 		t.Fatal(err)
 	}
-	overQuota(t, "app run of a stopped app", r.d.Run(ctx, api, "alice", discard), "acme/api would run 1 instance(s)")
+	overQuota(t, "app run of a stopped app", r.resume(ctx, api, discard), "acme/api would run 1 instance(s)")
 }
 
 // Memory counts each instance at its limit; a config change or rollback

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/upscalehq/upscale/appspec"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
@@ -73,7 +73,7 @@ func (g *GitService) Serve(ctx context.Context, service string, app names.App, p
 	args := []string{sub, path}
 	var id string
 	if sub == "receive-pack" {
-		id = g.pushes.add(push{principal: p, app: app, repo: path})
+		id = g.pushes.add(push{principal: p, app: app})
 		defer g.pushes.remove(id)
 		env = append(env, hooks.EnvSocket+"="+g.SocketPath, hooks.EnvPushID+"="+id)
 		if g.MaxPushSize > 0 {
@@ -113,7 +113,7 @@ func (g *GitService) Serve(ctx context.Context, service string, app names.App, p
 	// a pack git refused (the commands before the pack are a few hundred
 	// bytes, and a pack just under the limit does reach the hooks).
 	if id != "" && g.MaxPushSize > 0 && received.n.Load() > g.MaxPushSize && !g.pushes.reachedHooks(id) {
-		fmt.Fprintf(stderr, "error: push refused: it is over this server's limit of %s per push; %s is unchanged\n", appspec.FormatSize(g.MaxPushSize), app)
+		fmt.Fprintf(stderr, "error: %s\n", backend.PushTooLarge(app, g.MaxPushSize))
 	}
 	var exit *exec.ExitError
 	switch {

@@ -14,7 +14,6 @@ import (
 type push struct {
 	principal keys.Principal
 	app       names.App
-	repo      string
 	// release runs when the push ends (the app's deploy lock).
 	release []func()
 	// hooked: a hook asked for it, so git had received the whole pack.

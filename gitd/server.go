@@ -16,31 +16,27 @@ import (
 	"github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/commands"
-	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
-	"github.com/upscalehq/upscale/runtimes"
-	"github.com/upscalehq/upscale/store"
 )
 
 // Config is what the server needs.
 type Config struct {
-	HostKey    gossh.Signer
-	Store      store.Store
+	HostKey gossh.Signer
+	// Keys says who a key is (see backend.Authenticator).
+	Keys Keys
+	// Pushes decides pushes and records them (see backend.Backend).
+	Pushes     Pushes
 	Repos      *repos.Repos
-	Catalog    *runtimes.Catalog
 	SocketPath string
 	Log        *slog.Logger
 	// Run executes one command line for a session.
 	Run func(ctx context.Context, inv commands.Invocation, args []string) int
 	// IdleTimeout closes connections silent for this long (0: never).
 	IdleTimeout time.Duration
-	// Deploys builds and runs pushes to the deploy branch; nil only
-	// checks them.
-	Deploys Deploys
 	// HookTimeout bounds one hook's work, a build and deploy included.
 	HookTimeout time.Duration
 	// Limits bound what one client can make the server hold.
@@ -50,12 +46,21 @@ type Config struct {
 	MaxPushSize int64
 }
 
-// Deploys is what a push to the deploy branch sets in motion.
-type Deploys interface {
-	Lock(app names.App) func()
-	TryLock(app names.App) (func(), bool)
-	Push(ctx context.Context, app names.App, src repos.Source, spec *appspec.Spec, by string, out func(string)) (store.Release, deploy.Timing, error)
-	URL(app names.App) string
+// Keys says who a key is.
+type Keys interface {
+	// Authenticate is who key is; an error when it is not registered.
+	Authenticate(ctx context.Context, key gossh.PublicKey) (keys.Principal, error)
+	// Principal is who the key of a fingerprint is now.
+	Principal(ctx context.Context, fingerprint string) (keys.Principal, error)
+}
+
+// Pushes is the application layer's side of a push: the hooks hand it
+// each push's refs with who pushes, and relay what it says to the pusher.
+// An error is the line that ends the hook with exit status 1, which makes
+// git refuse the push (pre-receive).
+type Pushes interface {
+	PreReceive(ctx context.Context, who keys.Principal, app names.App, req hooks.Request, hold func(unlock func()), out func(string)) error
+	PostReceive(ctx context.Context, who keys.Principal, app names.App, req hooks.Request, out func(string)) error
 }
 
 // Server is the SSH server plus the hook socket.
@@ -108,15 +113,10 @@ func (s *Server) sshConfig(ctx ssh.Context) *gossh.ServerConfig {
 			if err := s.gate.waitLookup(ctx, conn.RemoteAddr()); err != nil {
 				return nil, errors.New("unknown key")
 			}
-			fp := gossh.FingerprintSHA256(key)
-			k, err := s.cfg.Store.KeyByFingerprint(ctx, fp)
-			if err != nil {
+			if _, err := s.cfg.Keys.Authenticate(ctx, key); err != nil {
 				return nil, errors.New("unknown key")
 			}
-			if p, err := keys.Parse(k.PublicKey); err != nil || string(p.Key.Marshal()) != string(key.Marshal()) {
-				return nil, errors.New("unknown key")
-			}
-			return &gossh.Permissions{Extensions: map[string]string{permFingerprint: fp}}, nil
+			return &gossh.Permissions{Extensions: map[string]string{permFingerprint: gossh.FingerprintSHA256(key)}}, nil
 		},
 		// gliderlabs turns on NoClientAuth when none of its own handlers is
 		// set; this keeps the "none" method refused.
@@ -229,11 +229,7 @@ func (s *Server) principal(sess ssh.Session) (keys.Principal, error) {
 	if fp == "" {
 		return keys.Principal{}, errors.New("no authenticated key")
 	}
-	k, err := s.cfg.Store.KeyByFingerprint(sess.Context(), fp)
-	if err != nil {
-		return keys.Principal{}, err
-	}
-	return k.Principal(), nil
+	return s.cfg.Keys.Principal(sess.Context(), fp)
 }
 
 // prog is the ssh command line users type to reach this server.

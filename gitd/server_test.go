@@ -19,6 +19,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/commands"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/store"
@@ -51,7 +52,7 @@ func newRig(t *testing.T, opts ...func(*Config)) *rig {
 	r := &rig{store: st}
 	cfg := Config{
 		HostKey: hostKey,
-		Store:   st,
+		Keys:    backend.NewAuthenticator(st),
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
 			r.mu.Lock()

@@ -109,7 +109,7 @@ func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store
 		// The server's flags set its own quota; without a server (the CLI
 		// on its own) the stock defaults hold. serve rebuilds it over the
 		// deployer.
-		Backend: backend.New(backend.Config{Store: st, Repos: rs, Domain: opts.Domain, Quota: deploy.DefaultQuota}),
+		Backend: backend.New(backend.Config{Store: st, Repos: rs, Domain: opts.Domain, Quota: deploy.DefaultQuota, Catalog: cat}),
 		Store:   st,
 		Repos:   rs,
 		Catalog: cat,

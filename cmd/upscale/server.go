@@ -236,7 +236,8 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	}
 	env.Apps = deployer
 	env.Backend = backend.New(backend.Config{Store: st, Repos: env.Repos, Domain: opts.Domain, Quota: so.Limits.Quota,
-		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer})
+		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer,
+		Catalog: env.Catalog, Deploys: deployer, Log: log})
 	env.Hosts = hosts.Hosts
 	healer, err := healing.New(healing.Config{Store: tracked, Hosts: hosts, Engine: deployer, Route: hostops.Route,
 		AutoRebalance: so.AutoRebalance, Log: log})
@@ -278,14 +279,13 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	}
 	srv := gitd.New(gitd.Config{
 		HostKey:     hostKey,
-		Store:       st,
+		Keys:        backend.NewAuthenticator(st),
+		Pushes:      env.Backend,
 		Repos:       env.Repos,
-		Catalog:     env.Catalog,
 		SocketPath:  sock,
 		Log:         log,
 		IdleTimeout: 10 * time.Minute,
 		Limits:      so.SSH,
-		Deploys:     deployer,
 		HookTimeout: so.BuildTimeout + so.HealthTimeout + 5*time.Minute,
 		MaxPushSize: so.MaxPushSize,
 		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
