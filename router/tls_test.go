@@ -180,6 +180,12 @@ func TestHTTPSServesEachAppItsCertificate(t *testing.T) {
 	if after := g.procs(); after.reloads != before.reloads || after.worker != before.worker {
 		t.Errorf("installing certificates reloaded HAProxy: %+v -> %+v", before, after)
 	}
+	// Browsers speak HTTP/2 when offered.
+	h2 := g.httpsClient()
+	h2.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	if resp, body, err := fetch(h2, "https://web.acme.test/"); err != nil || resp.ProtoMajor != 2 || body != "web-1" {
+		t.Errorf("HTTP/2: %v %q %v", resp, body, err)
+	}
 
 	certs, err := g.r.Certs(t.Context())
 	if err != nil {
@@ -276,11 +282,25 @@ func TestPendingCertNeverAnotherTenantsRegression(t *testing.T) {
 	g.apply(Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(a)},
 		Backend{Name: "evil/web", Hosts: []string{"web.evil.test"}, Servers: servers(b)})
 	g.install("web.acme.test")
-	for _, sni := range []string{"web.evil.test", "evil.test", "*.acme.test", "acme.test", "xweb.acme.test", "web.acme.test.evil.test", ""} {
-		if got := g.served(sni); got != PendingSubject {
-			t.Errorf("SNI %q: served %q, want the pending certificate", sni, got)
+	check := func(when string) {
+		t.Helper()
+		for _, sni := range []string{"web.evil.test", "evil.test", "*.acme.test", "acme.test", "xweb.acme.test", "web.acme.test.evil.test", ""} {
+			if got := g.served(sni); got != PendingSubject {
+				t.Errorf("%s, SNI %q: served %q, want the pending certificate", when, sni, got)
+			}
 		}
 	}
+	check("installed at runtime")
+	// A HAProxy that reads the certificates from disk (here a reload, for
+	// a new app) must keep the pending one as its default too.
+	before := g.procs()
+	g.apply(Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(a)},
+		Backend{Name: "evil/web", Hosts: []string{"web.evil.test"}, Servers: servers(b)},
+		Backend{Name: "evil/api", Hosts: []string{"api.evil.test"}})
+	if after := g.procs(); after.reloads == before.reloads {
+		t.Fatal("adding an app did not reload HAProxy")
+	}
+	check("after a reload")
 	// A browser refuses the pending certificate: no trust, no name.
 	if _, _, err := fetch(g.httpsClient(), "https://web.evil.test/"); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("HTTPS to a name without a certificate: %v, want a certificate error", err)
@@ -512,5 +532,60 @@ func TestWatchRestoresCertificates(t *testing.T) {
 	}
 	if certs, err := r2.Certs(t.Context()); err != nil || len(certs) != 2 || !certs[0].Serving || !certs[1].Serving {
 		t.Errorf("adopted certificates: %+v %v", certs, err)
+	}
+}
+
+// A process that dies after writing a certificate and before installing
+// it leaves the files ahead of HAProxy: the next process to start adopts
+// HAProxy and installs what the files say, without a reload.
+func TestAdoptInstallsWhatTheFilesSay(t *testing.T) {
+	g := newTLSRig(t)
+	web := newApp(t, "web")
+	g.apply(Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(web)})
+	g.install("web.acme.test")
+	g.install("old.acme.test")
+	before := g.procs()
+
+	// What InstallCert writes before it touches HAProxy, for a renewal of
+	// web.acme.test and a new api.acme.test, and RemoveCert for old.
+	renewed := g.ca.issue(time.Now().Add(time.Hour), "web.acme.test")
+	apiPEM := g.ca.issue(time.Now().Add(time.Hour), "api.acme.test")
+	dir := filepath.Join(g.cfg.Dir, "tls")
+	for name, p := range map[string][]byte{"web.acme.test": renewed, "api.acme.test": apiPEM} {
+		_, data, err := parseCertPEM([]string{name}, p, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "certs", name+".pem"), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := dir + "/certs/web.acme.test.pem web.acme.test\n" + dir + "/certs/api.acme.test.pem api.acme.test\n"
+	if err := os.WriteFile(filepath.Join(dir, "certs.list"), []byte(list), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.served("api.acme.test"); got != PendingSubject {
+		t.Fatalf("HAProxy serves %q for api.acme.test before adoption", got)
+	}
+
+	r2, err := Start(t.Context(), g.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := g.handshake("web.acme.test")
+	want, _ := leafOf(renewed)
+	if err != nil || leaf.SerialNumber.Cmp(want.SerialNumber) != 0 {
+		t.Errorf("web.acme.test after adoption: serial %v, want the renewed %v (%v)", leaf.SerialNumber, want.SerialNumber, err)
+	}
+	for sni, want := range map[string]string{"api.acme.test": "api.acme.test", "old.acme.test": PendingSubject} {
+		if got := g.served(sni); got != want {
+			t.Errorf("SNI %s after adoption: served %q, want %q", sni, got, want)
+		}
+	}
+	if certs, err := r2.Certs(t.Context()); err != nil || len(certs) != 2 || !certs[0].Serving || !certs[1].Serving {
+		t.Errorf("Certs after adoption: %+v %v", certs, err)
+	}
+	if after := g.procs(); after.reloads != before.reloads || after.worker != before.worker {
+		t.Errorf("adoption reloaded HAProxy: %+v -> %+v", before, after)
 	}
 }
