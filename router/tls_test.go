@@ -27,6 +27,24 @@ type tlsRig struct {
 	*rig
 	ca       *testCA
 	acmeHits atomic.Int64
+	logs     lockedBuffer // what the router logged
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newTLSRig(t *testing.T) *tlsRig {
@@ -44,7 +62,7 @@ func newTLSRig(t *testing.T) *tlsRig {
 		HTTPSAddr:    freeAddr(t),
 		ACMEAddr:     strings.TrimPrefix(acme.URL, "http://"),
 		DrainTimeout: time.Second,
-		Log:          slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log:          slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &g.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	t.Cleanup(func() { stopDir(t, cfg) })
 	r, err := Start(t.Context(), cfg)
@@ -202,6 +220,11 @@ func TestHTTPSServesEachAppItsCertificate(t *testing.T) {
 			t.Errorf("%s: %v %v, want mode 0600", f, fi, err)
 		}
 	}
+	for _, d := range []string{"tls", "tls/certs"} {
+		if fi, err := os.Stat(filepath.Join(g.cfg.Dir, d)); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want mode 0700", d, fi, err)
+		}
+	}
 	list, _ := os.ReadFile(filepath.Join(g.cfg.Dir, "tls/certs.list"))
 	if want := g.cfg.Dir + "/tls/certs/web.acme.test.pem web.acme.test\n" + g.cfg.Dir + "/tls/certs/_.blog.test.pem *.blog.test blog.test\n"; string(list) != want {
 		t.Errorf("certs.list:\n%s\nwant:\n%s", list, want)
@@ -255,9 +278,12 @@ func TestInstallCertRefusesAndKeeps(t *testing.T) {
 		} else {
 			err = g.r.InstallCert(t.Context(), c.names, c.pem)
 		}
-		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "-----BEGIN") {
 			t.Errorf("%s: %v, want one line with %q", name, err, c.want)
 		}
+	}
+	if strings.Contains(g.logs.String(), "-----BEGIN") || strings.Contains(g.logs.String(), "PRIVATE") {
+		t.Error("the router logged PEM")
 	}
 	after, _ := g.r.Certs(t.Context())
 	listAfter, _ := os.ReadFile(filepath.Join(g.cfg.Dir, "tls/certs.list"))
