@@ -60,6 +60,9 @@ func (r *Router) apply(ctx context.Context, want *state) error {
 	if err := r.updateHosts(ctx, p.worker, cur, want); err != nil {
 		return err
 	}
+	if err := r.updatePolicy(ctx, p.worker, cur, want); err != nil {
+		return err
+	}
 	if err := r.writeFiles(cur); err != nil {
 		return err
 	}
@@ -106,7 +109,7 @@ func newBackends(cur, want *state) []string {
 func union(cur, want *state) *state {
 	u := newState()
 	for id, b := range cur.backends {
-		u.backends[id] = &backendState{app: b.app, servers: maps.Clone(b.servers)}
+		u.backends[id] = &backendState{app: b.app, servers: maps.Clone(b.servers), policy: b.policy}
 	}
 	for id, b := range want.backends {
 		ub := u.backends[id]
@@ -114,6 +117,7 @@ func union(cur, want *state) *state {
 			ub = &backendState{app: b.app, servers: map[string]serverState{}}
 			u.backends[id] = ub
 		}
+		ub.policy = b.policy
 		maps.Copy(ub.servers, b.servers)
 	}
 	maps.Copy(u.hosts, want.hosts)
@@ -172,38 +176,52 @@ func (r *Router) setAddr(ctx context.Context, pid int, key, addr string) error {
 // the servers (they route to something ready); hosts going away stop
 // routing before the servers drain. cur is updated.
 func (r *Router) updateHosts(ctx context.Context, pid int, cur, want *state) error {
-	for _, h := range slices.Sorted(maps.Keys(want.hosts)) {
-		id := want.hosts[h]
-		old, exists := cur.hosts[h]
+	return r.syncMap(ctx, pid, r.mapPath, cur.hosts, want.hosts, func(h, id string) {
+		if id == "" {
+			r.cfg.Log.Info("host unrouted", "host", h)
+		} else {
+			r.cfg.Log.Info("host routed", "host", h, "backend", id)
+		}
+	})
+}
+
+// syncMap brings the runtime map at path from cur to want, entries added
+// or changed first, then removed; cur is updated. A "" in cur marks a key
+// entered twice (see readState). changed hears of every change, with ""
+// for a removal.
+func (r *Router) syncMap(ctx context.Context, pid int, path string, cur, want map[string]string, changed func(key, value string)) error {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		v := want[k]
+		old, exists := cur[k]
 		switch {
-		case exists && old == id:
+		case exists && old == v:
 			continue
 		case exists && old == "":
-			// Duplicate entries (see readState): start over.
-			if err := r.do(ctx, pid, "del map "+r.mapPath+" "+h, ""); err != nil {
+			// Duplicate entries: start over.
+			if err := r.do(ctx, pid, "del map "+path+" "+k, ""); err != nil {
 				return err
 			}
 			fallthrough
 		case !exists:
 			// add map on an existing key would add a second entry.
-			if err := r.do(ctx, pid, "add map "+r.mapPath+" "+h+" "+id, ""); err != nil {
+			if err := r.do(ctx, pid, "add map "+path+" "+k+" "+v, ""); err != nil {
 				return err
 			}
 		default:
-			if err := r.do(ctx, pid, "set map "+r.mapPath+" "+h+" "+id, ""); err != nil {
+			if err := r.do(ctx, pid, "set map "+path+" "+k+" "+v, ""); err != nil {
 				return err
 			}
 		}
-		cur.hosts[h] = id
-		r.cfg.Log.Info("host routed", "host", h, "backend", id)
+		cur[k] = v
+		changed(k, v)
 	}
-	for _, h := range slices.Sorted(maps.Keys(cur.hosts)) {
-		if _, ok := want.hosts[h]; !ok {
-			if err := r.do(ctx, pid, "del map "+r.mapPath+" "+h, ""); err != nil {
+	for _, k := range slices.Sorted(maps.Keys(cur)) {
+		if _, ok := want[k]; !ok {
+			if err := r.do(ctx, pid, "del map "+path+" "+k, ""); err != nil {
 				return err
 			}
-			delete(cur.hosts, h)
-			r.cfg.Log.Info("host unrouted", "host", h)
+			delete(cur, k)
+			changed(k, "")
 		}
 	}
 	return nil

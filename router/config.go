@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"html/template"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	texttemplate "text/template"
+	"time"
 
 	"github.com/upscalehq/upscale/names"
 )
@@ -79,8 +81,9 @@ func normalAddr(s string) (string, error) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String(), nil
 }
 
-// bindAddr validates HTTPAddr: an optional IP literal and a port.
-func bindAddr(s string) (string, error) {
+// bindAddr validates a listen address (field names it in errors): an
+// optional IP literal and a port.
+func bindAddr(field, s string) (string, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err == nil {
 		var p int
@@ -96,7 +99,7 @@ func bindAddr(s string) (string, error) {
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("invalid HTTPAddr %s: want [IP]:PORT", names.Quote(s))
+		return "", fmt.Errorf("invalid %s %s: want [IP]:PORT", field, names.Quote(s))
 	}
 	return net.JoinHostPort(host, port), nil
 }
@@ -112,7 +115,20 @@ type state struct {
 type backendState struct {
 	app     names.App
 	servers map[string]serverState // by server name
+	policy  policy
 }
+
+// policy is an app's HTTPS policy, kept in two maps keyed by backend ID
+// (noredirect.map, hsts.map) so that it changes without a reload and is
+// read back like the hosts.
+type policy struct {
+	noRedirect bool
+	hsts       int64 // max-age in seconds; 0: no header
+}
+
+// maxHSTS bounds max-age at two years, what the HSTS preload list asks
+// for: more only makes a mistake last longer.
+const maxHSTS = 2 * 365 * 24 * time.Hour
 
 type serverState struct {
 	addr  string
@@ -136,7 +152,11 @@ func desired(backends []Backend) (*state, error) {
 		if _, dup := st.backends[id]; dup {
 			return nil, fmt.Errorf("backend %s given twice", b.Name)
 		}
-		bs := &backendState{app: app, servers: map[string]serverState{}}
+		if b.HSTSMaxAge < 0 || b.HSTSMaxAge%time.Second != 0 || b.HSTSMaxAge > maxHSTS {
+			return nil, fmt.Errorf("backend %s: invalid HSTS max-age %v: want whole seconds, at most %v", b.Name, b.HSTSMaxAge, maxHSTS)
+		}
+		bs := &backendState{app: app, servers: map[string]serverState{},
+			policy: policy{noRedirect: b.NoHTTPSRedirect, hsts: int64(b.HSTSMaxAge / time.Second)}}
 		st.backends[id] = bs
 		for _, h := range b.Hosts {
 			if err := checkHost(h); err != nil {
@@ -171,7 +191,8 @@ func desired(backends []Backend) (*state, error) {
 func (st *state) list() []Backend {
 	out := []Backend{}
 	for id, bs := range st.backends {
-		b := Backend{Name: bs.app.String(), Hosts: []string{}, Servers: []Server{}}
+		b := Backend{Name: bs.app.String(), Hosts: []string{}, Servers: []Server{},
+			NoHTTPSRedirect: bs.policy.noRedirect, HSTSMaxAge: time.Duration(bs.policy.hsts) * time.Second}
 		for h, to := range st.hosts {
 			if to == id {
 				b.Hosts = append(b.Hosts, h)
@@ -193,6 +214,9 @@ func (st *state) list() []Backend {
 type cfgData struct {
 	Dir        string
 	Bind       string
+	HTTPSBind  string // "" without HTTPS
+	HTTPSPort  string // ":PORT" in redirects, "" for 443
+	ACMEAddr   string // "" without an ACME handler
 	HardStopMS int64
 	Backends   []cfgBackend
 }
@@ -205,7 +229,10 @@ type cfgBackend struct {
 // renderConfig writes haproxy.cfg for st. Servers not ready for traffic are
 // left out: a reload is the moment they stop existing.
 func (r *Router) renderConfig(st *state) []byte {
-	d := cfgData{Dir: r.cfg.Dir, Bind: r.bind, HardStopMS: r.cfg.DrainTimeout.Milliseconds()}
+	d := cfgData{Dir: r.cfg.Dir, Bind: r.bind, HTTPSBind: r.httpsBind, ACMEAddr: r.acmeAddr, HardStopMS: r.cfg.DrainTimeout.Milliseconds()}
+	if _, port, _ := net.SplitHostPort(r.httpsBind); port != "443" && port != "" {
+		d.HTTPSPort = ":" + port
+	}
 	for _, b := range st.list() {
 		app, _ := names.ParseApp(b.Name)
 		d.Backends = append(d.Backends, cfgBackend{ID: backendID(app), Servers: b.Servers})
@@ -217,15 +244,20 @@ func (r *Router) renderConfig(st *state) []byte {
 	return buf.Bytes()
 }
 
-func renderMap(st *state) []byte {
-	hosts := make([]string, 0, len(st.hosts))
-	for h := range st.hosts {
-		hosts = append(hosts, h)
-	}
-	slices.Sort(hosts)
+func renderMap(st *state) []byte { return renderPairs(st.hosts) }
+
+// renderPolicy writes the two policy maps: the apps that keep plain HTTP,
+// and the apps' HSTS max-age.
+func renderPolicy(st *state) (noRedirect, hsts []byte) {
+	nr, h := policyMaps(st)
+	return renderPairs(nr), renderPairs(h)
+}
+
+// renderPairs writes a map file: "KEY VALUE" a line, sorted.
+func renderPairs(m map[string]string) []byte {
 	var buf bytes.Buffer
-	for _, h := range hosts {
-		fmt.Fprintf(&buf, "%s %s\n", h, st.hosts[h])
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&buf, "%s %s\n", k, m[k])
 	}
 	return buf.Bytes()
 }

@@ -36,6 +36,9 @@ func TestDesiredRejects(t *testing.T) {
 		"no port":            {{Name: "acme/web", Servers: []Server{{Name: "a", Addr: "10.0.0.1"}}}},
 		"port 0":             {{Name: "acme/web", Servers: []Server{{Name: "a", Addr: "10.0.0.1:0"}}}},
 		"address option":     {{Name: "acme/web", Servers: []Server{{Name: "a", Addr: "10.0.0.1:80 backup"}}}},
+		"negative HSTS":      {{Name: "acme/web", HSTSMaxAge: -time.Second}},
+		"HSTS fraction":      {{Name: "acme/web", HSTSMaxAge: 1500 * time.Millisecond}},
+		"HSTS over 2 years":  {{Name: "acme/web", HSTSMaxAge: maxHSTS + time.Second}},
 	} {
 		if _, err := desired(bs); err == nil {
 			t.Errorf("%s: accepted %+v", name, bs)
@@ -73,6 +76,11 @@ func TestNewRouterRejects(t *testing.T) {
 		{Dir: "/tmp/x", HTTPAddr: ":70000"},
 		{Dir: "/tmp/x", HTTPAddr: ":80 ssl"},
 		{Dir: "/tmp/x", HTTPAddr: ":80", Binary: "/nonexistent/haproxy"},
+		{Dir: "/tmp/x", HTTPAddr: ":80", HTTPSAddr: "443"},
+		{Dir: "/tmp/x", HTTPAddr: ":80", HTTPSAddr: ":443 ssl crt /etc/passwd"},
+		{Dir: "/tmp/x", HTTPAddr: ":80", ACMEAddr: "localhost:8402"},
+		{Dir: "/tmp/x", HTTPAddr: ":80", ACMEAddr: ":8402"},
+		{Dir: "/tmp/x", HTTPAddr: ":80", ACMEAddr: "127.0.0.1:8402 backup"},
 	} {
 		if cfg.Binary == "" {
 			cfg.Binary = "/bin/true" // validation only: never run
@@ -106,14 +114,18 @@ func TestConfigGolden(t *testing.T) {
 		{Name: "acme/web", Hosts: []string{"web.acme.upscale.example", "www.acme.com"}, Servers: []Server{
 			{Name: "acme-web-v3-1", Addr: "10.77.0.5:8080"}, {Name: "acme-web-v3-2", Addr: "10.77.1.7:8080"},
 		}},
-		{Name: "acme/api", Hosts: []string{"api.acme.upscale.example"}},
+		{Name: "acme/api", Hosts: []string{"api.acme.upscale.example"}, NoHTTPSRedirect: true, HSTSMaxAge: 365 * 24 * time.Hour},
+		{Name: "acme/docs", Hosts: []string{"docs.acme.upscale.example"}, HSTSMaxAge: 300 * time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Router{cfg: Config{Dir: "/var/lib/upscale/router", DrainTimeout: 10 * time.Second}, bind: ":80"}
+	r := &Router{cfg: Config{Dir: "/var/lib/upscale/router", DrainTimeout: 10 * time.Second}, bind: ":80", httpsBind: ":443", acmeAddr: "127.0.0.1:8402"}
 	checkGolden(t, "haproxy.cfg.golden", r.renderConfig(st))
 	checkGolden(t, "hosts.map.golden", renderMap(st))
+	noRedirect, hsts := renderPolicy(st)
+	checkGolden(t, "noredirect.map.golden", noRedirect)
+	checkGolden(t, "hsts.map.golden", hsts)
 	p := pages(st)
 	checkGolden(t, "404.html.golden", p["404.html"])
 	checkGolden(t, "acme.api.503.http.golden", p["acme.api.503.http"])

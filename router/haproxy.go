@@ -49,7 +49,9 @@ func (r *Router) master(ctx context.Context, line string) (string, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return "", fmt.Errorf("haproxy master CLI %q: %w", truncate(line), err)
+		// The first line only: a payload (a private key) is never quoted.
+		first, _, _ := strings.Cut(line, "\n")
+		return "", fmt.Errorf("haproxy master CLI %q: %w", truncate(first), err)
 	}
 	return string(out), nil
 }

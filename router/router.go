@@ -26,6 +26,8 @@ import (
 type Config struct {
 	Dir          string        // state directory (created 0700): haproxy.cfg, hosts map, pid file, sockets, error pages
 	HTTPAddr     string        // listen address for HTTP, e.g. ":80" or "127.0.0.1:18080"
+	HTTPSAddr    string        // listen address for HTTPS, e.g. ":443"; empty: no HTTPS listener (see tls.go)
+	ACMEAddr     string        // IP:PORT that /.well-known/acme-challenge/ on HTTP goes to, for every host; empty: none
 	Binary       string        // haproxy binary, default "haproxy" from PATH
 	DrainTimeout time.Duration // how long a removed server may keep in-flight requests (default 10s)
 	Log          *slog.Logger
@@ -48,6 +50,14 @@ type Backend struct {
 	// the change. A name among Servers, or that the router lacks, is
 	// ignored.
 	Lost []string
+	// NoHTTPSRedirect keeps plain HTTP answering for the app's hosts: by
+	// default a host with a live certificate answers HTTP with a 301 to
+	// HTTPS.
+	NoHTTPSRedirect bool
+	// HSTSMaxAge, in whole seconds, sends Strict-Transport-Security over
+	// HTTPS for the app's hosts with a live certificate; 0: none (opt-in,
+	// since a browser then refuses plain HTTP for that long).
+	HSTSMaxAge time.Duration
 }
 
 // Router controls the HAProxy of one state directory.
@@ -55,6 +65,8 @@ type Router struct {
 	cfg        Config
 	bin        string
 	bind       string
+	httpsBind  string // "" without HTTPS
+	acmeAddr   string // "" without an ACME handler
 	cfgPath    string
 	mapPath    string
 	masterSock string
@@ -89,12 +101,21 @@ func Start(ctx context.Context, cfg Config) (*Router, error) {
 		return nil, err
 	}
 	defer unlock()
+	// Before any HAProxy starts: its configuration names these files.
+	if err := r.prepareTLS(time.Now()); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
 	p, launched, err := r.ensure(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
 	if !launched {
 		if err := r.adopt(ctx, p); err != nil {
+			return nil, fmt.Errorf("router: adopt haproxy: %w", err)
+		}
+		// A process that died between writing a certificate and installing
+		// it, or an older pending certificate: the files on disk win.
+		if err := r.syncCerts(ctx); err != nil {
 			return nil, fmt.Errorf("router: adopt haproxy: %w", err)
 		}
 	}
@@ -190,14 +211,27 @@ func newRouter(cfg Config) (*Router, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	bind, err := bindAddr(cfg.HTTPAddr)
+	bind, err := bindAddr("HTTPAddr", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
+	}
+	var httpsBind, acmeAddr string
+	if cfg.HTTPSAddr != "" {
+		if httpsBind, err = bindAddr("HTTPSAddr", cfg.HTTPSAddr); err != nil {
+			return nil, fmt.Errorf("router: %w", err)
+		}
+	}
+	if cfg.ACMEAddr != "" {
+		if acmeAddr, err = normalAddr(cfg.ACMEAddr); err != nil {
+			return nil, fmt.Errorf("router: ACMEAddr: %w", err)
+		}
 	}
 	r := &Router{
 		cfg:        cfg,
 		bin:        bin,
 		bind:       bind,
+		httpsBind:  httpsBind,
+		acmeAddr:   acmeAddr,
 		cfgPath:    filepath.Join(dir, "haproxy.cfg"),
 		mapPath:    filepath.Join(dir, "hosts.map"),
 		masterSock: filepath.Join(dir, "master.sock"),

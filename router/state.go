@@ -58,6 +58,9 @@ func (r *Router) readState(ctx context.Context, pid int) (*state, error) {
 		}
 		st.hosts[e.key] = e.value
 	}
+	if err := r.readPolicy(ctx, pid, st); err != nil {
+		return nil, err
+	}
 	return st, nil
 }
 
@@ -85,6 +88,13 @@ func (r *Router) writeFiles(st *state) error {
 		}
 	}
 	if err := writeFile(r.mapPath, renderMap(routed)); err != nil {
+		return err
+	}
+	noRedirect, hsts := renderPolicy(st)
+	if err := writeFile(r.path("noredirect.map"), noRedirect); err != nil {
+		return err
+	}
+	if err := writeFile(r.path("hsts.map"), hsts); err != nil {
 		return err
 	}
 	return writeFile(r.cfgPath, r.renderConfig(st))
