@@ -5,8 +5,8 @@
 // the ssh commands, the git hooks, the coming HTTP API — gets the same
 // answer, whatever gate it keeps in front.
 //
-// Pushes, run/stop/restart, domains, exec, logs and hosts are still in
-// commands, gitd and deploy (issue 9 moves them here next).
+// Pushes and app run are still in gitd, commands and deploy (issue 9
+// moves them here next).
 package backend
 
 import (
@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
+	"github.com/upscalehq/upscale/runtimes"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -27,6 +29,8 @@ type Apps interface {
 	Delete(ctx context.Context, app names.App) error
 	// URL is where users reach app.
 	URL(app names.App) string
+	Running
+	DomainClaims
 }
 
 // UsageFunc is a namespace's quotas (its own, those in force) and what it
@@ -51,6 +55,14 @@ type Config struct {
 	// Lifecycle rolls out config changes, scales and rolls back; nil
 	// where no server runs, where config changes are only stored.
 	Lifecycle Lifecycle
+	// Catalog is the runtimes apps can use.
+	Catalog *runtimes.Catalog
+	// Hosts are the hosts as last heard from.
+	Hosts func() []fleet.Host
+	// Router says in one line how the router is; nil where no server runs.
+	Router func(ctx context.Context) string
+	// HostOps manages hosts; nil where no server runs.
+	HostOps HostOps
 }
 
 // Backend holds the use cases. It is safe for concurrent use.
@@ -63,11 +75,16 @@ type Backend struct {
 	usage  UsageFunc
 	// lifecycle is nil where no server runs.
 	lifecycle Lifecycle
+	catalog   *runtimes.Catalog
+	hosts     func() []fleet.Host
+	router    func(ctx context.Context) string
+	hostOps   HostOps
 }
 
 // New returns a Backend over c's dependencies.
 func New(c Config) *Backend {
-	return &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle}
+	return &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle,
+		catalog: c.Catalog, hosts: c.Hosts, router: c.Router, hostOps: c.HostOps}
 }
 
 // Denied is a refusal by the policy. It unwraps to keys.ErrDenied; its
