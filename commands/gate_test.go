@@ -197,7 +197,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w := newWorld(t)
 		mustRun(t, w.env, w.admin, "", "namespace", "create", "empty")
 		w.env.Git = fakeGit{}
-		w.env.Apps = fakeApps{}
+		w.env.Run = fakeApps{}
 		w.env.HostOps = fakeHostOps{}
 		rewire(w.env, fakeApps{}, fakeLifecycle{st: w.env.Store}, store.Quota{}, true)
 		boot := keys.Principal{Name: "bootstrap-h1", Fingerprint: "SHA256:boot", Role: keys.RoleBootstrap, App: "h1"}
