@@ -129,6 +129,11 @@ func (b *Backend) getApp(ctx context.Context, who keys.Principal, app names.App)
 	return b.app(a), nil
 }
 
+// FindApp is app, for who may see its info.
+func (b *Backend) FindApp(ctx context.Context, who keys.Principal, app names.App) (App, error) {
+	return b.getApp(ctx, who, app)
+}
+
 // AppInfo is app with its last push, live release and instances.
 func (b *Backend) AppInfo(ctx context.Context, who keys.Principal, app names.App) (AppInfo, error) {
 	a, err := b.getApp(ctx, who, app)

@@ -4,9 +4,6 @@
 // authorizes it with the one policy, keys.Authorize, so every transport —
 // the ssh commands, the git hooks, the coming HTTP API — gets the same
 // answer, whatever gate it keeps in front.
-//
-// Stop/restart, domains, exec, logs and hosts are still in commands and
-// deploy (issue 9 moves them here next).
 package backend
 
 import (
@@ -16,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 	"github.com/upscalehq/upscale/repos"
@@ -30,6 +28,8 @@ type Apps interface {
 	Delete(ctx context.Context, app names.App) error
 	// URL is where users reach app.
 	URL(app names.App) string
+	Running
+	DomainClaims
 }
 
 // UsageFunc is a namespace's quotas (its own, those in force) and what it
@@ -54,7 +54,7 @@ type Config struct {
 	// Lifecycle rolls out config changes, scales and rolls back; nil
 	// where no server runs, where config changes are only stored.
 	Lifecycle Lifecycle
-	// Catalog is the runtimes app.yaml may name.
+	// Catalog is the runtimes app.yaml may name and apps can use.
 	Catalog *runtimes.Catalog
 	// Deploys builds and rolls out pushes and app run; nil where no
 	// server runs, where pushes are only checked and recorded.
@@ -62,6 +62,12 @@ type Config struct {
 	// Log gets what goes wrong on the server's side of a push; nil
 	// discards it.
 	Log *slog.Logger
+	// Hosts are the hosts as last heard from.
+	Hosts func() []fleet.Host
+	// Router says in one line how the router is; nil where no server runs.
+	Router func(ctx context.Context) string
+	// HostOps manages hosts; nil where no server runs.
+	HostOps HostOps
 }
 
 // Backend holds the use cases. It is safe for concurrent use.
@@ -77,12 +83,15 @@ type Backend struct {
 	catalog   *runtimes.Catalog
 	deploys   Deploys
 	log       *slog.Logger
+	hosts     func() []fleet.Host
+	router    func(ctx context.Context) string
+	hostOps   HostOps
 }
 
 // New returns a Backend over c's dependencies.
 func New(c Config) *Backend {
-	b := &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle}
-	b.catalog, b.deploys, b.log = c.Catalog, c.Deploys, c.Log
+	b := &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle,
+		catalog: c.Catalog, deploys: c.Deploys, log: c.Log, hosts: c.Hosts, router: c.Router, hostOps: c.HostOps}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/store"
 )
 
 type pushView struct {
@@ -46,13 +45,6 @@ func (s *session) view(a backend.App) appView {
 		CreatedAt:    when(a.CreatedAt),
 		Stopped:      a.Stopped,
 	}
-}
-
-func (s *session) url(app names.App) string {
-	if s.env.Apps != nil {
-		return s.env.Apps.URL(app)
-	}
-	return fmt.Sprintf("http://%s.%s.%s", app.Name, app.Namespace, s.env.Domain)
 }
 
 func (s *session) appCommands() *cobra.Command {
@@ -254,12 +246,4 @@ func (s *session) appList(g *cobra.Command) {
 			}
 		})
 	})
-}
-
-func (s *session) getApp(cmd *cobra.Command, app names.App) (store.App, error) {
-	a, err := s.env.Store.GetApp(cmd.Context(), app.Namespace, app.Name)
-	if errors.Is(err, store.ErrNotFound) {
-		return a, errors.New(appNotFound(app))
-	}
-	return a, err
 }

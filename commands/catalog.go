@@ -3,13 +3,11 @@ package commands
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/upscalehq/upscale/agentapi"
 	"github.com/upscalehq/upscale/keys"
 )
 
@@ -27,16 +25,13 @@ func (s *session) runtimesCommands() *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List runtimes", Args: noArgs}
 	format := formatFlag(list)
 	s.leaf(g, list, keys.RuntimesList, formatScope(format), func(cmd *cobra.Command, _ []string) error {
-		hosts := s.env.Hosts()
+		list, err := s.env.Backend.Runtimes(cmd.Context(), s.inv.Principal)
+		if err != nil {
+			return err
+		}
 		var views []runtimeView
-		for _, r := range s.env.Catalog.All() {
-			v := runtimeView{Name: r.Name, Description: r.Description, Detect: r.Detect, Start: r.Start, Source: r.Source, BuiltOn: []string{}}
-			for _, h := range hosts {
-				if slices.ContainsFunc(h.Images, func(im agentapi.ImageInfo) bool { return im.Runtime == r.Name }) {
-					v.BuiltOn = append(v.BuiltOn, h.Name)
-				}
-			}
-			views = append(views, v)
+		for _, r := range list.Runtimes {
+			views = append(views, runtimeView{Name: r.Name, Description: r.Description, Detect: r.Detect, Start: r.Start, Source: r.Source, BuiltOn: r.BuiltOn})
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
 			// The start commands are long shell lines: JSON has them.
@@ -44,7 +39,7 @@ func (s *session) runtimesCommands() *cobra.Command {
 			for _, v := range views {
 				image := "not built yet (built on first use)"
 				if len(v.BuiltOn) > 0 {
-					image = fmt.Sprintf("built on %d/%d host(s)", len(v.BuiltOn), len(hosts))
+					image = fmt.Sprintf("built on %d/%d host(s)", len(v.BuiltOn), list.Hosts)
 				}
 				row(w, v.Name, v.Description, strings.Join(v.Detect, ","), image, v.Source)
 			}
@@ -59,14 +54,15 @@ func (s *session) hostsCommands() *cobra.Command {
 	list := &cobra.Command{Use: "list", Short: "List hosts (admins)", Args: noArgs}
 	format := formatFlag(list)
 	s.leaf(g, list, keys.HostsList, formatScope(format), func(cmd *cobra.Command, _ []string) error {
-		var views []hostView
-		for _, h := range s.env.Hosts() {
-			views = append(views, hostView{Name: h.Name, Address: h.Address, State: h.State, Weight: max(h.Record.Weight, 1),
-				Subnet: h.Record.Subnet, Provider: h.Record.Provider, CPUs: h.CPUs, Containers: h.Containers,
-				MemTotal: h.MemTotal, MemFree: h.MemFree, LastHeartbeat: when(h.At), HostKey: h.Record.HostKey})
+		hosts, err := s.env.Backend.Hosts(cmd.Context(), s.inv.Principal)
+		if err != nil {
+			return err
 		}
-		if views == nil {
-			views = []hostView{}
+		views := []hostView{}
+		for _, h := range hosts {
+			views = append(views, hostView{Name: h.Name, Address: h.Address, State: h.State, Weight: h.Weight,
+				Subnet: h.Subnet, Provider: h.Provider, CPUs: h.CPUs, Containers: h.Containers,
+				MemTotal: h.MemTotal, MemFree: h.MemFree, LastHeartbeat: when(h.LastHeartbeat), HostKey: h.HostKey})
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
 			row(w, "HOST", "ADDRESS", "STATE", "WEIGHT", "CONTAINERS", "MEMORY USED/FREE", "LAST HEARTBEAT")
@@ -74,8 +70,8 @@ func (s *session) hostsCommands() *cobra.Command {
 				row(w, h.Name, dash(h.Address), h.State, strconv.Itoa(h.Weight), strconv.Itoa(h.Containers),
 					gib(h.MemTotal-min(h.MemFree, h.MemTotal))+"/"+gib(h.MemFree), h.LastHeartbeat)
 			}
-			if s.env.Router != nil {
-				fmt.Fprintf(w, "\nrouter: %s\n", s.env.Router(cmd.Context()))
+			if router, err := s.env.Backend.RouterStatus(cmd.Context(), s.inv.Principal); err == nil && router != "" {
+				fmt.Fprintf(w, "\nrouter: %s\n", router)
 			}
 		})
 	})

@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/backend"
-	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
@@ -159,9 +157,4 @@ func (s *session) needsServer(cmd *cobra.Command, err error) error {
 			strings.TrimPrefix(cmd.CommandPath(), cmd.Root().CommandPath()+" ") + " ..., or --no-deploy")
 	}
 	return err
-}
-
-// ctx is the command's context with who runs it, for releases and events.
-func (s *session) ctx(cmd *cobra.Command) context.Context {
-	return deploy.WithBy(cmd.Context(), s.inv.Principal.Name)
 }

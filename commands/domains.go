@@ -1,20 +1,16 @@
 package commands
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/dnsproof"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/store"
 )
 
 type domainView struct {
@@ -32,7 +28,7 @@ type domainView struct {
 	CNAME    string `json:"cname,omitempty"`
 }
 
-func status(d store.Domain) string {
+func status(d backend.Domain) string {
 	if d.Verified() {
 		return "verified"
 	}
@@ -53,25 +49,9 @@ func (s *session) domainsCommands() *cobra.Command {
 		if err != nil {
 			return sc, err
 		}
-		hostname, err = deploy.NormalizeHostname(args[1], s.env.Domain)
+		hostname, err = backend.NormalizeHostname(args[1], s.env.Domain)
 		return sc, err
 	}
-	// refused is the one line for a domain another app has verified:
-	// another tenant's app names are not everyone's to know.
-	refused := func(err error) error {
-		var taken *deploy.DomainTakenError
-		switch {
-		case errors.As(err, &taken):
-			if o := taken.Owner; o.Name != "" && (s.inv.Principal.Role == keys.RoleAdmin || o.Namespace == s.inv.Principal.Namespace) {
-				return fmt.Errorf("domain %s is already in use by %s", hostname, o)
-			}
-			return fmt.Errorf("domain %s is already in use", hostname)
-		case errors.Is(err, store.ErrNotFound):
-			return errors.New(appNotFound(app))
-		}
-		return err
-	}
-
 	add := &cobra.Command{
 		Use:   "add NS/APP HOSTNAME",
 		Short: "Claim a hostname for an app; it routes once DNS proves it is yours",
@@ -81,19 +61,16 @@ func (s *session) domainsCommands() *cobra.Command {
 		Args: argsN(2, "NS/APP HOSTNAME"),
 	}
 	s.leaf(g, add, keys.DomainsManage, withHost, func(cmd *cobra.Command, _ []string) error {
-		if err := s.needApps(cmd, app); err != nil {
-			return err
-		}
-		dom, added, err := s.env.Apps.AddDomain(cmd.Context(), app, hostname, s.inv.Principal.Name)
+		dom, added, err := s.env.Backend.AddDomain(cmd.Context(), s.inv.Principal, app, hostname)
 		if err != nil && dom.Hostname == "" {
-			return refused(err)
+			return s.overSSH(cmd, app, err)
 		}
 		w := cmd.OutOrStdout()
 		switch {
 		case dom.Verified() && !added:
 			fmt.Fprintf(w, "Domain %s already routes to %s.\n", hostname, app)
 		case dom.Verified():
-			fmt.Fprintf(w, "Domain %s verified and routed to %s: %s\n", hostname, app, s.domainURL(hostname))
+			fmt.Fprintf(w, "Domain %s verified and routed to %s: %s\n", hostname, app, dom.URL)
 		case added:
 			fmt.Fprintf(w, "Domain %s added to %s, pending proof that you control it: it is not routed yet.\n", hostname, app)
 			s.proofHint(w, app, dom)
@@ -101,7 +78,7 @@ func (s *session) domainsCommands() *cobra.Command {
 			fmt.Fprintf(w, "Domain %s is already added to %s, pending proof that you control it.\n", hostname, app)
 			s.proofHint(w, app, dom)
 		}
-		return refused(err)
+		return err
 	})
 
 	verify := &cobra.Command{
@@ -110,39 +87,21 @@ func (s *session) domainsCommands() *cobra.Command {
 		Args:  argsN(2, "NS/APP HOSTNAME"),
 	}
 	s.leaf(g, verify, keys.DomainsManage, withHost, func(cmd *cobra.Command, _ []string) error {
-		if err := s.needApps(cmd, app); err != nil {
-			return err
+		was, err := s.env.Backend.VerifyDomain(cmd.Context(), s.inv.Principal, app, hostname)
+		if err != nil {
+			return s.overSSH(cmd, app, err)
 		}
-		was, err := s.env.Apps.VerifyDomain(cmd.Context(), app, hostname, s.inv.Principal.Name)
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("app %s has no domain %s", app, hostname)
-		}
-		if err != nil && was.Hostname == "" {
-			return refused(err)
-		}
-		if err == nil && !was.Verified() {
+		if !was.Verified() {
 			return fmt.Errorf("domain %s is not verified yet: %s", hostname, was.Failure)
 		}
-		if err == nil {
-			fmt.Fprintf(cmd.OutOrStdout(), "Domain %s is verified and routes to %s: %s\n", hostname, app, s.domainURL(hostname))
-		}
-		return refused(err)
+		fmt.Fprintf(cmd.OutOrStdout(), "Domain %s is verified and routes to %s: %s\n", hostname, app, was.URL)
+		return nil
 	})
 
 	remove := &cobra.Command{Use: "remove NS/APP HOSTNAME", Aliases: []string{"rm"}, Short: "Stop routing a hostname to an app, or drop its pending claim", Args: argsN(2, "NS/APP HOSTNAME")}
 	s.leaf(g, remove, keys.DomainsManage, withHost, func(cmd *cobra.Command, _ []string) error {
-		if err := s.needApps(cmd, app); err != nil {
-			return err
-		}
-		err := s.env.Apps.RemoveDomain(cmd.Context(), app, hostname, s.inv.Principal.Name)
-		if errors.Is(err, store.ErrNotFound) {
-			if _, aerr := s.env.Store.GetApp(cmd.Context(), app.Namespace, app.Name); errors.Is(aerr, store.ErrNotFound) {
-				return errors.New(appNotFound(app))
-			}
-			return fmt.Errorf("app %s has no domain %s", app, hostname)
-		}
-		if err != nil {
-			return err
+		if err := s.env.Backend.RemoveDomain(cmd.Context(), s.inv.Principal, app, hostname); err != nil {
+			return s.overSSH(cmd, app, err)
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Domain %s removed from %s.\n", hostname, app)
 		return nil
@@ -157,25 +116,22 @@ func (s *session) domainsCommands() *cobra.Command {
 		app, sc, err = appArg(args)
 		return sc, err
 	}, func(cmd *cobra.Command, _ []string) error {
-		domains, err := s.env.Store.ListDomains(cmd.Context(), app.Namespace, app.Name)
-		if errors.Is(err, store.ErrNotFound) {
-			return errors.New(appNotFound(app))
-		}
+		list, err := s.env.Backend.Domains(cmd.Context(), s.inv.Principal, app)
 		if err != nil {
 			return err
 		}
-		views := make([]domainView, 0, len(domains))
-		for _, d := range domains {
-			v := domainView{Hostname: d.Hostname, App: app.String(), Status: status(d), URL: s.domainURL(d.Hostname),
+		views := make([]domainView, 0, len(list.Domains))
+		for _, d := range list.Domains {
+			v := domainView{Hostname: d.Hostname, App: app.String(), Status: status(d.Domain), URL: d.URL,
 				CreatedAt: when(d.CreatedAt), CheckedAt: when(d.CheckedAt), VerifiedAt: when(d.VerifiedAt), Failure: d.Failure}
 			if !d.Verified() {
-				v.TXTName, v.TXTValue, v.CNAME = dnsproof.ChallengePrefix+d.Hostname, d.Token, s.platformHost(app)
+				v.TXTName, v.TXTValue, v.CNAME = dnsproof.ChallengePrefix+d.Hostname, d.Token, d.Target
 			}
 			views = append(views, v)
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
 			if len(views) == 0 {
-				fmt.Fprintf(w, "%s has no custom domains; it answers at %s\n", app, s.url(app))
+				fmt.Fprintf(w, "%s has no custom domains; it answers at %s\n", app, list.AppURL)
 				return
 			}
 			row(w, "DOMAIN", "STATUS", "URL", "ADDED", "CHECKED", "LAST FAILURE")
@@ -194,12 +150,12 @@ func (s *session) domainsCommands() *cobra.Command {
 
 // proofHint tells the owner of a pending domain how to prove it, and what
 // the last check found.
-func (s *session) proofHint(w io.Writer, app names.App, d store.Domain) {
+func (s *session) proofHint(w io.Writer, app names.App, d backend.DomainClaim) {
 	fmt.Fprintf(w, "Prove it with either DNS record:\n")
 	fmt.Fprintf(w, "  %s  TXT    %q\n", dnsproof.ChallengePrefix+d.Hostname, d.Token)
-	fmt.Fprintf(w, "  %s  CNAME  %s\n", d.Hostname, s.platformHost(app))
+	fmt.Fprintf(w, "  %s  CNAME  %s\n", d.Hostname, d.Target)
 	fmt.Fprintf(w, "then: %s domains verify %s %s (checked by itself every %s for %s, then every %s)\n",
-		s.inv.Prog, app, d.Hostname, spoken(deploy.DomainRetryFast), spoken(deploy.DomainFastPeriod), spoken(deploy.DomainRetrySlow))
+		s.inv.Prog, app, d.Hostname, spoken(backend.DomainRetryFast), spoken(backend.DomainFastPeriod), spoken(backend.DomainRetrySlow))
 	if d.Failure != "" {
 		fmt.Fprintf(w, "Last check: %s\n", d.Failure)
 	}
@@ -211,18 +167,4 @@ func spoken(d time.Duration) string {
 		return fmt.Sprintf("%d minutes", d/time.Minute)
 	}
 	return fmt.Sprintf("%d s", d/time.Second)
-}
-
-func (s *session) platformHost(app names.App) string {
-	return deploy.Hostname(app.Namespace, app.Name, s.env.Domain)
-}
-
-// domainURL is where a custom domain answers: the router's public port
-// is the one in app URLs.
-func (s *session) domainURL(hostname string) string {
-	u, err := url.Parse(s.url(names.App{Namespace: "ns", Name: "app"}))
-	if err != nil || u.Port() == "" {
-		return "http://" + hostname
-	}
-	return "http://" + net.JoinHostPort(hostname, u.Port())
 }

@@ -6,11 +6,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/upscalehq/upscale/deploy"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/store"
 )
 
 // execTimeoutStatus is app exec's exit status when the command hit its
@@ -39,28 +38,25 @@ func (s *session) appExec(g *cobra.Command) {
 			return nil
 		},
 	}
-	timeout := c.Flags().Duration("timeout", deploy.DefaultExecTimeout, "stop the command after this long")
+	timeout := c.Flags().Duration("timeout", backend.DefaultExecTimeout, "stop the command after this long")
 	var app names.App
 	s.leaf(g, c, keys.AppExec, func(_ *cobra.Command, args []string) (sc scope, err error) {
-		if *timeout <= 0 || *timeout > deploy.MaxExecTimeout {
-			return scope{}, fmt.Errorf("--timeout must be more than 0 and at most %s, not %s", deploy.MaxExecTimeout, *timeout)
+		if *timeout <= 0 || *timeout > backend.MaxExecTimeout {
+			return scope{}, fmt.Errorf("--timeout must be more than 0 and at most %s, not %s", backend.MaxExecTimeout, *timeout)
 		}
 		app, sc, err = appArg(args)
 		return sc, err
 	}, func(cmd *cobra.Command, args []string) error {
-		if err := s.needApps(cmd, app); err != nil {
-			return err
-		}
 		stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-		code, err := s.env.Apps.Exec(cmd.Context(), app, args[1:], *timeout, s.inv.Principal.Name,
+		code, err := s.env.Backend.Exec(cmd.Context(), s.inv.Principal, app, args[1:], *timeout,
 			func(l string) { fmt.Fprintln(stdout, l) },
 			func(l string) { fmt.Fprintln(stderr, l) })
 		switch {
-		case errors.Is(err, deploy.ErrExecTimeout):
+		case errors.Is(err, backend.ErrExecTimeout):
 			fmt.Fprintf(stderr, "error: %s\n", msgtext.OneLine(err.Error()))
 			return exitStatus(execTimeoutStatus)
-		case errors.Is(err, store.ErrNotFound):
-			return errors.New(appNotFound(app))
+		case errors.Is(err, backend.ErrNeedsServer):
+			return s.overSSH(cmd, app, err)
 		case err != nil:
 			if cmd.Context().Err() != nil {
 				return exitStatus(255) // the session is gone: nobody reads this

@@ -194,7 +194,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 		w := newWorld(t)
 		mustRun(t, w.env, w.admin, "", "namespace", "create", "empty")
 		w.env.Git = fakeGit{}
-		w.env.Apps = fakeApps{}
 		w.env.HostOps = fakeHostOps{}
 		rewire(w.env, fakeApps{}, fakeLifecycle{st: w.env.Store}, store.Quota{}, true)
 		// Stopped with a live release: app run starts it again.

@@ -36,7 +36,7 @@ func (s *session) gitCommands() []*cobra.Command {
 			if s.env.Git == nil {
 				return errors.New("git is served over ssh only")
 			}
-			if _, err := s.getApp(cmd, app); err != nil {
+			if _, err := s.env.Backend.FindApp(cmd.Context(), s.inv.Principal, app); err != nil {
 				return errors.New(repoNotFound(args[0]))
 			}
 			if code := s.env.Git.Serve(cmd.Context(), svc.name, app, s.inv.Principal, s.inv.Stdin, s.inv.Stdout, s.inv.Stderr); code != 0 {

@@ -23,13 +23,25 @@ import (
 	"github.com/upscalehq/upscale/store/sqlstore"
 )
 
+// testEnv is an Env with what its backend is built over, for tests to
+// set up and inspect.
+type testEnv struct {
+	*Env
+	Store   store.Store
+	Repos   *repos.Repos
+	Catalog *runtimes.Catalog
+	Hosts   func() []fleet.Host
+	// HostOps manages hosts in the backend rewire builds.
+	HostOps backend.HostOps
+}
+
 // world is a store with two namespaces and one principal of each kind.
 type world struct {
-	env                             *Env
+	env                             *testEnv
 	admin, member, outsider, deploy keys.Principal
 }
 
-func newEnv(t testing.TB) *Env {
+func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := sqlstore.Open(context.Background(), "", dir)
@@ -42,24 +54,26 @@ func newEnv(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	rs := &repos.Repos{Root: dir + "/repos", Binary: "/usr/local/bin/upscale"}
-	return &Env{
-		Backend: backend.New(backend.Config{Store: st, Repos: rs, Domain: "upscale.localhost"}),
+	env := &testEnv{
+		Env:     &Env{Domain: "upscale.localhost"},
 		Store:   st,
 		Repos:   rs,
 		Catalog: cat,
-		Domain:  "upscale.localhost",
 		Hosts: func() []fleet.Host {
 			return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: agentapi.Info{Name: "box", Address: "10.0.0.1", State: "up", CPUs: 2}}}}
 		},
 	}
+	rewire(env, nil, nil, store.Quota{}, false)
+	return env
 }
 
 // rewire rebuilds env's backend as a server would have it: apps run by
 // apps and changed by life (nil: none), built and rolled out by a fake
 // release engine when apps is set, quota the operator's default, and
 // what namespaces use from fakeUsage when usage is set.
-func rewire(env *Env, apps backend.Apps, life backend.Lifecycle, quota store.Quota, usage bool) {
-	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Lifecycle: life, Quota: quota, Catalog: env.Catalog}
+func rewire(env *testEnv, apps backend.Apps, life backend.Lifecycle, quota store.Quota, usage bool) {
+	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Lifecycle: life, Quota: quota,
+		Catalog: env.Catalog, Hosts: env.Hosts, HostOps: env.HostOps}
 	if apps != nil {
 		c.Deploys = &backendtest.Deploys{Store: env.Store}
 	}
@@ -93,7 +107,7 @@ func newKeyLine(t testing.TB, comment string) string {
 	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k))) + " " + comment
 }
 
-func addKey(t testing.TB, env *Env, name string, scope ...string) keys.Principal {
+func addKey(t testing.TB, env *testEnv, name string, scope ...string) keys.Principal {
 	t.Helper()
 	line := newKeyLine(t, name+"@test")
 	args := append([]string{"keys", "add", "--name", name, "--public", line}, scope...)
@@ -111,15 +125,15 @@ type result struct {
 	code           int
 }
 
-func run(env *Env, p keys.Principal, stdin string, args ...string) result {
+func run(env *testEnv, p keys.Principal, stdin string, args ...string) result {
 	var out, errb bytes.Buffer
 	inv := Invocation{Principal: p, Prog: "ssh upscale@host", Remote: "ssh://upscale@host:2222",
 		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb}
-	code := New(env, inv, nil).Execute(context.Background(), args)
+	code := New(env.Env, inv, nil).Execute(context.Background(), args)
 	return result{out.String(), errb.String(), code}
 }
 
-func mustRun(t testing.TB, env *Env, p keys.Principal, stdin string, args ...string) string {
+func mustRun(t testing.TB, env *testEnv, p keys.Principal, stdin string, args ...string) string {
 	t.Helper()
 	r := run(env, p, stdin, args...)
 	if r.code != 0 {
@@ -130,7 +144,7 @@ func mustRun(t testing.TB, env *Env, p keys.Principal, stdin string, args ...str
 
 // snapshot is everything a command could change, to prove a refused one
 // changed nothing.
-func snapshot(t testing.TB, env *Env) string {
+func snapshot(t testing.TB, env *testEnv) string {
 	t.Helper()
 	ctx := context.Background()
 	var b strings.Builder

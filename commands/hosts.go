@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,24 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/upscalehq/upscale/cloud"
-	"github.com/upscalehq/upscale/hostops"
+	"github.com/upscalehq/upscale/backend"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 )
-
-// HostOps is what the server does to hosts; nil where hosts cannot be
-// managed (the local CLI without a running server).
-type HostOps interface {
-	Add(ctx context.Context, r hostops.AddRequest, out func(string)) error
-	Create(ctx context.Context, r hostops.CreateRequest, out func(string)) error
-	SetWeight(ctx context.Context, name string, w int) error
-	Drain(ctx context.Context, name string, force bool, out func(string)) error
-	Remove(ctx context.Context, name string, out func(string)) error
-	Destroy(ctx context.Context, name string, out func(string)) error
-	Rebalance(ctx context.Context, dryRun bool, out func(string)) error
-	Bootstrap(ctx context.Context, name, keyFP string, w io.Writer) error
-}
 
 // hostsManage adds the admin-only host commands to g.
 func (s *session) hostsManage(g *cobra.Command) {
@@ -36,12 +21,6 @@ func (s *session) hostsManage(g *cobra.Command) {
 		return func(l string) { fmt.Fprintln(cmd.OutOrStdout(), l) }
 	}
 	admin := func(*cobra.Command, []string) (scope, error) { return scope{}, nil }
-	need := func() error {
-		if s.env.HostOps == nil {
-			return errors.New("hosts are managed by the running server: start it (upscale server), then run this again")
-		}
-		return nil
-	}
 
 	add := &cobra.Command{
 		Use:   "add --host ADDRESS -u USER -i IDENTITY --host-key KEY",
@@ -62,7 +41,7 @@ func (s *session) hostsManage(g *cobra.Command) {
 			return noArgs(cmd, args)
 		},
 	}
-	var r hostops.AddRequest
+	var r backend.NewHost
 	var identity string
 	add.Flags().StringVar(&r.Address, "host", "", "address of the machine (IP or name, optional :port)")
 	add.Flags().StringVarP(&r.User, "user", "u", "root", "SSH user: root, or one with passwordless sudo")
@@ -70,28 +49,17 @@ func (s *session) hostsManage(g *cobra.Command) {
 	add.Flags().StringVar(&r.Name, "name", "", "host name (default: from the address)")
 	add.Flags().IntVar(&r.Weight, "weight", 1, "share of containers relative to other hosts")
 	add.Flags().StringVar(&r.Dir, "dir", "", "install directory on the machine (default /opt/upscale-agent)")
-	var hostKeys []string
-	add.Flags().StringArrayVar(&hostKeys, "host-key", nil, "the machine's SSH host key, 'ssh-ed25519 AAAA...' (repeat for several)")
+	add.Flags().StringArrayVar(&r.HostKeys, "host-key", nil, "the machine's SSH host key, 'ssh-ed25519 AAAA...' (repeat for several)")
 	add.Flags().StringVar(&r.KnownHosts, "known-hosts", "", "a known_hosts file, on the server's machine, that lists the machine's key")
 	add.Flags().BoolVar(&r.TrustHostKey, "trust-host-key", false, "accept the key the machine presents now, unverified (trust on first use)")
 	s.leaf(g, add, keys.HostsManage, admin, func(cmd *cobra.Command, _ []string) error {
-		if err := need(); err != nil {
-			return err
+		r.Identity = func() ([]byte, error) { return s.identity(cmd, identity) }
+		err := s.env.Backend.AddHost(cmd.Context(), s.inv.Principal, r, say(cmd))
+		var bad *backend.HostKeyError
+		if errors.As(err, &bad) {
+			return fmt.Errorf("--host-key: %w", err)
 		}
-		r.HostKeys = nil
-		for _, text := range hostKeys {
-			k, err := cloud.ParseHostKey(text)
-			if err != nil {
-				return fmt.Errorf("--host-key: %w", err)
-			}
-			r.HostKeys = append(r.HostKeys, k)
-		}
-		key, err := s.identity(cmd, identity)
-		if err != nil {
-			return err
-		}
-		r.Identity = key
-		return s.env.HostOps.Add(cmd.Context(), r, say(cmd))
+		return err
 	})
 
 	create := &cobra.Command{
@@ -100,28 +68,25 @@ func (s *session) hostsManage(g *cobra.Command) {
 		Long:  "Start an EC2 instance (standard AWS credential chain) whose first boot installs an agent and joins.",
 		Args:  noArgs,
 	}
-	var cr hostops.CreateRequest
+	var cr backend.NewEC2Host
 	var provider string
 	create.Flags().StringVar(&provider, "provider", "", "where: ec2")
 	create.Flags().StringVar(&cr.Name, "name", "", "host name (default: ec2-RANDOM)")
 	create.Flags().IntVar(&cr.Weight, "weight", 1, "share of containers relative to other hosts")
-	create.Flags().StringVar(&cr.EC2.Region, "region", "", "AWS region (default: from the AWS configuration)")
-	create.Flags().StringVar(&cr.EC2.InstanceType, "instance-type", "t3.small", "instance type")
-	create.Flags().StringVar(&cr.EC2.AMI, "ami", "", "a Debian 12 AMI id (required)")
-	create.Flags().StringVar(&cr.EC2.Subnet, "subnet", "", "VPC subnet id")
-	create.Flags().StringVar(&cr.EC2.KeyName, "key-name", "", "EC2 key pair for your own SSH access")
-	create.Flags().StringVar(&cr.EC2.Endpoint, "endpoint", "", "EC2 endpoint URL (default: AWS)")
+	create.Flags().StringVar(&cr.Region, "region", "", "AWS region (default: from the AWS configuration)")
+	create.Flags().StringVar(&cr.InstanceType, "instance-type", "t3.small", "instance type")
+	create.Flags().StringVar(&cr.AMI, "ami", "", "a Debian 12 AMI id (required)")
+	create.Flags().StringVar(&cr.Subnet, "subnet", "", "VPC subnet id")
+	create.Flags().StringVar(&cr.KeyName, "key-name", "", "EC2 key pair for your own SSH access")
+	create.Flags().StringVar(&cr.Endpoint, "endpoint", "", "EC2 endpoint URL (default: AWS)")
 	s.leaf(g, create, keys.HostsManage, admin, func(cmd *cobra.Command, _ []string) error {
 		if provider != "ec2" {
 			return fmt.Errorf("--provider must be ec2, not %s", names.Quote(provider))
 		}
-		if cr.EC2.AMI == "" {
+		if cr.AMI == "" {
 			return errors.New("hosts create needs --ami (a Debian 12 AMI)")
 		}
-		if err := need(); err != nil {
-			return err
-		}
-		return s.env.HostOps.Create(cmd.Context(), cr, say(cmd))
+		return s.env.Backend.CreateHost(cmd.Context(), s.inv.Principal, cr, say(cmd))
 	})
 
 	set := &cobra.Command{Use: "set NAME weight=W", Short: "Change a host's weight (admins)", Args: cobra.RangeArgs(2, 3)}
@@ -137,10 +102,7 @@ func (s *session) hostsManage(g *cobra.Command) {
 		if err != nil {
 			return fmt.Errorf("weight must be a whole number, not %s", names.Quote(v))
 		}
-		if err := need(); err != nil {
-			return err
-		}
-		if err := s.env.HostOps.SetWeight(cmd.Context(), args[0], w); err != nil {
+		if err := s.env.Backend.SetHostWeight(cmd.Context(), s.inv.Principal, args[0], w); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "Host %s now has weight %d.\n", args[0], w)
@@ -150,10 +112,7 @@ func (s *session) hostsManage(g *cobra.Command) {
 	drain := &cobra.Command{Use: "drain NAME", Short: "Move every instance off a host without dropping requests (admins)", Args: argsN(1, "a host NAME")}
 	force := drain.Flags().Bool("force", false, "drain even the last host an app can run on (its instances stop)")
 	s.leaf(g, drain, keys.HostsManage, admin, func(cmd *cobra.Command, args []string) error {
-		if err := need(); err != nil {
-			return err
-		}
-		return s.env.HostOps.Drain(cmd.Context(), args[0], *force, say(cmd))
+		return s.env.Backend.DrainHost(cmd.Context(), s.inv.Principal, args[0], *force, say(cmd))
 	})
 
 	for _, c := range []struct {
@@ -161,16 +120,13 @@ func (s *session) hostsManage(g *cobra.Command) {
 		run        func(cmd *cobra.Command, name string) error
 	}{
 		{"remove NAME", "Forget a drained host; its agent stops (admins)", func(cmd *cobra.Command, name string) error {
-			return s.env.HostOps.Remove(cmd.Context(), name, say(cmd))
+			return s.env.Backend.RemoveHost(cmd.Context(), s.inv.Principal, name, say(cmd))
 		}},
 		{"destroy NAME", "Remove a drained EC2 host and terminate its instance (admins)", func(cmd *cobra.Command, name string) error {
-			return s.env.HostOps.Destroy(cmd.Context(), name, say(cmd))
+			return s.env.Backend.DestroyHost(cmd.Context(), s.inv.Principal, name, say(cmd))
 		}},
 	} {
 		s.leaf(g, &cobra.Command{Use: c.use, Short: c.short, Args: argsN(1, "a host NAME")}, keys.HostsManage, admin, func(cmd *cobra.Command, args []string) error {
-			if err := need(); err != nil {
-				return err
-			}
 			return c.run(cmd, args[0])
 		})
 	}
@@ -178,10 +134,7 @@ func (s *session) hostsManage(g *cobra.Command) {
 	rebalance := &cobra.Command{Use: "rebalance", Short: "Even out instances across hosts (admins)", Args: noArgs}
 	dry := rebalance.Flags().Bool("dry-run", false, "only say what would move")
 	s.leaf(g, rebalance, keys.HostsManage, admin, func(cmd *cobra.Command, _ []string) error {
-		if err := need(); err != nil {
-			return err
-		}
-		return s.env.HostOps.Rebalance(cmd.Context(), *dry, say(cmd))
+		return s.env.Backend.Rebalance(cmd.Context(), s.inv.Principal, *dry, say(cmd))
 	})
 
 	bootstrap := &cobra.Command{Use: "bootstrap NAME", Hidden: true, Args: argsN(1, "a host NAME")}
@@ -190,10 +143,7 @@ func (s *session) hostsManage(g *cobra.Command) {
 		host = args[0]
 		return scope{target: keys.Target{Host: host}, denied: "not allowed"}, names.Check("host", host)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if err := need(); err != nil {
-			return err
-		}
-		return s.env.HostOps.Bootstrap(cmd.Context(), host, s.inv.Principal.Fingerprint, cmd.OutOrStdout())
+		return s.env.Backend.BootstrapHost(cmd.Context(), s.inv.Principal, host, cmd.OutOrStdout())
 	})
 }
 

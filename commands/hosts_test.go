@@ -7,6 +7,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/upscalehq/upscale/hostops"
+	"github.com/upscalehq/upscale/store"
 )
 
 // recordHostOps keeps the last hosts add request.
@@ -27,6 +28,7 @@ func TestHostsAddHostKeyFlags(t *testing.T) {
 	w := newWorld(t)
 	var got hostops.AddRequest
 	w.env.HostOps = recordHostOps{got: &got}
+	rewire(w.env, nil, nil, store.Quota{}, false)
 	key := newKeyLine(t, "host")
 	pub, _, _, _, _ := gossh.ParseAuthorizedKey([]byte(key))
 

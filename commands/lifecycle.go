@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/backend"
-	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
 )
@@ -31,27 +30,20 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 		run        func(cmd *cobra.Command) error
 	}{
 		{"run NS/APP", "Deploy the deploy branch's head again, or start a stopped app", keys.AppRun, func(cmd *cobra.Command) error {
-			err := s.env.Backend.Run(cmd.Context(), s.inv.Principal, app, say(cmd))
-			if errors.Is(err, backend.ErrNeedsServer) {
-				return errors.New("this command runs over ssh, where the server runs apps: ssh upscale@HOST app run " + app.String())
-			}
-			return err
+			return s.overSSH(cmd, app, s.env.Backend.Run(cmd.Context(), s.inv.Principal, app, say(cmd)))
 		}},
 		{"stop NS/APP", "Stop every instance of an app (it answers 503 until app run)", keys.AppStop, func(cmd *cobra.Command) error {
-			return s.env.Apps.Stop(s.ctx(cmd), app, say(cmd))
+			return s.overSSH(cmd, app, s.env.Backend.Stop(cmd.Context(), s.inv.Principal, app, say(cmd)))
 		}},
 		{"restart NS/APP", "Replace an app's instances with fresh ones, without downtime", keys.AppRestart, func(cmd *cobra.Command) error {
-			if err := s.env.Apps.Restart(s.ctx(cmd), app, say(cmd)); err != nil {
-				return err
+			if err := s.env.Backend.Restart(cmd.Context(), s.inv.Principal, app, say(cmd)); err != nil {
+				return s.overSSH(cmd, app, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "=====> %s restarted\n", app)
 			return nil
 		}},
 	} {
 		s.leaf(g, &cobra.Command{Use: c.use, Short: c.short, Args: argsN(1, "NS/APP")}, c.action, scopeOf, func(cmd *cobra.Command, _ []string) error {
-			if err := s.needApps(cmd, app); err != nil {
-				return err
-			}
 			return c.run(cmd)
 		})
 	}
@@ -64,15 +56,9 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 		}
 		return scopeOf(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if err := s.needApps(cmd, app); err != nil {
-			return err
-		}
-		procs, err := s.env.Apps.PS(cmd.Context(), app)
+		procs, err := s.env.Backend.Processes(cmd.Context(), s.inv.Principal, app)
 		if err != nil {
-			return err
-		}
-		if procs == nil {
-			procs = []deploy.Process{}
+			return s.overSSH(cmd, app, err)
 		}
 		return output(cmd, *format, procs, func(w io.Writer) {
 			row(w, "INSTANCE", "HOST", "ADDRESS", "RELEASE", "STATE", "UPTIME", "RESTARTS")
@@ -90,30 +76,24 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 	follow := logs.Flags().BoolP("follow", "f", false, "keep printing new output")
 	lines := logs.Flags().IntP("lines", "n", 100, "how many of the last lines to show per instance")
 	s.leaf(g, logs, keys.AppLogs, func(cmd *cobra.Command, args []string) (scope, error) {
-		if *lines < 0 || *lines > 10000 {
-			return scope{}, fmt.Errorf("-n must be from 0 to 10000, not %d", *lines)
+		if *lines < 0 || *lines > backend.MaxLogLines {
+			return scope{}, fmt.Errorf("-n must be from 0 to %d, not %d", backend.MaxLogLines, *lines)
 		}
 		return scopeOf(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if err := s.needApps(cmd, app); err != nil {
-			return err
-		}
-		return s.env.Apps.Logs(cmd.Context(), app, *lines, *follow, say(cmd))
+		return s.overSSH(cmd, app, s.env.Backend.Logs(cmd.Context(), s.inv.Principal, app, *lines, *follow, say(cmd)))
 	})
 	s.scaleCommand(g)
 	s.eventsCommand(g)
 }
 
-// needApps fails where nothing runs apps (the local CLI), and for an app
-// that does not exist.
-func (s *session) needApps(cmd *cobra.Command, app names.App) error {
-	if _, err := s.getApp(cmd, app); err != nil {
-		return err
-	}
-	if s.env.Apps == nil {
+// overSSH turns the backend's ErrNeedsServer, where nothing runs apps
+// (the local CLI), into the same command over ssh.
+func (s *session) overSSH(cmd *cobra.Command, app names.App, err error) error {
+	if errors.Is(err, backend.ErrNeedsServer) {
 		return errors.New("this command runs over ssh, where the server runs apps: ssh upscale@HOST " + cmd.CommandPath()[len(cmd.Root().CommandPath())+1:] + " " + app.String())
 	}
-	return nil
+	return err
 }
 
 func uptime(t time.Time) string {

@@ -15,7 +15,6 @@ import (
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/store"
 )
 
 // quotaKeys are the quotas `namespace quota set` takes, in the order
@@ -121,7 +120,7 @@ func (s *session) namespaceQuotaCommands(g *cobra.Command) {
 			return nil
 		},
 	}
-	var change store.QuotaChange
+	var change backend.QuotaChange
 	s.leaf(quota, set, keys.NamespaceQuota, func(cmd *cobra.Command, args []string) (scope, error) {
 		sc, err := nsScope(cmd, args)
 		if err != nil {
@@ -154,7 +153,7 @@ func (s *session) namespaceQuotaCommands(g *cobra.Command) {
 	})
 }
 
-func quotaValue(q store.Quota, key string) int64 {
+func quotaValue(q backend.Quota, key string) int64 {
 	switch key {
 	case "apps":
 		return int64(q.Apps)
@@ -167,8 +166,8 @@ func quotaValue(q store.Quota, key string) int64 {
 }
 
 // parseQuota reads KEY=VALUE pairs of namespace quota set.
-func parseQuota(args []string) (store.QuotaChange, error) {
-	var c store.QuotaChange
+func parseQuota(args []string) (backend.QuotaChange, error) {
+	var c backend.QuotaChange
 	seen := map[string]bool{}
 	for _, a := range args {
 		key, value, ok := strings.Cut(a, "=")

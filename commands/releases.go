@@ -13,7 +13,6 @@ import (
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/store"
 )
 
 type releaseView struct {
@@ -28,8 +27,8 @@ type releaseView struct {
 	Failure string `json:"failure,omitempty"`
 }
 
-func releaseStatus(r store.Release) string {
-	if r.Pruned && r.Status != store.ReleaseLive && r.Status != store.ReleaseFailed {
+func releaseStatus(r backend.Release) string {
+	if r.Pruned && r.Status != backend.ReleaseLive && r.Status != backend.ReleaseFailed {
 		return "pruned"
 	}
 	return string(r.Status)

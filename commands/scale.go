@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/backend"
-	"github.com/upscalehq/upscale/deploy"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
@@ -24,7 +23,7 @@ func (s *session) scaleCommand(g *cobra.Command) {
 		Long: fmt.Sprintf("Scale an app: `app scale NS/APP 3` runs three web instances; `app scale NS/APP web=2 worker=1`\n"+
 			"sets each process type. 0 stops a type (all 0: the app answers 503). At most %d per type.\n"+
 			"Scaling starts or removes instances of the live release (new ones healthy before they get traffic)\n"+
-			"and makes no new release; later releases keep the counts.", deploy.MaxScale),
+			"and makes no new release; later releases keep the counts.", backend.MaxScale),
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return fmt.Errorf("%s needs NS/APP and a count (N, or TYPE=N...)", cmd.CommandPath())
@@ -65,7 +64,7 @@ func parseScale(args []string) (map[string]int, error) {
 			if len(args) > 1 {
 				return nil, fmt.Errorf("%s: with several counts, write each as TYPE=N (web=2 worker=1)", names.Quote(a))
 			}
-			typ, n = deploy.Web, a
+			typ, n = backend.Web, a
 		}
 		if !processName.MatchString(typ) {
 			return nil, fmt.Errorf("%s is not a process type (like web or worker)", names.Quote(msgtext.Truncate(typ, 40)))
@@ -75,10 +74,10 @@ func parseScale(args []string) (map[string]int, error) {
 		}
 		v, err := strconv.Atoi(n)
 		if err != nil {
-			return nil, fmt.Errorf("%s=%s: the count must be a whole number from 0 to %d", typ, msgtext.Truncate(n, 40), deploy.MaxScale)
+			return nil, fmt.Errorf("%s=%s: the count must be a whole number from 0 to %d", typ, msgtext.Truncate(n, 40), backend.MaxScale)
 		}
-		if v < 0 || v > deploy.MaxScale {
-			return nil, fmt.Errorf("%s=%d: the count must be from 0 to %d", typ, v, deploy.MaxScale)
+		if v < 0 || v > backend.MaxScale {
+			return nil, fmt.Errorf("%s=%d: the count must be from 0 to %d", typ, v, backend.MaxScale)
 		}
 		change[typ] = v
 	}

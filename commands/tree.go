@@ -13,64 +13,27 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/upscalehq/upscale/backend"
-	"github.com/upscalehq/upscale/deploy"
-	"github.com/upscalehq/upscale/fleet"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/names"
-	"github.com/upscalehq/upscale/repos"
-	"github.com/upscalehq/upscale/runtimes"
-	"github.com/upscalehq/upscale/store"
 )
 
 // Env is what commands act on.
 type Env struct {
-	// Backend holds the use cases the commands call (namespaces, apps,
-	// keys, config, releases, rollback, scale, events so far); it
-	// authorizes every call itself.
+	// Backend holds the use cases the commands call; it authorizes every
+	// call itself.
 	Backend *backend.Backend
-	Store   store.Store
-	Repos   *repos.Repos
-	Catalog *runtimes.Catalog
-	Domain  string
+	// Domain is the apps' parent domain (APP.NS.DOMAIN), for help texts
+	// and the check of custom domains.
+	Domain string
 	// Git serves git-receive-pack / git-upload-pack; nil where git is not
 	// served (the local CLI).
 	Git GitService
-	// Apps runs apps (app run, stop, restart, ps, logs); nil in the local
-	// CLI, where those commands point to ssh.
-	Apps Apps
-	// Hosts lists the hosts for `hosts list` and which runtime images
-	// they have built.
-	Hosts func() []fleet.Host
-	// Router says in one line how the router (HAProxy) is, for `hosts
-	// list`; nil where no server runs.
-	Router func(ctx context.Context) string
-	// HostOps manages hosts; nil where no server runs.
-	HostOps HostOps
-	Log     *slog.Logger
-}
-
-// Apps is what the server does to run apps.
-type Apps interface {
-	Stop(ctx context.Context, app names.App, out func(string)) error
-	Restart(ctx context.Context, app names.App, out func(string)) error
-	PS(ctx context.Context, app names.App) ([]deploy.Process, error)
-	Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error
-	URL(app names.App) string
-	// AddDomain, VerifyDomain and RemoveDomain change an app's custom
-	// domains and re-sync the router (see deploy.Deployer). The first two
-	// return the claim as it stands even with some errors.
-	AddDomain(ctx context.Context, app names.App, hostname, by string) (dom store.Domain, added bool, err error)
-	VerifyDomain(ctx context.Context, app names.App, hostname, by string) (store.Domain, error)
-	RemoveDomain(ctx context.Context, app names.App, hostname, by string) error
-	// Exec runs a one-off command (see deploy.Deployer.Exec) and returns
-	// its exit status.
-	Exec(ctx context.Context, app names.App, argv []string, timeout time.Duration, by string, out, note func(string)) (int, error)
+	Log *slog.Logger
 }
 
 // GitService runs a git service for an authorized principal on the

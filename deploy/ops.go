@@ -73,11 +73,14 @@ func (d *Deployer) PS(ctx context.Context, app names.App) ([]Process, error) {
 	hosts := map[string]map[string]agentapi.ContainerInfo{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// Each host is asked once; the answers are written under mu (a map
+	// read while a goroutine writes it is a race).
+	asked := map[string]bool{}
 	for _, in := range instances {
-		if _, ok := hosts[in.Host]; ok {
+		if asked[in.Host] {
 			continue
 		}
-		hosts[in.Host] = nil
+		asked[in.Host] = true
 		wg.Add(1)
 		go func(host string) {
 			defer wg.Done()

@@ -5,8 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/upscalehq/upscale/commands"
 )
 
 // A data directory that exists with 0755 and 0644 files (an older
@@ -18,7 +16,7 @@ func TestStartMakesTheDataDirectoryPrivate(t *testing.T) {
 	os.WriteFile(filepath.Join(data, "ssh_host_ed25519_key"), []byte("x"), 0o644)
 	os.Chmod(filepath.Join(data, "ssh_host_ed25519_key"), 0o644)
 	// A store made as before, then widened.
-	st, err := openEnv(context.Background(), &options{Data: data}, &commands.Env{})
+	st, err := openEnv(context.Background(), &options{Data: data}, &serverEnv{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +27,7 @@ func TestStartMakesTheDataDirectoryPrivate(t *testing.T) {
 	os.Chmod(data, 0o755)
 	os.Chmod(filepath.Join(data, "repos"), 0o755)
 
-	st, err = openEnv(context.Background(), &options{Data: data}, &commands.Env{})
+	st, err = openEnv(context.Background(), &options{Data: data}, &serverEnv{})
 	if err != nil {
 		t.Fatal(err)
 	}

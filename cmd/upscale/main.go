@@ -53,7 +53,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 
 	opts := &options{Listen: ":2222"}
-	env := &commands.Env{}
+	env := &serverEnv{}
 	var st store.Store
 	prepare := func(cmd *cobra.Command, inv *commands.Invocation) error {
 		if err := opts.load(cmd.Flags()); err != nil {
@@ -65,7 +65,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return err
 	}
 	inv := commands.Invocation{Principal: keys.Local, Prog: "upscale", Stdin: stdin, Stdout: stdout, Stderr: stderr}
-	tree := commands.New(env, inv, prepare)
+	tree := commands.New(&env.Env, inv, prepare)
 	opts.register(tree.Root.PersistentFlags())
 	tree.Root.AddCommand(serverCommand(opts, stderr))
 	code := tree.Execute(ctx, args)
@@ -75,9 +75,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return code
 }
 
+// serverEnv is what commands act on and what their backend is built over.
+type serverEnv struct {
+	commands.Env
+	Store   store.Store
+	Repos   *repos.Repos
+	Catalog *runtimes.Catalog
+}
+
 // openEnv opens what commands act on, for the server and the local CLI
 // alike, and returns the store for closing.
-func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store, error) {
+func openEnv(ctx context.Context, opts *options, env *serverEnv) (store.Store, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding the upscale binary: %w", err)
@@ -105,20 +113,22 @@ func openEnv(ctx context.Context, opts *options, env *commands.Env) (store.Store
 		return nil, err
 	}
 	rs := &repos.Repos{Root: filepath.Join(opts.Data, "repos"), Binary: exe}
-	*env = commands.Env{
-		// The server's flags set its own quota; without a server (the CLI
-		// on its own) the stock defaults hold. serve rebuilds it over the
-		// deployer.
-		Backend: backend.New(backend.Config{Store: st, Repos: rs, Domain: opts.Domain, Quota: deploy.DefaultQuota, Catalog: cat}),
+	*env = serverEnv{
+		Env: commands.Env{
+			// The server's flags set its own quota; without a server (the CLI
+			// on its own) the stock defaults hold. serve rebuilds it over the
+			// deployer.
+			Backend: backend.New(backend.Config{Store: st, Repos: rs, Domain: opts.Domain, Quota: deploy.DefaultQuota, Catalog: cat,
+				// The local CLI has no bus: it describes this box.
+				Hosts: func() []fleet.Host {
+					return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: hostagent.Local(primaryAddress())}}}
+				}}),
+			Domain: opts.Domain,
+			Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		},
 		Store:   st,
 		Repos:   rs,
 		Catalog: cat,
-		Domain:  opts.Domain,
-		// The local CLI has no bus: it describes this box.
-		Hosts: func() []fleet.Host {
-			return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: hostagent.Local(primaryAddress())}}}
-		},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	return st, nil
 }

@@ -169,7 +169,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		return err
 	}
 	opts := so.options
-	env := &commands.Env{}
+	env := &serverEnv{}
 	st, err := openEnv(ctx, opts, env)
 	if err != nil {
 		return err
@@ -199,7 +199,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		return err
 	}
 	go rt.Watch(ctx, 500*time.Millisecond)
-	env.Router = func(ctx context.Context) string { return routerLine(rt.Status(ctx)) }
+	routerStatus := func(ctx context.Context) string { return routerLine(rt.Status(ctx)) }
 
 	hosts := fleet.New(log)
 	hosts.RouterFrom = routerFrom()
@@ -234,11 +234,6 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err := deployer.FailInterrupted(ctx); err != nil {
 		log.Warn("cleaning up interrupted builds", "err", err)
 	}
-	env.Apps = deployer
-	env.Backend = backend.New(backend.Config{Store: st, Repos: env.Repos, Domain: opts.Domain, Quota: so.Limits.Quota,
-		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer,
-		Catalog: env.Catalog, Deploys: deployer, Log: log})
-	env.Hosts = hosts.Hosts
 	healer, err := healing.New(healing.Config{Store: tracked, Hosts: hosts, Engine: deployer, Route: hostops.Route,
 		AutoRebalance: so.AutoRebalance, Log: log})
 	if err != nil {
@@ -252,7 +247,8 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if embedded != nil {
 		ops.Bus = embedded
 	}
-	env.HostOps = ops
+	env.Backend = backend.New(backend.Config{Store: st, Repos: env.Repos, Domain: opts.Domain, Quota: so.Limits.Quota,
+		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer, Catalog: env.Catalog, Deploys: deployer, Log: log, Hosts: hosts.Hosts, Router: routerStatus, HostOps: ops})
 	// Heals when a host goes down, routes (and rebalances) when one comes
 	// up, and every 2 s from fleet.DownAfter on.
 	healer.Watch(wctx, hosts, 2*time.Second)
@@ -289,7 +285,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		HookTimeout: so.BuildTimeout + so.HealthTimeout + 5*time.Minute,
 		MaxPushSize: so.MaxPushSize,
 		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
-			return commands.New(env, inv, nil).Execute(ctx, args)
+			return commands.New(&env.Env, inv, nil).Execute(ctx, args)
 		},
 	})
 	env.Git = srv.Git()
@@ -301,7 +297,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	defer adminLn.Close()
 	errs := make(chan error, 4)
 	go func() {
-		errs <- serveAdmin(ctx, adminLn, env, "ssh://upscale@"+net.JoinHostPort(so.Advertise, port(opts.Listen)), log)
+		errs <- serveAdmin(ctx, adminLn, &env.Env, "ssh://upscale@"+net.JoinHostPort(so.Advertise, port(opts.Listen)), log)
 	}()
 	go func() { errs <- srv.ServeHooks(hookLn) }()
 	go func() { errs <- srv.ServeSSH(sshLn) }()
@@ -372,7 +368,7 @@ func startBus(ctx context.Context, so *serverOptions, log *slog.Logger) (*bus.Co
 
 // refreshHooks rewrites the hook shims of every app whose shims point
 // elsewhere (the binary moved since they were written).
-func refreshHooks(ctx context.Context, env *commands.Env) error {
+func refreshHooks(ctx context.Context, env *serverEnv) error {
 	apps, err := env.Store.ListApps(ctx, "")
 	if err != nil {
 		return err
