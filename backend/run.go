@@ -22,18 +22,9 @@ type Running interface {
 	Exec(ctx context.Context, app names.App, argv []string, timeout time.Duration, by string, out, note func(string)) (int, error)
 }
 
-// Process is one instance of an app, with what its host says of it.
-type Process struct {
-	Name      string    `json:"name"`
-	Process   string    `json:"process"` // web, worker, ...
-	Host      string    `json:"host"`
-	Addr      string    `json:"addr"`
-	Release   int       `json:"release"`
-	State     string    `json:"state"`
-	StartedAt time.Time `json:"started_at,omitzero"`
-	Restarts  int       `json:"restarts"`
-	LastExit  int       `json:"last_exit"` // status of the last crash, when Restarts > 0
-}
+// Process is one instance of an app, with what its host says of it, as
+// the release engine reports it.
+type Process = deploy.Process
 
 // running authorizes who for a on app, which must exist and be run by a
 // server: ErrNeedsServer where none runs.
@@ -70,14 +61,10 @@ func (b *Backend) Processes(ctx context.Context, who keys.Principal, app names.A
 		return nil, err
 	}
 	procs, err := b.apps.PS(ctx, app)
-	if err != nil {
-		return nil, err
+	if procs == nil && err == nil {
+		procs = []Process{}
 	}
-	out := make([]Process, 0, len(procs))
-	for _, p := range procs {
-		out = append(out, Process(p))
-	}
-	return out, nil
+	return procs, err
 }
 
 // Logs sends app's last n lines per instance to out, merged in time, and
