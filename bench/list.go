@@ -19,6 +19,8 @@ func benchList(e *env) ([]row, []string) {
 	}
 	const ns = "many"
 	mustLocal(e, "namespace", "create", ns)
+	// More apps than the default apps quota of a namespace.
+	mustLocal(e, "namespace", "quota", "set", ns, fmt.Sprintf("apps=%d", apps))
 	progress("list: creating %d apps", apps)
 	createApps(e, ns, apps)
 
