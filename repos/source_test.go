@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upscalehq/upscale/detect"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -153,6 +154,9 @@ func TestHead(t *testing.T) {
 		t.Fatal("Head took a bad namespace")
 	}
 }
+
+// The push path hands a Source to runtime detection.
+var _ detect.Files = Source{}
 
 // Detection reads the files at the root of a pushed commit: their names
 // (not directories), and each file as AppYAML reads app.yaml.
