@@ -115,6 +115,14 @@ func (ps Problems) Err() error {
 // Parse decodes and checks app.yaml. runtimes lists the runtime names the
 // catalog knows. It returns a Spec and no problems, or nil and at least one.
 func Parse(data []byte, runtimes []string) (spec *Spec, problems Problems) {
+	return ParseWithProcfile(data, runtimes, nil)
+}
+
+// ParseWithProcfile is Parse for a repository with a Procfile, whose types
+// and commands are in procfile: app.yaml's processes may then name a type
+// without a command ("worker:") to run the Procfile's command for it, web
+// included. A nil procfile is Parse.
+func ParseWithProcfile(data []byte, runtimes []string, procfile map[string]string) (spec *Spec, problems Problems) {
 	if len(data) > MaxSize {
 		return nil, Problems{{0, fmt.Sprintf("%d bytes is over the 64 KiB limit", len(data))}}
 	}
@@ -122,7 +130,7 @@ func Parse(data []byte, runtimes []string) (spec *Spec, problems Problems) {
 	if p != nil {
 		return nil, Problems{*p}
 	}
-	c := &checker{runtimes: slices.Sorted(slices.Values(runtimes))}
+	c := &checker{runtimes: slices.Sorted(slices.Values(runtimes)), procfile: procfile}
 	defer func() {
 		// A document that makes the walk follow too many aliases is hostile
 		// or broken; its other problems are noise, so it gets one line.

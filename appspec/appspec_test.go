@@ -475,3 +475,63 @@ func TestParseSize(t *testing.T) {
 		t.Errorf("FormatSize(1536M) = %q", got)
 	}
 }
+
+// With a Procfile, a type under processes without a command runs the
+// Procfile's; one the Procfile lacks is refused with its line. Without a
+// Procfile, only web may go without a command, as before.
+func TestParseWithProcfile(t *testing.T) {
+	procfile := map[string]string{"web": "node server.js", "worker": "node worker.js"}
+	for _, tc := range []struct {
+		name     string
+		in       string
+		procfile map[string]string
+		want     map[string]string
+		problem  string
+	}{
+		{"types named", "runtime: node\nprocesses:\n  web:\n  worker:\n", procfile,
+			map[string]string{"web": "node server.js", "worker": "node worker.js"}, ""},
+		{"app.yaml's command wins", "runtime: node\nprocesses:\n  web: node other.js\n  worker:\n", procfile,
+			map[string]string{"web": "node other.js", "worker": "node worker.js"}, ""},
+		{"web not in the Procfile", "runtime: node\nprocesses:\n  web:\n", map[string]string{"worker": "w"},
+			map[string]string{"web": ""}, ""},
+		{"type not in the Procfile", "runtime: node\nprocesses:\n  web:\n  clock:\n", procfile,
+			nil, "app.yaml:4: processes: clock has no command, and the Procfile has no clock type"},
+		{"no Procfile", "runtime: node\nprocesses:\n  worker:\n", nil,
+			nil, "app.yaml:3: processes: worker: expected a command (a string), found nothing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec, problems := ParseWithProcfile([]byte(tc.in), []string{"node"}, tc.procfile)
+			if tc.problem != "" {
+				if problems.Error() != tc.problem {
+					t.Errorf("problems %q, want %q", problems.Error(), tc.problem)
+				}
+				return
+			}
+			if problems != nil {
+				t.Fatal(problems)
+			}
+			if !reflect.DeepEqual(spec.Processes, tc.want) {
+				t.Errorf("processes %q, want %q", spec.Processes, tc.want)
+			}
+		})
+	}
+}
+
+func TestTypeAndCommandProblems(t *testing.T) {
+	for in, want := range map[string]string{
+		"web": "", "clock-2": "", "Worker": `invalid type "Worker": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+		"sidekiq_worker": `invalid type "sidekiq_worker": use lowercase letters, digits and -, starting with a letter, at most 20 characters`,
+	} {
+		if got := TypeProblem(in); got != want {
+			t.Errorf("TypeProblem(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"./server": "", " \t": "the command is empty", "a\x00b": "the command contains a NUL byte",
+		strings.Repeat("x", 4097): "the command is 4097 bytes, over the 4096-byte limit",
+	} {
+		if got := CommandProblem(in); got != want {
+			t.Errorf("CommandProblem(%.20q) = %q, want %q", in, got, want)
+		}
+	}
+}

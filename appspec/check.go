@@ -16,6 +16,10 @@ import (
 
 type checker struct {
 	runtimes []string // sorted
+	// procfile is the Procfile's types with their commands, nil when the
+	// repository has none: a type under processes with no command takes
+	// the Procfile's.
+	procfile map[string]string
 	problems Problems
 	aliases  int
 }
@@ -151,16 +155,35 @@ func (c *checker) command(v *yaml.Node, where string) string {
 		c.addf(v.Line, `%s: expected a command (a string), found a mapping; put quotes around a command that contains ": "`, where)
 	case !isText(v):
 		c.addf(v.Line, "%s: expected a command (a string), found %s", where, found(v))
-	case strings.TrimSpace(v.Value) == "":
-		c.addf(v.Line, "%s: the command is empty", where)
-	case len(v.Value) > maxCommand:
-		c.addf(v.Line, "%s: the command is %d bytes, over the %d-byte limit", where, len(v.Value), maxCommand)
-	case strings.ContainsRune(v.Value, 0):
-		c.addf(v.Line, "%s: the command contains a NUL byte", where)
+	case CommandProblem(v.Value) != "":
+		c.addf(v.Line, "%s: %s", where, CommandProblem(v.Value))
 	default:
 		return v.Value
 	}
 	return ""
+}
+
+// CommandProblem says what is wrong with a shell command of a process, or
+// "": the Procfile's commands follow app.yaml's rules.
+func CommandProblem(cmd string) string {
+	switch {
+	case strings.TrimSpace(cmd) == "":
+		return "the command is empty"
+	case len(cmd) > maxCommand:
+		return fmt.Sprintf("the command is %d bytes, over the %d-byte limit", len(cmd), maxCommand)
+	case strings.ContainsRune(cmd, 0):
+		return "the command contains a NUL byte"
+	}
+	return ""
+}
+
+// TypeProblem says what is wrong with a process type's name, or "". Types
+// become parts of container names and arguments of app scale.
+func TypeProblem(name string) string {
+	if processRE.MatchString(name) {
+		return ""
+	}
+	return fmt.Sprintf("invalid type %s: use lowercase letters, digits and -, starting with a letter, at most 20 characters", names.Quote(name))
 }
 
 // processes checks the mapping of process type to command. Every type with
@@ -186,8 +209,8 @@ func (c *checker) processes(v *yaml.Node) map[string]string {
 			continue
 		}
 		switch {
-		case !processRE.MatchString(name):
-			c.addf(line, "processes: invalid type %s: use lowercase letters, digits and -, starting with a letter, at most 20 characters", names.Quote(name))
+		case TypeProblem(name) != "":
+			c.addf(line, "processes: %s", TypeProblem(name))
 			continue
 		case lines[name] != 0:
 			c.addf(line, "processes: duplicate type %s (first at line %d)", name, lines[name])
@@ -195,9 +218,19 @@ func (c *checker) processes(v *yaml.Node) map[string]string {
 		}
 		lines[name] = line
 		cmd := c.resolve(v.Content[i+1])
-		if name == web && cmd.ShortTag() == "!!null" {
-			procs[name] = "" // like "start:", the runtime's start command
-			continue
+		if cmd.ShortTag() == "!!null" {
+			if pc, ok := c.procfile[name]; ok {
+				procs[name] = pc // a type named, its command from the Procfile
+				continue
+			}
+			if name == web {
+				procs[name] = "" // like "start:", the runtime's start command
+				continue
+			}
+			if c.procfile != nil {
+				c.addf(line, "processes: %s has no command, and the Procfile has no %s type", name, name)
+				continue
+			}
 		}
 		procs[name] = c.command(cmd, "processes: "+name)
 	}

@@ -47,7 +47,7 @@ type rule struct {
 var rules = []rule{
 	{"engines and shared packages import no transport, use case or program",
 		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "agentapi", "hostagent",
-			"appspec", "runtimes", "names", "keys", "atomicfile", "msgtext", "shellquote", "yamlerr"},
+			"appspec", "runtimes", "procfile", "detect", "names", "keys", "atomicfile", "msgtext", "shellquote", "yamlerr"},
 		[]string{"backend", "commands", "gitd", "deploy", "healing", "hostops", "cmd"}},
 	{"the agent's side imports nothing of the server's",
 		[]string{"hostagent"},
@@ -70,6 +70,9 @@ var rules = []rule{
 	{"the certificate engine hands certificates to whoever installs them (OnCert) and knows no router",
 		[]string{"certs"},
 		[]string{"router", "fleet", "builder", "bus", "hostagent", "agentapi"}},
+	{"detection is pure: it reads a commit through its small Files interface (repos.Source fits) and runs nothing",
+		[]string{"detect", "procfile"},
+		[]string{"repos", "store", "bus", "agentapi", "hostagent", "builder", "router", "fleet", "scheduler", "certs", "cloud"}},
 	{"the leaves import no Upscale package",
 		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof"},
 		nil},

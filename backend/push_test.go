@@ -117,7 +117,7 @@ func TestPreReceive(t *testing.T) {
 		want string // what the pusher reads, the error's line last
 	}{
 		{"bad app.yaml", deployPush(good, bad), "-----> Checking app.yaml at " + bad[:7] + "\n" +
-			`app.yaml:1: unknown runtime "cobol"; known: php, python, ruby` + "\n" +
+			`app.yaml:1: unknown runtime "cobol"; known: go, node, php, python, ruby, static` + "\n" +
 			"push rejected; acme/web is unchanged"},
 		{"branch moved", deployPush(hooks.ZeroID, good), "-----> Checking app.yaml at " + short + "\n" +
 			"       runtime python, 1 instance(s): ok\n" +
@@ -257,7 +257,7 @@ func TestRun(t *testing.T) {
 	}
 	setBranch(t, w, acmeWeb, "master", commit(t, w, acmeWeb, "runtime: cobol\n"))
 	err = w.b.Run(ctx, alice, acmeWeb, func(string) {})
-	if err == nil || err.Error() != `app.yaml:1: unknown runtime "cobol"; known: php, python, ruby` {
+	if err == nil || err.Error() != `app.yaml:1: unknown runtime "cobol"; known: go, node, php, python, ruby, static` {
 		t.Fatalf("bad app.yaml: %v", err)
 	}
 	if len(w.deploys.Done()) != 1 {

@@ -103,7 +103,7 @@ func TestBrokenAppYAMLIsRejectedAndNothingMoves(t *testing.T) {
 		{"wrong types", map[string]string{"app.yaml": "runtime: python\ninstances: two\nmemory: [1]\nenv: x\n"}, []string{
 			`remote: app.yaml:2: instances: expected a whole number from 1 to 100, found "two"`,
 			"remote: app.yaml:3: memory:", "remote: app.yaml:4: env:"}},
-		{"unknown runtime", map[string]string{"app.yaml": "runtime: pyhton\n"}, []string{`remote: app.yaml:1: unknown runtime "pyhton"; known: php, python, ruby (did you mean python?)`}},
+		{"unknown runtime", map[string]string{"app.yaml": "runtime: pyhton\n"}, []string{`remote: app.yaml:1: unknown runtime "pyhton"; known: go, node, php, python, ruby, static (did you mean python?)`}},
 		{"unknown field", map[string]string{"app.yaml": "runtime: python\nmemroy: 1G\n"}, []string{`remote: app.yaml:2: unknown field "memroy"`}},
 		{"missing", map[string]string{"app.yaml": ""}, []string{"remote: app.yaml: missing at the root of"}},
 	} {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,7 +64,7 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 	progress(fmt.Sprintf("-----> Building with %s (%d step(s), time limit %s, memory %s)", req.Runtime.Name, len(req.Steps), timeout, appspec.FormatSize(memory)))
 	if _, err := a.rt.Create(ctx, ContainerSpec{
 		Name: name, Image: img.Shifted, AppDir: src, Command: buildScript(req.Steps),
-		Env: req.Env, Memory: memory, CPU: cpu, PidsMax: a.cfg.PidsMax, ShmSize: shmSize(memory), IDBase: base,
+		Env: buildEnv(req), Memory: memory, CPU: cpu, PidsMax: a.cfg.PidsMax, ShmSize: shmSize(memory), IDBase: base,
 	}); err != nil {
 		return nil, err
 	}
@@ -114,6 +115,18 @@ func (a *Agent) build(ctx context.Context, raw json.RawMessage, progress func(st
 		lim.Entries = agentapi.DefaultMaxBuildEntries
 	}
 	return a.pack(a.rt.AppDir(name), base, lim)
+}
+
+// buildEnv is the app's env plus UPSCALE_APP ("NS/APP"), which build steps
+// use to name what the app does not (the go runtime's module without a
+// go.mod). app.yaml cannot set UPSCALE_ names, so nothing is overridden.
+func buildEnv(req agentapi.BuildRequest) map[string]string {
+	env := maps.Clone(req.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["UPSCALE_APP"] = req.App
+	return env
 }
 
 // buildPrefix starts the name of every build container.

@@ -313,6 +313,9 @@ func TestContainersGetTheirNamespacesRange(t *testing.T) {
 		if strings.HasPrefix(name, "build-") && s.IDBase != 296608 {
 			t.Errorf("build container %s has ids from %d, want globex's 296608", name, s.IDBase)
 		}
+		if strings.HasPrefix(name, "build-") && s.Env["UPSCALE_APP"] != "globex/api" {
+			t.Errorf("build container %s has UPSCALE_APP=%q, want globex/api", name, s.Env["UPSCALE_APP"])
+		}
 	}
 
 	// Not NS/APP: refused before anything is made.

@@ -68,48 +68,86 @@ func (s Source) git(ctx context.Context, stdout io.Writer, args ...string) ([]by
 // problem is a user-facing reason the file cannot be used (missing, too
 // big, not a file); err is the server's own failure.
 func (s Source) AppYAML(ctx context.Context) (data []byte, problem string, err error) {
+	data, problem, missing, err := s.blob(ctx, "app.yaml", appspec.MaxSize)
+	if missing {
+		problem = fmt.Sprintf("app.yaml: missing at the root of %s; add one, e.g. \"runtime: python\" (see docs/app-yaml.md)", msgtext.Short(s.Commit))
+	}
+	return data, problem, err
+}
+
+// ReadFile reads the file name at the root of the commit, as AppYAML reads
+// app.yaml: problem says why it cannot be used (missing, a directory, over
+// max bytes).
+func (s Source) ReadFile(ctx context.Context, name string, max int64) (data []byte, problem string, err error) {
+	data, problem, _, err = s.blob(ctx, name, max)
+	return data, problem, err
+}
+
+// Files lists the names of the files at the root of the commit (regular
+// files and links; not directories or submodules), what runtime detection
+// looks at.
+func (s Source) Files(ctx context.Context) ([]string, error) {
+	out, err := s.git(ctx, nil, "ls-tree", "-z", s.Commit)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, entry := range strings.Split(string(out), "\x00") {
+		// "MODE TYPE OBJECT\tNAME"; -z leaves names unquoted.
+		meta, name, ok := strings.Cut(entry, "\t")
+		if f := strings.Fields(meta); ok && len(f) == 3 && f[1] == "blob" {
+			files = append(files, name)
+		}
+	}
+	return files, nil
+}
+
+func (s Source) blob(ctx context.Context, name string, max int64) (data []byte, problem string, missing bool, err error) {
+	if name == "" || strings.ContainsAny(name, "/\n\x00") {
+		return nil, "", false, fmt.Errorf("read %q: not a name at the root of a repository", name)
+	}
 	repo, commit, env := s.Repo, s.Commit, s.Env
 	cmd := exec.CommandContext(ctx, "git", "cat-file", "--batch")
 	cmd.Dir = repo
 	cmd.Env = Env(append([]string{"GIT_DIR=" + repo}, env...)...)
-	cmd.Stdin = strings.NewReader(commit + ":app.yaml\n")
+	cmd.Stdin = strings.NewReader(commit + ":" + name + "\n")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
 	defer cmd.Wait()
 	defer cmd.Process.Kill()
 	r := bufio.NewReader(stdout)
 	header, err := r.ReadString('\n')
 	if err != nil {
-		return nil, "", fmt.Errorf("git cat-file: %w", err)
+		return nil, "", false, fmt.Errorf("git cat-file: %w", err)
 	}
 	f := strings.Fields(header)
 	switch {
 	case len(f) == 2 && f[1] == "missing":
-		return nil, fmt.Sprintf("app.yaml: missing at the root of %s; add one, e.g. \"runtime: python\" (see docs/app-yaml.md)", msgtext.Short(commit)), nil
+		return nil, fmt.Sprintf("%s: missing at the root of %s", name, msgtext.Short(commit)), true, nil
 	case len(f) != 3:
-		return nil, "", fmt.Errorf("git cat-file: unexpected header %q", header)
+		return nil, "", false, fmt.Errorf("git cat-file: unexpected header %q", header)
 	case f[1] == "tree":
-		return nil, fmt.Sprintf("app.yaml: at the root of %s is a directory, not a file", msgtext.Short(commit)), nil
+		return nil, fmt.Sprintf("%s: at the root of %s is a directory, not a file", name, msgtext.Short(commit)), false, nil
 	case f[1] != "blob":
-		return nil, fmt.Sprintf("app.yaml: at the root of %s is a %s, not a file", msgtext.Short(commit), f[1]), nil
+		return nil, fmt.Sprintf("%s: at the root of %s is a %s, not a file", name, msgtext.Short(commit), f[1]), false, nil
 	}
 	size, err := strconv.ParseInt(f[2], 10, 64)
 	if err != nil {
-		return nil, "", fmt.Errorf("git cat-file: bad size in %q", header)
+		return nil, "", false, fmt.Errorf("git cat-file: bad size in %q", header)
 	}
-	if size > appspec.MaxSize {
-		return nil, fmt.Sprintf("app.yaml: %d bytes is over the %d KiB limit", size, appspec.MaxSize>>10), nil
+	if size > max {
+		return nil, fmt.Sprintf("%s: %d bytes is over the %d KiB limit", name, size, max>>10), false, nil
 	}
 	data = make([]byte, size)
 	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, "", fmt.Errorf("git cat-file: %w", err)
+		return nil, "", false, fmt.Errorf("git cat-file: %w", err)
 	}
-	return data, "", nil
+	return data, "", false, nil
 }
 
 // Head is the commit app's branch points at, or "" when the branch has no

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upscalehq/upscale/detect"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -151,5 +152,40 @@ func TestHead(t *testing.T) {
 	}
 	if _, err := r.Head(ctx, names.App{Namespace: "..", Name: "web"}, "master"); err == nil {
 		t.Fatal("Head took a bad namespace")
+	}
+}
+
+// The push path hands a Source to runtime detection.
+var _ detect.Files = Source{}
+
+// Detection reads the files at the root of a pushed commit: their names
+// (not directories), and each file as AppYAML reads app.yaml.
+func TestSourceFilesAndReadFile(t *testing.T) {
+	ctx := context.Background()
+	repo, commit := commitTree(t, map[string]string{
+		"package.json": `{"name": "x"}`, "Procfile": "web: node server.js\n", ".static": "",
+		"with space.txt": "x", "lib/index.js": "x", "big": strings.Repeat("x", 2000),
+	})
+	src := Source{Repo: repo, Commit: commit}
+	files, err := src.Files(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(files, ","), ".static,Procfile,big,package.json,with space.txt"; got != want {
+		t.Errorf("Files = %s, want %s", got, want)
+	}
+	for _, tc := range []struct{ name, data, problem string }{
+		{"Procfile", "web: node server.js\n", ""},
+		{"lib", "", "lib: at the root of " + commit[:7] + " is a directory, not a file"},
+		{"go.mod", "", "go.mod: missing at the root of " + commit[:7]},
+		{"big", "", "big: 2000 bytes is over the 1 KiB limit"},
+	} {
+		data, problem, err := src.ReadFile(ctx, tc.name, 1<<10)
+		if err != nil || string(data) != tc.data || problem != tc.problem {
+			t.Errorf("ReadFile(%s) = %q, %q, %v; want %q, %q", tc.name, data, problem, err, tc.data, tc.problem)
+		}
+	}
+	if _, _, err := src.ReadFile(ctx, "lib/index.js", 1<<10); err == nil {
+		t.Error("ReadFile of a path below the root: no error")
 	}
 }

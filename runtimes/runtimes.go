@@ -11,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -43,7 +44,7 @@ type Runtime struct {
 	Name        string   `yaml:"name"`
 	Description string   `yaml:"description"`
 	Packages    []string `yaml:"packages"`
-	Detect      []string `yaml:"detect"`
+	Detect      []string `yaml:"detect"` // file names or path.Match patterns, at the top of a repository
 	Build       []string `yaml:"build"`
 	Start       string   `yaml:"start"`
 	PortEnv     string   `yaml:"port_env"` // "PORT" when the file leaves it out
@@ -293,6 +294,9 @@ func check(p parsed) *problem {
 	for _, name := range p.Detect {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 			return problemf(p.line("detect"), "detect: %s is not a file name (files are looked for at the top of the repository)", names.Quote(name))
+		}
+		if _, err := path.Match(name, ""); err != nil {
+			return problemf(p.line("detect"), "detect: %s is not a valid pattern (use names such as package.json, or * and ? as in *.py)", names.Quote(name))
 		}
 	}
 	for i, step := range p.Build {

@@ -24,7 +24,7 @@ func TestBuiltins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := c.Names(), []string{"php", "python", "ruby"}; !reflect.DeepEqual(got, want) {
+	if got, want := c.Names(), []string{"go", "node", "php", "python", "ruby", "static"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %q, want %q", got, want)
 	}
 	py, ok := c.Get("python")
@@ -36,7 +36,7 @@ func TestBuiltins(t *testing.T) {
 		Name:        "python",
 		Description: "Python 3.11 (Debian bookworm); pip installs requirements.txt into .venv",
 		Packages:    []string{"python3", "python3-venv"},
-		Detect:      []string{"requirements.txt", "app.py"},
+		Detect:      []string{"requirements.txt", "pyproject.toml", "*.py"},
 		Build: []string{
 			"if [ -f requirements.txt ]; then python3 -m venv .venv && .venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt; fi",
 		},
@@ -58,8 +58,8 @@ func TestBuiltins(t *testing.T) {
 			}
 		}
 	}
-	if _, ok := c.Get("node"); ok {
-		t.Error(`Get("node") found a runtime`)
+	if _, ok := c.Get("elixir"); ok {
+		t.Error(`Get("elixir") found a runtime`)
 	}
 }
 
@@ -98,14 +98,21 @@ func TestLoadDir(t *testing.T) {
 		{
 			name:   "empty dir",
 			files:  nil,
-			names:  []string{"php", "python", "ruby"},
+			names:  []string{"go", "node", "php", "python", "ruby", "static"},
 			source: map[string]string{"php": "builtin", "python": "builtin", "ruby": "builtin"},
 		},
 		{
 			name:   "addition",
+			files:  map[string]string{"elixir.yaml": strings.ReplaceAll(node, "node", "elixir")},
+			names:  []string{"elixir", "go", "node", "php", "python", "ruby", "static"},
+			source: map[string]string{"elixir": "elixir.yaml", "python": "builtin"},
+			start:  map[string]string{"elixir": "exec elixir server.js"},
+		},
+		{
+			name:   "override of node",
 			files:  map[string]string{"node.yaml": node},
-			names:  []string{"node", "php", "python", "ruby"},
-			source: map[string]string{"node": "node.yaml", "python": "builtin"},
+			names:  []string{"go", "node", "php", "python", "ruby", "static"},
+			source: map[string]string{"node": "node.yaml", "go": "builtin"},
 			start:  map[string]string{"node": "exec node server.js"},
 		},
 		{
@@ -117,7 +124,7 @@ packages: [python3, gunicorn]
 start: exec gunicorn --bind 0.0.0.0:$HTTP_PORT app:app
 port_env: HTTP_PORT
 `},
-			names:  []string{"php", "python", "ruby"},
+			names:  []string{"go", "node", "php", "python", "ruby", "static"},
 			source: map[string]string{"python": "python.yaml", "php": "builtin"},
 			start:  map[string]string{"python": "exec gunicorn --bind 0.0.0.0:$HTTP_PORT app:app"},
 		},
@@ -129,7 +136,7 @@ port_env: HTTP_PORT
 				".python.yaml.swp": "editor file",
 				".node.yaml":       "hidden",
 			},
-			names:  []string{"php", "python", "ruby"},
+			names:  []string{"go", "node", "php", "python", "ruby", "static"},
 			source: map[string]string{"python": "builtin"},
 		},
 	} {
@@ -198,6 +205,7 @@ func TestLoadBadFiles(t *testing.T) {
 		{"bad package", "node", strings.Replace(node, "[nodejs, npm]", "[nodejs, 'npm; rm -rf /']", 1), `FILE:4: invalid Debian package name "npm; rm -rf /"`},
 		{"bad package option", "node", strings.Replace(node, "[nodejs, npm]", "[--force-yes]", 1), `FILE:4: invalid Debian package name "--force-yes"`},
 		{"bad detect", "node", strings.Replace(node, "[package.json]", "[../package.json]", 1), `FILE:5: detect: "../package.json" is not a file name (files are looked for at the top of the repository)`},
+		{"bad detect pattern", "node", strings.Replace(node, "[package.json]", "['[a-']", 1), `FILE:5: detect: "[a-" is not a valid pattern (use names such as package.json, or * and ? as in *.py)`},
 		{"empty build step", "node", strings.Replace(node, "  - if [ -f package-lock.json ]; then npm ci; fi", "  - ''", 1), `FILE:6: build: step 1 is empty or contains a NUL byte`},
 		{"bad port_env", "node", node + "port_env: HTTP-PORT\n", `FILE:9: invalid port_env "HTTP-PORT": use letters, digits and _, not starting with a digit`},
 		{"multi-line description", "node", strings.Replace(node, "description: Node.js 18 (Debian bookworm)", "description: \"a\\nb\"", 1), `FILE:3: description must be one line`},
