@@ -7,7 +7,9 @@ DATA ?= /var/lib/upscale
 # The server needs git and HAProxy; the agent LXC (with lxc-dev to build
 # it), debootstrap for runtime images, iproute2 and nftables for its bridge.
 RUN_PKGS := git ca-certificates haproxy lxc lxc-dev pkg-config gcc debootstrap iproute2 nftables
-TEST_PKGS := $(RUN_PKGS) openssh-client openssh-server mariadb-server busybox-static wrk sudo
+# GlusterFS: the storage engine's tests start several glusterd and mount
+# volumes with the FUSE client.
+TEST_PKGS := $(RUN_PKGS) openssh-client openssh-server mariadb-server busybox-static wrk sudo glusterfs-server glusterfs-client
 
 .PHONY: all build run test lint fuzz bench clean clean-test deps test-deps
 

@@ -29,6 +29,10 @@ type Agents interface {
 	// printed, note the agent's own.
 	Exec(ctx context.Context, host string, req ExecRequest, output, note func(line string)) (ExecReply, error)
 	Images(ctx context.Context, host string) (ImagesReply, error)
+	// Mount mounts a volume on host for a namespace; Unmount unmounts one
+	// no container there uses.
+	Mount(ctx context.Context, host string, req MountRequest) error
+	Unmount(ctx context.Context, host string, req UnmountRequest) error
 	Status(ctx context.Context, host string, req StatusRequest) (Beat, error)
 }
 

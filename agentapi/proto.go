@@ -124,6 +124,10 @@ type ReleaseContainer struct {
 	// Disk bounds what it may write to its filesystem (its writable
 	// layer) beyond its release; 0 is no limit.
 	Disk int64 `json:"disk,omitempty"`
+	// Volumes are mounted on the host (if they are not already) and
+	// bound into the container before it starts; each must belong to
+	// App's namespace.
+	Volumes []VolumeMount `json:"volumes,omitempty"`
 }
 
 // StartRequest asks for one running, healthy instance of a release.

@@ -46,7 +46,7 @@ type rule struct {
 
 var rules = []rule{
 	{"engines and shared packages import no transport, use case or program",
-		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "agentapi", "hostagent",
+		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "gluster", "agentapi", "hostagent",
 			"appspec", "runtimes", "procfile", "detect", "names", "keys", "atomicfile", "msgtext", "shellquote", "yamlerr"},
 		[]string{"backend", "commands", "gitd", "deploy", "healing", "hostops", "cmd"}},
 	{"the agent's side imports nothing of the server's",
@@ -73,6 +73,9 @@ var rules = []rule{
 	{"detection is pure: it reads a commit through its small Files interface (repos.Source fits) and runs nothing",
 		[]string{"detect", "procfile"},
 		[]string{"repos", "store", "bus", "agentapi", "hostagent", "builder", "router", "fleet", "scheduler", "certs", "cloud"}},
+	{"the storage engine drives GlusterFS and mounts volumes; it knows no store, bus or agent",
+		[]string{"gluster"},
+		[]string{"store", "bus", "agentapi", "hostagent", "fleet", "router", "builder", "scheduler"}},
 	{"the leaves import no Upscale package",
 		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof"},
 		nil},

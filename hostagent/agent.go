@@ -58,6 +58,7 @@ type ContainerSpec struct {
 	PidsMax int64
 	IDBase  uint32 // host uid/gid of its root, the start of its namespace's range; the image is shifted by it
 	ShmSize int64  // bytes of /dev/shm
+	Binds   []Bind // volumes, mounted on the host
 }
 
 // LogLine is one line of a container's output and when it was captured.
@@ -109,6 +110,9 @@ type Config struct {
 	// nil puts every container in IDBase's.
 	Ranges  NamespaceRanges
 	PidsMax int64 // per container
+	// Mounter mounts volumes (GlusterFS); nil refuses containers with
+	// volumes.
+	Mounter Mounter
 	// OnRouter gets the router's address from every status call, to let
 	// it reach the containers (agentapi.StatusRequest).
 	OnRouter func(addr string)
@@ -129,6 +133,7 @@ type Agent struct {
 	bus    Bus
 
 	mu       sync.Mutex // guards release extraction
+	volMu    sync.Mutex // between mounting a volume and recording who uses it
 	releases map[string]*sync.Mutex
 	layers   layers // writable layers with a limit (disk.go)
 }
@@ -152,6 +157,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		agentapi.MethodFetch:   a.fetch,
 		agentapi.MethodDrop:    a.drop,
 		agentapi.MethodExec:    a.exec,
+		agentapi.MethodMount:   a.mount,
+		agentapi.MethodUnmount: a.unmount,
 	}
 	a.sweepLeftovers()
 	a.adoptLayers()
@@ -211,6 +218,9 @@ type meta struct {
 	Disk     int64 `json:"disk,omitempty"`
 	DiskBase int64 `json:"disk_base,omitempty"`
 	DiskOver int64 `json:"disk_over,omitempty"`
+	// Volumes it has bound (GlusterFS names): a volume is unmounted when
+	// no record names it any more.
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 func (a *Agent) metaPath(name string) string {
@@ -243,9 +253,19 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 	if err != nil {
 		return nil, err
 	}
+	a.volMu.Lock()
+	vols, binds, err := a.mountVolumes(ctx, req.ReleaseContainer, spec.IDBase)
+	if err != nil {
+		a.volMu.Unlock()
+		return nil, err
+	}
+	spec.Binds = binds
 	// Held until healthy: a crash before then fails the start instead of
 	// being restarted.
-	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Held: true}); err != nil {
+	err = a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Held: true, Volumes: vols})
+	a.volMu.Unlock()
+	if err != nil {
+		a.unmountUnused(vols, req.Name)
 		return nil, fmt.Errorf("container %s: %w", req.Name, err)
 	}
 	c, err := a.rt.Create(ctx, spec)
@@ -273,7 +293,7 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 			a.cfg.Log.Warn("container stays at idle CPU priority until its start bound", "container", req.Name, "err", err)
 		}
 	}
-	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Disk: req.Disk, DiskBase: base}); err != nil {
+	if err := a.saveMeta(req.Name, meta{App: req.App, Release: req.Release, Disk: req.Disk, DiskBase: base, Volumes: vols}); err != nil {
 		return fail(err)
 	}
 	return agentapi.StartReply{Addr: addr, Start: started.Sub(begin), Health: time.Since(started)}, nil
@@ -377,8 +397,14 @@ func (a *Agent) remove(name string) {
 	a.forget(name)
 }
 
+// forget drops a removed container's record, and unmounts the volumes
+// it was the last to use.
 func (a *Agent) forget(name string) {
+	vols := a.loadMeta(name).Volumes
+	a.volMu.Lock()
 	os.Remove(a.metaPath(name))
+	a.unmountUnused(vols, name)
+	a.volMu.Unlock()
 	a.unwatchLayer(name)
 }
 

@@ -3,7 +3,7 @@
 # bridges and nftables rules, HAProxy and server processes, temp dirs, test
 # databases, the multi-host tests' namespaces, links (upsh*), users and
 # routes. Everything the tests make is named upscale-e2e-*, upscale-bench-*,
-# upse2e-*, upsh* or upst*, upsp*, upso*, upsr* (the lxc package's own tests), so nothing else is
+# upse2e-*, upsh* or upst* (upst-gluster-* for glusterd), upsp*, upso*, upsr* (the lxc package's own tests), so nothing else is
 # touched.
 set -u
 agent=${1:-bin/upscale-agent}
@@ -40,6 +40,18 @@ for a in $(ip -o -4 addr show dev lo 2>/dev/null | awk '{print $4}' | grep '^10\
 done
 for r in $(ip route show type unreachable 2>/dev/null | awk '{print $2}' | grep -E '^10\.(1[6-9][0-9]|25[23])\.'); do
 	ip route del unreachable "$r" 2>/dev/null
+done
+# The storage tests' glusterd (gluster/glustertest): each runs in a mount
+# namespace of its own with its log under /tmp/upst-gluster-*; everything
+# in that namespace (bricks, self-heal and quota daemons) goes with it.
+# Their FUSE mounts under /tmp/upst-* are detached first.
+awk '$3 ~ /^fuse.glusterfs$/ && $2 ~ "^/tmp/upst-" {print $2}' /proc/mounts | while read -r m; do umount -l "$m" 2>/dev/null; done
+for pid in $(pgrep -f 'glusterd -N --log-file=/tmp/upst-gluster-' 2>/dev/null); do
+	ns=$(readlink "/proc/$pid/ns/mnt") || continue
+	[ "$ns" = "$(readlink /proc/self/ns/mnt)" ] && continue
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && kill -9 "${p#/proc/}" 2>/dev/null
+	done
 done
 pkill -f 'upscale-e2e-' 2>/dev/null
 pkill -f 'upscale-bench-' 2>/dev/null

@@ -244,7 +244,7 @@ type Store interface {
 	GetNamespace(ctx context.Context, name string) (Namespace, error)    // ErrNotFound
 	ListNamespaces(ctx context.Context) ([]Namespace, error)             // sorted by name
 	// DeleteNamespace removes an empty namespace and its keys. ErrNotFound;
-	// ErrNotEmpty while it holds apps.
+	// ErrNotEmpty while it holds apps or volumes.
 	DeleteNamespace(ctx context.Context, name string) error
 	// SetQuota changes a namespace's quotas and returns them as they are
 	// after. ErrNotFound; a negative value is an error that is none of the
@@ -265,7 +265,8 @@ type Store interface {
 	// not exist.
 	ListApps(ctx context.Context, namespace string) ([]App, error)
 	// DeleteApp removes the app with its deploy keys, push history,
-	// releases, instances, config vars, formation, domains and events.
+	// releases, instances, config vars, formation, domains, events and
+	// volume attachments (not the volumes).
 	DeleteApp(ctx context.Context, namespace, name string) error               // ErrNotFound
 	SetDeployBranch(ctx context.Context, namespace, name, branch string) error // ErrNotFound
 	// SetStopped records the app's desired state only; the instances that
@@ -416,6 +417,7 @@ type Store interface {
 	RemoveHost(ctx context.Context, name string) error
 
 	CertStore
+	VolumeStore
 
 	Close() error
 }

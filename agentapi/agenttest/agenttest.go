@@ -52,6 +52,7 @@ type Agents struct {
 	output   []byte
 	buildErr error
 	startErr error
+	mountErr error
 	onBuild  func(agentapi.BuildRequest)
 	execGate chan struct{}
 	history  map[string][]LogLine // by container
@@ -79,6 +80,9 @@ func (a *Agents) FailBuilds(err error) { a.set(func() { a.buildErr = err }) }
 // FailStarts makes every start fail with err (nil: succeed again), as an
 // instance that never became healthy; the agent keeps nothing of it.
 func (a *Agents) FailStarts(err error) { a.set(func() { a.startErr = err }) }
+
+// FailMounts makes every mount fail with err (nil: succeed again).
+func (a *Agents) FailMounts(err error) { a.set(func() { a.mountErr = err }) }
 
 // SetOutput is what builds pack from now on.
 func (a *Agents) SetOutput(b []byte) { a.set(func() { a.output = slices.Clone(b) }) }
@@ -401,4 +405,29 @@ func (a *Agents) Exec(ctx context.Context, host string, req agentapi.ExecRequest
 		}
 	}
 	return agentapi.ExecReply{ExitCode: 0}, nil
+}
+
+// Mounts lists the mount requests.
+func (a *Agents) Mounts() []agentapi.MountRequest {
+	return Requests[agentapi.MountRequest](a, agentapi.MethodMount)
+}
+
+func (a *Agents) Mount(ctx context.Context, host string, req agentapi.MountRequest) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i, err := a.begin(host, agentapi.MethodMount, req)
+	if err != nil {
+		return err
+	}
+	if err := req.Volume.Check(false); err != nil {
+		return a.done(i, &bus.RemoteError{Message: err.Error()})
+	}
+	return a.done(i, a.mountErr)
+}
+
+func (a *Agents) Unmount(ctx context.Context, host string, req agentapi.UnmountRequest) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err := a.begin(host, agentapi.MethodUnmount, req)
+	return err
 }

@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/upscalehq/upscale/bus"
+	"github.com/upscalehq/upscale/gluster"
 	"github.com/upscalehq/upscale/hostagent"
 	"github.com/upscalehq/upscale/hostagent/images"
 	"github.com/upscalehq/upscale/hostagent/lxc"
@@ -127,6 +128,7 @@ func run(log *slog.Logger) error {
 	ranges := &hostagent.IDRanges{Path: filepath.Join(*lxcpath, hostagent.IDRangesFile), Files: subids.System}
 	a := hostagent.New(hostagent.Config{
 		Host: host, Address: *address, StateDir: *state, IDBase: rt.IDMapBase(), Ranges: ranges, PidsMax: 512, Log: log,
+		Mounter: glusterMounts{},
 		OnRouter: func(addr string) {
 			p, err := parsePrefix(addr)
 			if err == nil {
@@ -221,9 +223,22 @@ func primaryAddress() string {
 type containers struct{ *lxc.Runtime }
 
 func (c containers) Create(ctx context.Context, s hostagent.ContainerSpec) (hostagent.Container, error) {
-	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, CPU: s.CPU, PidsMax: s.PidsMax, IDMapBase: s.IDBase, ShmSize: s.ShmSize})
+	var binds []lxc.Bind
+	for _, b := range s.Binds {
+		binds = append(binds, lxc.Bind{Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly})
+	}
+	got, err := c.Runtime.Create(ctx, lxc.Spec{Name: s.Name, Image: s.Image, AppDir: s.AppDir, Command: s.Command, Env: s.Env, Memory: s.Memory, CPU: s.CPU, PidsMax: s.PidsMax, IDMapBase: s.IDBase, ShmSize: s.ShmSize, Binds: binds})
 	return container(got), err
 }
+
+// glusterMounts mounts volumes with GlusterFS's FUSE client.
+type glusterMounts struct{}
+
+func (glusterMounts) Mount(ctx context.Context, servers []string, volume, dir string, uid, gid int) error {
+	return gluster.Mount(ctx, servers, volume, dir, uid, gid)
+}
+
+func (glusterMounts) Unmount(dir string) error { return gluster.Unmount(dir) }
 
 // Destroy of a container that is already gone succeeds: the server may ask
 // again for one the agent removed when it failed to start.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	golxc "github.com/lxc/go-lxc"
+
+	"github.com/upscalehq/upscale/appspec"
 )
 
 func (s *Spec) validate(cfg Config) error {
@@ -80,6 +82,20 @@ func (s *Spec) validate(cfg Config) error {
 	}
 	if s.CPU < 0 || s.CPU > 1024 || s.CPU != s.CPU {
 		return fmt.Errorf("cpu limit %v: want 0 (none) up to 1024 cores", s.CPU)
+	}
+	targets := map[string]bool{}
+	for _, b := range s.Binds {
+		// Both end up in one space-separated lxc.mount.entry line.
+		if !filepath.IsAbs(b.Source) || filepath.Clean(b.Source) != b.Source || strings.ContainsAny(b.Source, " \t\n\\,\x00") {
+			return fmt.Errorf("bind source %q: want a clean absolute path without spaces", b.Source)
+		}
+		if err := appspec.CheckVolumePath(b.Target); err != nil {
+			return err
+		}
+		if targets[b.Target] {
+			return fmt.Errorf("two binds at %s", b.Target)
+		}
+		targets[b.Target] = true
 	}
 	return nil
 }

@@ -80,6 +80,16 @@ type Spec struct {
 	CPU       float64           // cores of CPU time per second (a CFS quota), 0 = no limit
 	ShmSize   int64             // bytes of /dev/shm; 0 = defaultShm
 	Hostname  string            // default Name
+	// Binds are host directories mounted into the container before it
+	// starts (volumes).
+	Binds []Bind
+}
+
+// Bind mounts the host directory Source at Target in the container.
+type Bind struct {
+	Source   string // absolute on the host
+	Target   string // absolute in the container; appspec.CheckVolumePath
+	ReadOnly bool
 }
 
 // Container is the observed state of one container.

@@ -5,6 +5,7 @@ package lxc
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // lxcConfig is the container's LXC configuration, in the order LXC applies
@@ -29,6 +30,17 @@ func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 		{"lxc.mount.auto", "proc:mixed sys:mixed cgroup:mixed:force"},
 		{"lxc.mount.entry", fmt.Sprintf("tmpfs dev/shm tmpfs rw,nosuid,nodev,size=%dk,create=dir 0 0", shm>>10)},
 		{"lxc.autodev", "1"},
+	}
+	for _, b := range s.Binds {
+		// create=dir makes the mount point in the writable layer; LXC
+		// refuses a target that leads out of the rootfs through a link.
+		opts := "bind,create=dir"
+		if b.ReadOnly {
+			opts += ",ro"
+		}
+		kv = append(kv, [2]string{"lxc.mount.entry", b.Source + " " + strings.TrimPrefix(b.Target, "/") + " none " + opts + " 0 0"})
+	}
+	kv = append(kv, [][2]string{
 		// No console and no ttys: nothing reads them, and each costs time at
 		// start. The launcher sends all output to the log file.
 		{"lxc.console.path", "none"},
@@ -50,7 +62,7 @@ func (r *Runtime) lxcConfig(c *ctr, s Spec, upper string) [][2]string {
 		{"lxc.net.0.hwaddr", macFor(c.meta.IP)},
 		{"lxc.net.0.ipv4.address", fmt.Sprintf("%s/%d", c.meta.IP, r.cfg.Subnet.Bits())},
 		{"lxc.net.0.ipv4.gateway", r.gateway.String()},
-	}
+	}...)
 	if r.seccomp != "" {
 		kv = append(kv, [2]string{"lxc.seccomp.profile", r.seccomp})
 	}

@@ -124,10 +124,17 @@ func (s *Store) DeleteNamespace(ctx context.Context, name string) error {
 		if apps > 0 {
 			return fmt.Errorf("still has %d %s: %w", apps, plural(apps, "app", "apps"), store.ErrNotEmpty)
 		}
+		var volumes int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM volumes WHERE namespace = ?", name).Scan(&volumes); err != nil {
+			return err
+		}
+		if volumes > 0 {
+			return fmt.Errorf("still has %d %s: %w", volumes, plural(volumes, "volume", "volumes"), store.ErrNotEmpty)
+		}
 		n, err := changed(tx.ExecContext(ctx, "DELETE FROM namespaces WHERE name = ?", name))
 		switch {
-		case violated(err) == foreignKey: // an app created since the count (MySQL)
-			return fmt.Errorf("still has apps: %w", store.ErrNotEmpty)
+		case violated(err) == foreignKey: // an app or volume created since the count (MySQL)
+			return fmt.Errorf("still has apps or volumes: %w", store.ErrNotEmpty)
 		case err == nil && n == 0:
 			return store.ErrNotFound
 		}

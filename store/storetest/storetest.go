@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, lifecycleTests...)
 	tests = append(tests, quotaTests...)
 	tests = append(tests, certTests...)
+	tests = append(tests, volumeTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
