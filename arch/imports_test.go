@@ -46,7 +46,7 @@ type rule struct {
 
 var rules = []rule{
 	{"engines and shared packages import no transport, use case or program",
-		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "agentapi", "hostagent",
+		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "certbundle", "agentapi", "hostagent",
 			"appspec", "runtimes", "names", "keys", "atomicfile", "msgtext", "shellquote", "yamlerr"},
 		[]string{"backend", "commands", "gitd", "deploy", "healing", "hostops", "cmd"}},
 	{"the agent's side imports nothing of the server's",
@@ -71,7 +71,7 @@ var rules = []rule{
 		[]string{"certs"},
 		[]string{"router", "fleet", "builder", "bus", "hostagent", "agentapi"}},
 	{"the leaves import no Upscale package",
-		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof"},
+		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof", "certbundle"},
 		nil},
 }
 

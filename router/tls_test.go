@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 // tlsRig is a rig whose HAProxy also listens for HTTPS, with an ACME
@@ -503,7 +505,7 @@ func TestCertReplacedUnderLoad(t *testing.T) {
 		t.Errorf("replacing the certificate restarted or reloaded HAProxy: %+v -> %+v", before, after)
 	}
 	leaf, err := g.handshake("web.acme.test")
-	want, _ := leafOf(last)
+	want, _ := certbundle.FirstCert(last)
 	if err != nil || leaf.SerialNumber.Cmp(want.SerialNumber) != 0 {
 		t.Errorf("served serial %v, want the last one installed %v (%v)", leaf.SerialNumber, want.SerialNumber, err)
 	}
@@ -599,7 +601,7 @@ func TestAdoptInstallsWhatTheFilesSay(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf, err := g.handshake("web.acme.test")
-	want, _ := leafOf(renewed)
+	want, _ := certbundle.FirstCert(renewed)
 	if err != nil || leaf.SerialNumber.Cmp(want.SerialNumber) != 0 {
 		t.Errorf("web.acme.test after adoption: serial %v, want the renewed %v (%v)", leaf.SerialNumber, want.SerialNumber, err)
 	}
