@@ -11,7 +11,9 @@ import (
 
 type wantedHosts struct{ calls [][]string }
 
-func (w *wantedHosts) Want(_ context.Context, hosts []string) { w.calls = append(w.calls, slices.Clone(hosts)) }
+func (w *wantedHosts) Want(_ context.Context, hosts []string) {
+	w.calls = append(w.calls, slices.Clone(hosts))
+}
 
 // The certificate engine hears of every routed hostname (a verified custom
 // domain included, a pending one not), the router gets each app's HTTPS

@@ -278,7 +278,7 @@ type Store interface {
 	SetStopped(ctx context.Context, namespace, name string, stopped bool) error
 	// SetHTTPSRedirect and SetHSTS record the app's HTTPS policy (see App).
 	SetHTTPSRedirect(ctx context.Context, namespace, name string, on bool) error // ErrNotFound
-	SetHSTS(ctx context.Context, namespace, name string, maxAge int64) error      // ErrNotFound
+	SetHSTS(ctx context.Context, namespace, name string, maxAge int64) error     // ErrNotFound
 
 	// SetConfig sets the app's config vars in set, then removes those in
 	// unset (one that is not set is no error), all in one go, and returns
