@@ -325,11 +325,17 @@ func (e *Engine) attempt(ctx context.Context, name string, force bool) {
 		st.LastError = msgtext.OneLine(err.Error())
 		backoff := e.backoff(s.failures)
 		var held *heldBackError
-		if errors.As(err, &held) {
+		switch {
+		case errors.As(err, &held):
 			st.State = store.CertHeldBack
 			backoff = max(backoff, time.Hour)
-		} else {
+		default:
 			st.State = store.CertFailed
+		}
+		if st.NotAfter.After(now) && st.Issuer != IssuerManual {
+			// A renewal failed: the certificate in place still serves,
+			// and the error says why the next one is not there yet.
+			st.State = store.CertLive
 		}
 		next = now.Add(backoff)
 	} else {
