@@ -267,9 +267,9 @@ func TestInstallCertRefusesAndKeeps(t *testing.T) {
 		pem   []byte
 		want  string
 	}{
-		"wrong name":        {[]string{"web.acme.test"}, other, "does not cover web.acme.test"},
+		"wrong name":        {[]string{"web.acme.test"}, other, "certificate: made for blog.example.org, not web.acme.test"},
 		"expired":           {[]string{"web.acme.test"}, g.ca.issue(time.Now().Add(-time.Minute), "web.acme.test"), "expired"},
-		"not a certificate": {[]string{"web.acme.test"}, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), "certificate and key"},
+		"not a certificate": {[]string{"web.acme.test"}, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), "key: not a valid private key"},
 		"name taken":        {[]string{"api.acme.test", "web.acme.test"}, g.ca.issue(time.Now().Add(time.Hour), "api.acme.test", "web.acme.test"), "web.acme.test is served by the certificate of web.acme.test"},
 		"bad name":          {[]string{"web.acme.test\nshow"}, other, "invalid certificate name"},
 		"remove unknown":    {[]string{"nope.acme.test"}, nil, "no certificate is installed under nope.acme.test"},
