@@ -210,7 +210,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		return err
 	}
 	var certNames deploy.Certs
-	var backendCerts backend.Certs
+	var backendCerts backend.Certs = httpsOff{}
 	if tlsEngine != nil {
 		tlsEngine.attach(rt)
 		certNames, backendCerts = tlsEngine.names, tlsEngine.names

@@ -268,3 +268,17 @@ func (n *tlsNames) AddCert(ctx context.Context, name string, pem []byte) (time.T
 func (n *tlsNames) RemoveCert(ctx context.Context, name string) error {
 	return n.engine.RemoveCert(ctx, name)
 }
+
+// httpsOff is the certificate engine of a server without HTTPS: the
+// certs commands say so rather than that they need a server.
+type httpsOff struct{}
+
+var errHTTPSOff = errors.New("HTTPS is off on this server (--tls off, or --https \"\"): no certificates are managed")
+
+func (httpsOff) NameFor(host string) string               { return host }
+func (httpsOff) Manage(context.Context, ...string) error  { return nil }
+func (httpsOff) Renew(context.Context, string) error      { return errHTTPSOff }
+func (httpsOff) RemoveCert(context.Context, string) error { return errHTTPSOff }
+func (httpsOff) AddCert(context.Context, string, []byte) (time.Time, error) {
+	return time.Time{}, errHTTPSOff
+}
