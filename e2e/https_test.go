@@ -258,12 +258,14 @@ func TestHTTPSPebble(t *testing.T) {
 	}
 	web, api := w.host("acme/web"), w.host("acme/api")
 	w.pushHTTPS(t, rig.Repo(t, helloApp(t, "web", "runtime: python\nhealth: /\n")), "acme/web")
-	last := w.pushHTTPS(t, rig.Repo(t, helloApp(t, "api", "runtime: python\nhealth: /\n")), "acme/api")
+	apiRepo := rig.Repo(t, helloApp(t, "api", "runtime: python\nhealth: /\n"))
+	w.pushHTTPS(t, apiRepo, "acme/api")
 	root := peb.Root(t)
 	w.waitCurl(t, root, web, "web\n")
 	w.waitCurl(t, root, api, "api\n")
-	// Issued while the first push built: the second push's line says https.
-	if want := fmt.Sprintf("=====> Application deployed: https://%s:%d (v1)", api, w.httpsPort); last != want {
+	// Once the certificate is live, a push's last line says https.
+	rig.Commit(t, apiRepo, "two", helloApp(t, "api", "runtime: python\nhealth: /\n# two\n"))
+	if last, want := w.pushHTTPS(t, apiRepo, "acme/api"), fmt.Sprintf("=====> Application deployed: https://%s:%d (v2)", api, w.httpsPort); last != want {
 		t.Errorf("push's last line: %q, want %q", last, want)
 	}
 

@@ -188,12 +188,13 @@ func cmdGet(ts *testscript.TestScript, neg bool, args []string) {
 	resp, err := client.Do(req)
 	ts.Check(err)
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "%s %s\n", resp.Proto, resp.Status)
 	if loc := resp.Header.Get("Location"); loc != "" {
 		fmt.Fprintf(ts.Stdout(), "Location: %s\n", loc)
 	}
-	body, err := io.ReadAll(resp.Body)
-	ts.Check(err)
-	fmt.Fprintf(ts.Stdout(), "%s %s\n%s", resp.Proto, resp.Status, body)
+	fmt.Fprintf(ts.Stdout(), "%s", body)
 	scriptOf(ts).status = resp.StatusCode
 	if bad := resp.StatusCode >= 400; bad != neg {
 		ts.Fatalf("get %s: %s", args[0], resp.Status)
