@@ -69,7 +69,8 @@ func benchHTTPS(e *env) ([]row, []string) {
 		}
 		for deadline := time.Now().Add(60 * time.Second); httpsGet(roots, httpsPort, host, false) != nil; time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				e.t.Fatalf("https://%s: no valid answer a minute after the push: %v", host, httpsGet(roots, httpsPort, host, false))
+				out, _, _ := srv.Local("certs", "list", app)
+				e.t.Fatalf("https://%s: no valid answer a minute after the push: %v\n%s\npebble:\n%s", host, httpsGet(roots, httpsPort, host, false), out, peb.Log())
 			}
 		}
 		total, afterPush = append(total, time.Since(start)), append(afterPush, time.Since(pushed))
@@ -205,14 +206,19 @@ func tlsOpenLoop(roots *x509.CertPool, port int, hosts []string, rate int, stop 
 	}
 }
 
-// startResolver answers every A question with 127.0.0.1, for Pebble: the
-// apps' names all lead to the router.
+// startResolver answers every A question with 127.0.0.1, over UDP and
+// TCP (Pebble asks over TCP), for Pebble: the apps' names all lead to the
+// router.
 func startResolver(t *tb) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(q)
 		for _, qq := range q.Question {
@@ -221,8 +227,10 @@ func startResolver(t *tb) string {
 			}
 		}
 		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.ShutdownContext(context.Background()) })
-	return pc.LocalAddr().String()
+	})
+	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+		go srv.ActivateAndServe()
+		t.Cleanup(func() { srv.ShutdownContext(context.Background()) })
+	}
+	return ln.Addr().String()
 }
