@@ -46,7 +46,7 @@ type rule struct {
 
 var rules = []rule{
 	{"engines and shared packages import no transport, use case or program",
-		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "gluster", "agentapi", "hostagent",
+		[]string{"builder", "repos", "router", "fleet", "scheduler", "store", "bus", "cloud", "dnsproof", "certs", "certbundle", "gluster", "agentapi", "hostagent",
 			"appspec", "runtimes", "procfile", "detect", "names", "keys", "atomicfile", "msgtext", "shellquote", "yamlerr"},
 		[]string{"backend", "commands", "gitd", "deploy", "healing", "hostops", "cmd"}},
 	{"the agent's side imports nothing of the server's",
@@ -77,7 +77,7 @@ var rules = []rule{
 		[]string{"gluster"},
 		[]string{"store", "bus", "agentapi", "hostagent", "fleet", "router", "builder", "scheduler"}},
 	{"the leaves import no Upscale package",
-		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof"},
+		[]string{"names", "keys", "atomicfile", "msgtext", "shellquote", "scheduler", "hostagent/subids", "dnsproof", "certbundle"},
 		nil},
 }
 

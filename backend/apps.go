@@ -27,6 +27,9 @@ type AppInfo struct {
 	Live *store.Release
 	// Instances is how many instances run now.
 	Instances int
+	// HTTPS is the status of the certificate serving the app's hostname;
+	// nil when none is asked for.
+	HTTPS *CertStatus
 }
 
 // QuotaError refuses what would take a namespace over one of its quotas.
@@ -84,6 +87,7 @@ func (b *Backend) CreateApp(ctx context.Context, who keys.Principal, app names.A
 		}
 		return App{}, fmt.Errorf("creating the repository of %s: %w", app, err)
 	}
+	b.manageCert(ctx, app)
 	return b.app(a), nil
 }
 
@@ -151,6 +155,9 @@ func (b *Backend) AppInfo(ctx context.Context, who keys.Principal, app names.App
 	}
 	if ins, err := b.st.ListInstances(ctx, app.Namespace, app.Name); err == nil {
 		info.Instances = len(ins)
+	}
+	if list, err := b.st.ListCertStatus(ctx); err == nil {
+		info.HTTPS = certFor(list, Hostname(app, b.domain))
 	}
 	for _, p := range pushes {
 		if p.Ref == "refs/heads/"+a.DeployBranch {

@@ -68,6 +68,12 @@ type Config struct {
 	Router func(ctx context.Context) string
 	// HostOps manages hosts; nil where no server runs.
 	HostOps HostOps
+	// Certs obtains and renews certificates; nil where no server runs
+	// or HTTPS is off.
+	Certs Certs
+	// Reroute brings the router to the store (an app's HTTPS policy
+	// changed); nil where no server runs: the next start routes it.
+	Reroute func(ctx context.Context) error
 }
 
 // Backend holds the use cases. It is safe for concurrent use.
@@ -86,12 +92,15 @@ type Backend struct {
 	hosts     func() []fleet.Host
 	router    func(ctx context.Context) string
 	hostOps   HostOps
+	certs     Certs
+	reroute   func(ctx context.Context) error
 }
 
 // New returns a Backend over c's dependencies.
 func New(c Config) *Backend {
 	b := &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle,
-		catalog: c.Catalog, deploys: c.Deploys, log: c.Log, hosts: c.Hosts, router: c.Router, hostOps: c.HostOps}
+		catalog: c.Catalog, deploys: c.Deploys, log: c.Log, hosts: c.Hosts, router: c.Router, hostOps: c.HostOps,
+		certs: c.Certs, reroute: c.Reroute}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

@@ -173,7 +173,7 @@ func (w *world) snapshot(t testing.TB) string {
 	apps, _ := w.st.ListApps(ctx, "")
 	for _, a := range apps {
 		p, _ := w.repos.Path(names.App{Namespace: a.Namespace, Name: a.Name})
-		lines = append(lines, fmt.Sprintf("app %s/%s %s repo %s", a.Namespace, a.Name, a.DeployBranch, p))
+		lines = append(lines, fmt.Sprintf("app %s/%s %s repo %s no-redirect %v hsts %d", a.Namespace, a.Name, a.DeployBranch, p, a.NoHTTPSRedirect, a.HSTSMaxAge))
 		vars, _ := w.st.GetConfig(ctx, a.Namespace, a.Name)
 		lines = append(lines, fmt.Sprintf("config %s/%s %v", a.Namespace, a.Name, vars))
 	}
@@ -442,6 +442,7 @@ func TestEveryUseCaseIsGated(t *testing.T) {
 	seen := map[string]bool{}
 	gates := maps.Clone(gates)
 	maps.Copy(gates, runGates)
+	maps.Copy(gates, certGates)
 	for i := range bt.NumMethod() {
 		m := bt.Method(i)
 		seen[m.Name] = true

@@ -28,6 +28,9 @@ type DomainClaim struct {
 	Domain
 	URL    string
 	Target string
+	// HTTPS is the status of the certificate serving it (Domains only);
+	// nil when none is asked for.
+	HTTPS *CertStatus
 }
 
 // DomainList is an app's custom domains and where the app itself answers.
@@ -153,9 +156,17 @@ func (b *Backend) Domains(ctx context.Context, who keys.Principal, app names.App
 	if err != nil {
 		return DomainList{}, notFound(err, appNotFound(app))
 	}
+	certs, err := b.st.ListCertStatus(ctx)
+	if err != nil {
+		return DomainList{}, err
+	}
 	l := DomainList{AppURL: b.url(app), Domains: make([]DomainClaim, 0, len(list))}
 	for _, d := range list {
-		l.Domains = append(l.Domains, b.claim(app, d))
+		c := b.claim(app, d)
+		if d.Verified() {
+			c.HTTPS = certFor(certs, d.Hostname)
+		}
+		l.Domains = append(l.Domains, c)
 	}
 	return l, nil
 }

@@ -106,6 +106,8 @@ func oneBox() []fleet.Host {
 // server is a Config's parts a running server adds, over the fakes.
 func serverParts(t testing.TB, c Config, life *fakeLifecycle) Config {
 	c.Apps, c.HostOps, c.Hosts = fakeEngine{life}, fakeHostOps{life}, oneBox
+	c.Certs = fakeCerts{life}
+	c.Reroute = func(context.Context) error { life.record("reroute"); return nil }
 	c.Router = func(context.Context) string { return "up" }
 	return c
 }

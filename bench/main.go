@@ -5,7 +5,7 @@
 // ratios and PASS/MISS against the goals; timing goals live here, never in
 // tests.
 //
-//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density,zerodowntime,neighbours,rollback,scheduler,failover]
+//	go run ./bench [-quick] [-only push,overhead,list,deploy,start,router,density,zerodowntime,neighbours,rollback,scheduler,failover,https]
 //
 // The table goes to stdout, progress to stderr. The exit status is 0 when
 // every goal is met, 3 when one is missed, 1 when the bench itself failed.
@@ -70,6 +70,7 @@ var benchmarks = []benchmark{
 	{"rollback", benchRollback},
 	{"scheduler", benchScheduler},
 	{"failover", benchFailover},
+	{"https", benchHTTPS},
 }
 
 func benchmarkNames() string {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/upscalehq/upscale/certbundle"
 	"github.com/upscalehq/upscale/msgtext"
 	"github.com/upscalehq/upscale/store"
 )
@@ -324,11 +325,17 @@ func (e *Engine) attempt(ctx context.Context, name string, force bool) {
 		st.LastError = msgtext.OneLine(err.Error())
 		backoff := e.backoff(s.failures)
 		var held *heldBackError
-		if errors.As(err, &held) {
+		switch {
+		case errors.As(err, &held):
 			st.State = store.CertHeldBack
 			backoff = max(backoff, time.Hour)
-		} else {
+		default:
 			st.State = store.CertFailed
+		}
+		if st.NotAfter.After(now) && st.Issuer != IssuerManual {
+			// A renewal failed: the certificate in place still serves,
+			// and the error says why the next one is not there yet.
+			st.State = store.CertLive
 		}
 		next = now.Add(backoff)
 	} else {
@@ -417,7 +424,7 @@ func (e *Engine) process(ctx context.Context, name string, force bool) (store.Ce
 }
 
 // due says whether b is in its renewal window.
-func (e *Engine) due(b *Bundle) bool {
+func (e *Engine) due(b *certbundle.Bundle) bool {
 	leaf := b.Leaf()
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	return time.Until(leaf.NotAfter) < time.Duration(float64(life)*e.opts.RenewalRatio)
@@ -428,7 +435,7 @@ func (e *Engine) due(b *Bundle) bool {
 // for an early renewal. It is never sooner than a tenth of the interval:
 // a certificate that is due as soon as issued (a CA handing out shorter
 // ones than the window) must not be renewed in a tight loop.
-func (e *Engine) nextLook(b *Bundle) time.Time {
+func (e *Engine) nextLook(b *certbundle.Bundle) time.Time {
 	leaf := b.Leaf()
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	renewAt := leaf.NotAfter.Add(-time.Duration(float64(life) * e.opts.RenewalRatio))
@@ -467,7 +474,7 @@ func (e *Engine) issuerName(name string) string {
 
 // stored reads name's certificate and key as its issuer left them in
 // storage.
-func (e *Engine) stored(ctx context.Context, name string) (*Bundle, string, error) {
+func (e *Engine) stored(ctx context.Context, name string) (*certbundle.Bundle, string, error) {
 	cfg := e.config(name)
 	if cfg == nil {
 		return nil, "", fs.ErrNotExist
@@ -481,7 +488,7 @@ func (e *Engine) stored(ctx context.Context, name string) (*Bundle, string, erro
 	if err != nil {
 		return nil, "", err
 	}
-	b, err := ParseBundle(append(append(chain, '\n'), key...))
+	b, err := certbundle.Parse(append(append(chain, '\n'), key...))
 	if err != nil {
 		return nil, "", fmt.Errorf("stored certificate of %s: %w", name, err)
 	}
@@ -489,7 +496,7 @@ func (e *Engine) stored(ctx context.Context, name string) (*Bundle, string, erro
 }
 
 // deliver gives b to OnCert unless it was given already.
-func (e *Engine) deliver(name, issuer string, b *Bundle) {
+func (e *Engine) deliver(name, issuer string, b *certbundle.Bundle) {
 	sum := sha256.Sum256(b.ChainPEM)
 	e.mu.Lock()
 	s := e.names[name]

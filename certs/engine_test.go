@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/certbundle"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -150,7 +151,7 @@ func (h *harness) waitStatus(t *testing.T, name string, pass func(store.CertStat
 // rootPEM and its key is the leaf's.
 func verify(t *testing.T, c Cert, name string, rootPEM []byte) *x509.Certificate {
 	t.Helper()
-	b, err := ParseBundle(join(c.ChainPEM, c.KeyPEM))
+	b, err := certbundle.Parse(join(c.ChainPEM, c.KeyPEM))
 	if err != nil {
 		t.Fatal(err)
 	}

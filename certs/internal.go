@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/upscalehq/upscale/atomicfile"
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 // The internal CA's root lives in the store, so that every server on it
@@ -100,7 +101,7 @@ func loadCA(ctx context.Context, s *Storage) (*InternalCA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("internal CA: its root is stored without its key: %w", err)
 	}
-	b, err := ParseBundle(append(append(rootPEM, '\n'), keyPEM...))
+	b, err := certbundle.Parse(append(append(rootPEM, '\n'), keyPEM...))
 	if err != nil {
 		return nil, fmt.Errorf("internal CA in the store: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 func TestInternalCA(t *testing.T) {
@@ -49,7 +51,7 @@ func TestInternalCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := ParseBundle(join(issued.Certificate, keyPEM(t, key)))
+	b, err := certbundle.Parse(join(issued.Certificate, keyPEM(t, key)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/upscalehq/upscale/certbundle"
 	"github.com/upscalehq/upscale/store"
 )
 
@@ -46,7 +47,7 @@ func manualPrefix(name string) string {
 	return "upscale/manual/" + certmagic.StorageKeys.Safe(name)
 }
 
-func (e *Engine) manual(ctx context.Context, name string) (*Bundle, error) {
+func (e *Engine) manual(ctx context.Context, name string) (*certbundle.Bundle, error) {
 	chain, err := e.storage.Load(ctx, manualPrefix(name)+"/chain.pem")
 	if err != nil {
 		return nil, err
@@ -55,7 +56,7 @@ func (e *Engine) manual(ctx context.Context, name string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := ParseBundle(append(append(chain, '\n'), key...))
+	b, err := certbundle.Parse(append(append(chain, '\n'), key...))
 	if err != nil {
 		return nil, fmt.Errorf("certificate added for %s: %w", name, err)
 	}
@@ -72,7 +73,7 @@ func (e *Engine) AddCert(ctx context.Context, name string, pem []byte) (Cert, er
 	if err := CheckName(name); err != nil {
 		return Cert{}, err
 	}
-	b, err := ParseBundle(pem)
+	b, err := certbundle.Parse(pem)
 	if err != nil {
 		return Cert{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,11 @@ type appView struct {
 	Release      string    `json:"release"`   // the live one, "vN", or ""
 	Instances    int       `json:"instances"` // running now
 	Stopped      bool      `json:"stopped"`
+	// HTTPS is the certificate of the app's hostname (app info only).
+	HTTPS *certView `json:"https,omitempty"`
+	// The HTTPS policy (app info only).
+	HTTPSRedirect bool  `json:"https_redirect"`
+	HSTSMaxAge    int64 `json:"hsts_max_age"`
 }
 
 func (s *session) view(a backend.App) appView {
@@ -78,6 +84,8 @@ func (s *session) appCommands() *cobra.Command {
 			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, msgtext.Short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
 		}
 		v.Instances = info.Instances
+		v.HTTPS = certOf(info.HTTPS)
+		v.HTTPSRedirect, v.HSTSMaxAge = !info.NoHTTPSRedirect, info.HSTSMaxAge
 		if p := info.LastPush; p != nil {
 			v.LastPush = &pushView{Ref: p.Ref, Commit: p.NewCommit, Subject: p.Subject, By: p.KeyName, At: when(p.At)}
 		}
@@ -86,6 +94,15 @@ func (s *session) appCommands() *cobra.Command {
 			row(w, "URL:", v.URL)
 			row(w, "Git remote:", v.GitRemote)
 			row(w, "Deploy branch:", v.DeployBranch)
+			row(w, "HTTPS:", v.HTTPS.summary())
+			policy := "redirect HTTP to HTTPS"
+			if !v.HTTPSRedirect {
+				policy = "no redirect"
+			}
+			if v.HSTSMaxAge > 0 {
+				policy += fmt.Sprintf(", HSTS max-age=%d", v.HSTSMaxAge)
+			}
+			row(w, "HTTPS policy:", policy)
 			row(w, "Created:", v.CreatedAt)
 			if p := v.LastPush; p != nil {
 				row(w, "Last push:", fmt.Sprintf("%s %q by %s at %s", msgtext.Short(p.Commit), p.Subject, p.By, p.At))
@@ -112,13 +129,20 @@ func (s *session) appCommands() *cobra.Command {
 
 	set := &cobra.Command{
 		Use:   "set NS/APP SETTING VALUE",
-		Short: "Change a setting: deploy-branch",
-		Long:  "Change an application setting.\n\nSettings:\n  deploy-branch BRANCH   the branch whose pushes deploy (default master)",
+		Short: "Change a setting: deploy-branch, https-redirect, hsts",
+		Long: "Change an application setting.\n\nSettings:\n" +
+			"  deploy-branch BRANCH     the branch whose pushes deploy (default master)\n" +
+			"  https-redirect on|off    answer plain HTTP with a 301 to HTTPS once a certificate is live (default on)\n" +
+			"  hsts max-age=SECONDS|off send Strict-Transport-Security over HTTPS (default off; at most two years)",
 		Example: "  " + s.inv.Prog + " app set test/test deploy-branch main\n" +
-			"  " + s.inv.Prog + " app set test/test deploy-branch=main",
+			"  " + s.inv.Prog + " app set test/test deploy-branch=main\n" +
+			"  " + s.inv.Prog + " app set test/test https-redirect off\n" +
+			"  " + s.inv.Prog + " app set test/test hsts max-age=31536000",
 		Args: cobra.RangeArgs(2, 3),
 	}
 	var setting, value string
+	var redirect bool
+	var hsts time.Duration
 	s.leaf(g, set, keys.AppSet, func(cmd *cobra.Command, args []string) (scope, error) {
 		setting, value = args[1], ""
 		if len(args) == 3 {
@@ -128,18 +152,48 @@ func (s *session) appCommands() *cobra.Command {
 		} else {
 			return scope{}, fmt.Errorf("app set needs SETTING VALUE, e.g. deploy-branch main")
 		}
-		if setting != "deploy-branch" {
-			return scope{}, fmt.Errorf("unknown setting %s; known: deploy-branch", names.Quote(setting))
+		var err error
+		switch setting {
+		case "deploy-branch":
+			err = backend.CheckBranch(value)
+		case "https-redirect":
+			redirect, err = backend.ParseOnOff(setting, value)
+		case "hsts":
+			hsts, err = backend.ParseHSTS(value)
+		default:
+			err = fmt.Errorf("unknown setting %s; known: deploy-branch, https-redirect, hsts", names.Quote(setting))
 		}
-		if err := backend.CheckBranch(value); err != nil {
+		if err != nil {
 			return scope{}, err
 		}
 		return appScope(cmd, args)
 	}, func(cmd *cobra.Command, _ []string) error {
-		if err := s.env.Backend.SetDeployBranch(cmd.Context(), s.inv.Principal, app, value); err != nil {
-			return err
+		ctx, w := cmd.Context(), cmd.OutOrStdout()
+		switch setting {
+		case "https-redirect":
+			if err := s.env.Backend.SetHTTPSRedirect(ctx, s.inv.Principal, app, redirect); err != nil {
+				return err
+			}
+			if redirect {
+				fmt.Fprintf(w, "HTTP requests to %s now get a 301 to HTTPS once its certificate is live.\n", app)
+			} else {
+				fmt.Fprintf(w, "HTTP requests to %s are now answered over HTTP, without a redirect.\n", app)
+			}
+		case "hsts":
+			if err := s.env.Backend.SetHSTS(ctx, s.inv.Principal, app, hsts); err != nil {
+				return err
+			}
+			if hsts == 0 {
+				fmt.Fprintf(w, "HSTS is off for %s.\n", app)
+			} else {
+				fmt.Fprintf(w, "HTTPS answers of %s now carry Strict-Transport-Security: max-age=%d.\n", app, int64(hsts/time.Second))
+			}
+		default:
+			if err := s.env.Backend.SetDeployBranch(ctx, s.inv.Principal, app, value); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "Deploy branch of %s is now %s.\n", app, value)
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "Deploy branch of %s is now %s.\n", app, value)
 		return nil
 	})
 	return g

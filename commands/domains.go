@@ -14,14 +14,15 @@ import (
 )
 
 type domainView struct {
-	Hostname   string `json:"hostname"`
-	App        string `json:"app"`
-	Status     string `json:"status"` // pending or verified
-	URL        string `json:"url"`
-	CreatedAt  string `json:"created_at"`
-	CheckedAt  string `json:"checked_at"`
-	VerifiedAt string `json:"verified_at"`
-	Failure    string `json:"failure"` // why the last check failed
+	Hostname   string    `json:"hostname"`
+	App        string    `json:"app"`
+	Status     string    `json:"status"` // pending or verified
+	URL        string    `json:"url"`
+	CreatedAt  string    `json:"created_at"`
+	CheckedAt  string    `json:"checked_at"`
+	VerifiedAt string    `json:"verified_at"`
+	Failure    string    `json:"failure"`         // why the last check failed
+	HTTPS      *certView `json:"https,omitempty"` // verified domains only
 	// The records either of which proves ownership of a pending domain.
 	TXTName  string `json:"txt_name,omitempty"`
 	TXTValue string `json:"txt_value,omitempty"`
@@ -123,7 +124,8 @@ func (s *session) domainsCommands() *cobra.Command {
 		views := make([]domainView, 0, len(list.Domains))
 		for _, d := range list.Domains {
 			v := domainView{Hostname: d.Hostname, App: app.String(), Status: status(d.Domain), URL: d.URL,
-				CreatedAt: when(d.CreatedAt), CheckedAt: when(d.CheckedAt), VerifiedAt: when(d.VerifiedAt), Failure: d.Failure}
+				CreatedAt: when(d.CreatedAt), CheckedAt: when(d.CheckedAt), VerifiedAt: when(d.VerifiedAt), Failure: d.Failure,
+				HTTPS: certOf(d.HTTPS)}
 			if !d.Verified() {
 				v.TXTName, v.TXTValue, v.CNAME = dnsproof.ChallengePrefix+d.Hostname, d.Token, d.Target
 			}
@@ -134,9 +136,13 @@ func (s *session) domainsCommands() *cobra.Command {
 				fmt.Fprintf(w, "%s has no custom domains; it answers at %s\n", app, list.AppURL)
 				return
 			}
-			row(w, "DOMAIN", "STATUS", "URL", "ADDED", "CHECKED", "LAST FAILURE")
+			row(w, "DOMAIN", "STATUS", "URL", "ADDED", "CHECKED", "LAST FAILURE", "HTTPS")
 			for _, v := range views {
-				row(w, v.Hostname, v.Status, v.URL, v.CreatedAt, v.CheckedAt, dash(v.Failure))
+				https := "-"
+				if v.Status == "verified" {
+					https = v.HTTPS.summary()
+				}
+				row(w, v.Hostname, v.Status, v.URL, v.CreatedAt, v.CheckedAt, dash(v.Failure), https)
 			}
 			for _, v := range views {
 				if v.Status == "pending" {

@@ -155,6 +155,12 @@ var probes = []struct {
 	{"domains list acme/web", "admin member"},
 	{"domains verify acme/web www.example.com", "admin member"},
 	{"domains remove acme/web www.example.com", "admin member"},
+	{"certs", "admin member outsider deploy"},
+	{"certs list", "admin"},
+	{"certs list acme/web", "admin member"},
+	{"certs add acme/web web.acme.upscale.localhost", "admin member"},
+	{"certs remove acme/web web.acme.upscale.localhost", "admin member"},
+	{"certs renew acme/web", "admin member"},
 	{"app exec acme/web -- echo hi", "admin member"},
 }
 
@@ -207,7 +213,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 				args := strings.Fields(strings.Replace(p.args, "KEY", "'"+newKeyLine(t, "x")+"'", 1))
 				args, _ = Split(strings.Join(args, " "))
 				before := snapshot(t, w.env)
-				r := run(w.env, who, "", args...)
+				stdin := ""
+				if strings.HasPrefix(p.args, "certs add") {
+					stdin = "a certificate and key"
+				}
+				r := run(w.env, who, stdin, args...)
 				if strings.Contains(" "+p.allowed+" ", " "+persona+" ") {
 					if r.code != 0 {
 						t.Fatalf("allowed, but exit %d: %s", r.code, r.stderr)
@@ -252,6 +262,8 @@ func TestDeniedReadsLikeNotFound(t *testing.T) {
 		{"domains add acme/web www.example.com", "domains add acme/nope www.example.com"},
 		{"domains remove acme/web www.example.com", "domains remove acme/nope www.example.com"},
 		{"domains verify acme/web www.example.com", "domains verify acme/nope www.example.com"},
+		{"certs list acme/web", "certs list acme/nope"},
+		{"certs renew acme/web", "certs renew acme/nope"},
 		{"app exec acme/web -- ls", "app exec acme/nope -- ls"},
 		{"namespace info acme", "namespace info nope"},
 		{"namespace quota set acme apps=1", "namespace quota set nope apps=1"},

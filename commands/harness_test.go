@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -33,6 +34,8 @@ type testEnv struct {
 	Hosts   func() []fleet.Host
 	// HostOps manages hosts in the backend rewire builds.
 	HostOps backend.HostOps
+	// Certs is the certificate engine of the backend rewire builds.
+	Certs *backendtest.Certs
 }
 
 // world is a store with two namespaces and one principal of each kind.
@@ -63,6 +66,7 @@ func newEnv(t testing.TB) *testEnv {
 			return []fleet.Host{{Up: true, Beat: agentapi.Beat{Info: agentapi.Info{Name: "box", Address: "10.0.0.1", State: "up", CPUs: 2}}}}
 		},
 	}
+	env.Certs = &backendtest.Certs{Store: st, Refuse: "bad", RefuseErr: errors.New("key: does not match the certificate (the certificate was made for another key)")}
 	rewire(env, nil, nil, store.Quota{}, false)
 	return env
 }
@@ -73,7 +77,7 @@ func newEnv(t testing.TB) *testEnv {
 // what namespaces use from fakeUsage when usage is set.
 func rewire(env *testEnv, apps backend.Apps, life backend.Lifecycle, quota store.Quota, usage bool) {
 	c := backend.Config{Store: env.Store, Repos: env.Repos, Domain: env.Domain, Apps: apps, Lifecycle: life, Quota: quota,
-		Catalog: env.Catalog, Hosts: env.Hosts, HostOps: env.HostOps}
+		Catalog: env.Catalog, Hosts: env.Hosts, HostOps: env.HostOps, Certs: env.Certs}
 	if apps != nil {
 		c.Deploys = &backendtest.Deploys{Store: env.Store}
 	}

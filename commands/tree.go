@@ -146,6 +146,7 @@ func New(env *Env, inv Invocation, prepare func(*cobra.Command, *Invocation) err
 		s.runtimesCommands(),
 		s.hostsCommands(),
 		s.domainsCommands(),
+		s.certsCommands(),
 	)
 	root.AddCommand(s.configCommands())
 	root.AddCommand(s.releasesCommands()...)

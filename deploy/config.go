@@ -26,7 +26,14 @@ type Config struct {
 	Repos   *repos.Repos
 	Domain  string
 
-	HTTPPort     string // public HTTP port; "" or "80" leave it out of URLs
+	HTTPPort string // public HTTP port; "" or "80" leave it out of URLs
+	// HTTPSPort is the public HTTPS port ("" without HTTPS; "443" is left
+	// out of URLs): an app's URL is https once its hostname has a live
+	// certificate in the store.
+	HTTPSPort string
+	// Certs is told every hostname routed, after each change of the
+	// router's routes; nil: no certificates.
+	Certs        Certs
 	BuildTimeout time.Duration
 	// A build container's memory when app.yaml sets none, and its CPU
 	// (cores); the most a build may leave, packed and in entries. 0 is

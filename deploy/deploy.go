@@ -35,6 +35,15 @@ type Router interface {
 	Apply(ctx context.Context, backends []router.Backend) error
 }
 
+// Certs is the certificate engine as routing changes reach it: Want gets
+// every hostname routed (apps' own and verified custom domains), after
+// each change, and has certificates obtained for the new ones and
+// forgotten for those gone. It reports its own failures: a certificate
+// never holds up a route.
+type Certs interface {
+	Want(ctx context.Context, hosts []string)
+}
+
 // Hosts says which hosts there are and which are up.
 type Hosts interface {
 	Hosts() []fleet.Host
@@ -362,7 +371,7 @@ func (d *Deployer) switchTo(ctx context.Context, app names.App, version int, ins
 	if err != nil {
 		return err
 	}
-	if err := d.cfg.Router.Apply(ctx, backends); err != nil {
+	if err := d.route(ctx, backends); err != nil {
 		return fmt.Errorf("switching the router: %w", err)
 	}
 	return d.cfg.Store.Activate(ctx, app.Namespace, app.Name, version, instances)
@@ -377,7 +386,23 @@ func (d *Deployer) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return d.cfg.Router.Apply(ctx, backends)
+	return d.route(ctx, backends)
+}
+
+// route makes the router route backends, then tells the certificate
+// engine which hostnames are routed.
+func (d *Deployer) route(ctx context.Context, backends []router.Backend) error {
+	if err := d.cfg.Router.Apply(ctx, backends); err != nil {
+		return err
+	}
+	if d.cfg.Certs != nil {
+		var hosts []string
+		for _, b := range backends {
+			hosts = append(hosts, b.Hosts...)
+		}
+		d.cfg.Certs.Want(context.WithoutCancel(ctx), hosts)
+	}
+	return nil
 }
 
 // backends is the router's desired state: every app, with its instances
@@ -414,7 +439,8 @@ func (d *Deployer) backends(ctx context.Context, app names.App, override []store
 	out := make([]router.Backend, 0, len(apps))
 	for _, a := range apps {
 		key := a.Namespace + "/" + a.Name
-		out = append(out, router.Backend{Name: key, Hosts: append([]string{Hostname(a.Namespace, a.Name, d.cfg.Domain)}, hosts[key]...), Servers: byApp[key]})
+		out = append(out, router.Backend{Name: key, Hosts: append([]string{Hostname(a.Namespace, a.Name, d.cfg.Domain)}, hosts[key]...), Servers: byApp[key],
+			NoHTTPSRedirect: a.NoHTTPSRedirect, HSTSMaxAge: time.Duration(a.HSTSMaxAge) * time.Second})
 	}
 	return out, nil
 }
@@ -429,9 +455,16 @@ func (d *Deployer) memory(m int64) int64 {
 	return DefaultMemory
 }
 
-// URL is where users reach app.
+// URL is where users reach app: over HTTPS once its hostname has a live
+// certificate (its own or its namespace's wildcard).
 func (d *Deployer) URL(app names.App) string {
 	host := Hostname(app.Namespace, app.Name, d.cfg.Domain)
+	if d.cfg.HTTPSPort != "" && d.certLive(host) {
+		if d.cfg.HTTPSPort != "443" {
+			host += ":" + d.cfg.HTTPSPort
+		}
+		return "https://" + host
+	}
 	if d.cfg.HTTPPort != "" && d.cfg.HTTPPort != "80" {
 		host += ":" + d.cfg.HTTPPort
 	}
@@ -543,4 +576,22 @@ func (d *Deployer) container(name string, app names.App, rel store.Release, rt r
 	}
 	return agentapi.ReleaseContainer{Name: name, App: app.String(), Release: rel.Version, Runtime: rt,
 		Artifact: rel.Artifact, Digest: rel.Digest, Command: command, Env: env, Memory: memory, CPU: cpu, Disk: d.cfg.ContainerDisk}
+}
+
+// certLive says whether the store has a live certificate for host, or for
+// the wildcard one label up.
+func (d *Deployer) certLive(host string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	list, err := d.cfg.Store.ListCertStatus(ctx)
+	if err != nil {
+		return false
+	}
+	_, parent, _ := strings.Cut(host, ".")
+	for _, st := range list {
+		if st.State == store.CertLive && (st.Name == host || st.Name == "*."+parent) {
+			return true
+		}
+	}
+	return false
 }

@@ -52,7 +52,7 @@ func (d *Deployer) Reroute(ctx context.Context, app names.App, instances, lost [
 			}
 		}
 	}
-	if err := d.cfg.Router.Apply(ctx, backends); err != nil {
+	if err := d.route(ctx, backends); err != nil {
 		return fmt.Errorf("switching the router: %w", err)
 	}
 	return d.cfg.Store.SetInstances(ctx, app.Namespace, app.Name, instances)

@@ -62,8 +62,11 @@ func TestScripts(t *testing.T) {
 			args := []string{"--dns-resolver", dns.Addr}
 			// A story that needs its own server flags (short time limits)
 			// says so in a file of the archive.
+			// FREEPORT in them is a free loopback port (HTTPS's, say).
 			if b, err := os.ReadFile(filepath.Join(env.WorkDir, "server-flags")); err == nil {
-				args = append(args, strings.Fields(string(b))...)
+				for _, f := range strings.Fields(string(b)) {
+					args = append(args, strings.ReplaceAll(f, "FREEPORT", strconv.Itoa(rig.FreePort(t))))
+				}
 			}
 			w := &scriptWorld{srv: rig.StartWithAgent(t, bin, args...), admin: rig.NewKey(t, "admin"), dns: dns}
 			if _, errs, code := w.srv.Local("keys", "add", "--admin", "--name", "admin", "--public", w.admin.Public); code != 0 {
@@ -180,12 +183,18 @@ func cmdGet(ts *testscript.TestScript, neg bool, args []string) {
 	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", scriptOf(ts).srv.HTTPPort, u.RequestURI()), nil)
 	ts.Check(err)
 	req.Host = u.Host
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	// A redirect (to HTTPS) is what the user sees, not followed.
+	client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
 	ts.Check(err)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	ts.Check(err)
-	fmt.Fprintf(ts.Stdout(), "%s %s\n%s", resp.Proto, resp.Status, body)
+	fmt.Fprintf(ts.Stdout(), "%s %s\n", resp.Proto, resp.Status)
+	if loc := resp.Header.Get("Location"); loc != "" {
+		fmt.Fprintf(ts.Stdout(), "Location: %s\n", loc)
+	}
+	fmt.Fprintf(ts.Stdout(), "%s", body)
 	scriptOf(ts).status = resp.StatusCode
 	if bad := resp.StatusCode >= 400; bad != neg {
 		ts.Fatalf("get %s: %s", args[0], resp.Status)

@@ -63,6 +63,8 @@ const (
 	HostsBootstrap  Action = "hosts.bootstrap"
 	DomainsList     Action = "domains.list"
 	DomainsManage   Action = "domains.manage" // add, verify, remove
+	CertsList       Action = "certs.list"
+	CertsManage     Action = "certs.manage" // add, remove, renew
 	AppExec         Action = "app.exec"
 	GitPush         Action = "git.push"
 	GitFetch        Action = "git.fetch"
@@ -97,7 +99,7 @@ func Authorize(p Principal, a Action, t Target) error {
 		case NamespaceList, RuntimesList:
 			return nil
 		case NamespaceInfo, AppCreate, AppList, AppInfo, AppSet, AppDelete, AppRun, AppStop, AppRestart, AppPS, AppLogs,
-			DomainsList, DomainsManage, AppExec,
+			DomainsList, DomainsManage, CertsList, CertsManage, AppExec,
 			KeysAdd, KeysList, KeysRemove, GitPush, GitFetch,
 			ConfigRead, ConfigWrite, AppScale, AppEvents, ReleasesList, Rollback:
 			if p.Namespace != "" && t.Namespace == p.Namespace {

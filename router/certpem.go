@@ -4,17 +4,15 @@
 package router
 
 import (
-	"bytes"
 	"crypto/sha1"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/upscalehq/upscale/certbundle"
 	"github.com/upscalehq/upscale/names"
 )
 
@@ -67,53 +65,24 @@ func certID(first string) string {
 }
 
 // parseCertPEM checks that data holds a certificate chain and its private
-// key, that the certificate covers every name and has not expired, and
+// key, that the certificate covers every name and is valid now, and
 // returns the chain and key re-encoded: only those blocks reach HAProxy,
 // with no blank line (which would end a CLI payload).
 func parseCertPEM(ns []string, data []byte, now time.Time) (leaf *x509.Certificate, out []byte, err error) {
-	if len(data) > 1<<20 {
-		return nil, nil, fmt.Errorf("certificate and key: %d bytes is too large", len(data))
-	}
-	pair, err := tls.X509KeyPair(data, data)
+	b, err := certbundle.Parse(data)
 	if err != nil {
-		return nil, nil, fmt.Errorf("certificate and key: %w", err)
-	}
-	leaf = pair.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return nil, nil, fmt.Errorf("certificate: %w", err)
-		}
+		return nil, nil, err
 	}
 	for _, n := range ns {
-		if !covers(leaf, n) {
-			return nil, nil, fmt.Errorf("the certificate (names %s) does not cover %s", strings.Join(leaf.DNSNames, ", "), n)
+		if err := b.Check(n, now); err != nil {
+			return nil, nil, err
 		}
 	}
-	if now.After(leaf.NotAfter) {
-		return nil, nil, fmt.Errorf("the certificate for %s expired on %s", ns[0], leaf.NotAfter.UTC().Format(time.DateOnly))
+	out = slices.Concat(b.ChainPEM, b.KeyPEM)
+	if len(out) > maxPEM {
+		return nil, nil, fmt.Errorf("certificate chain and key take %d bytes as PEM; HAProxy's runtime API takes at most %d", len(out), maxPEM)
 	}
-	key, err := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("private key: %w", err)
-	}
-	var buf bytes.Buffer
-	for _, der := range pair.Certificate {
-		pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
-	}
-	pem.Encode(&buf, &pem.Block{Type: "PRIVATE KEY", Bytes: key})
-	if buf.Len() > maxPEM {
-		return nil, nil, fmt.Errorf("certificate chain and key take %d bytes as PEM; HAProxy's runtime API takes at most %d", buf.Len(), maxPEM)
-	}
-	return leaf, buf.Bytes(), nil
-}
-
-// covers reports whether leaf is valid for name: a wildcard name only by
-// the same wildcard among its names.
-func covers(leaf *x509.Certificate, name string) bool {
-	if strings.HasPrefix(name, "*.") {
-		return slices.ContainsFunc(leaf.DNSNames, func(d string) bool { return strings.EqualFold(d, name) })
-	}
-	return leaf.VerifyHostname(name) == nil
+	return b.Leaf(), out, nil
 }
 
 // fingerprint is how HAProxy's "show ssl cert FILE" names a certificate:
@@ -121,17 +90,4 @@ func covers(leaf *x509.Certificate, name string) bool {
 func fingerprint(der []byte) string {
 	sum := sha1.Sum(der)
 	return strings.ToUpper(hex.EncodeToString(sum[:]))
-}
-
-// leafOf reads the first certificate of a PEM file's contents.
-func leafOf(data []byte) (*x509.Certificate, error) {
-	for {
-		var b *pem.Block
-		if b, data = pem.Decode(data); b == nil {
-			return nil, fmt.Errorf("no certificate")
-		}
-		if b.Type == "CERTIFICATE" {
-			return x509.ParseCertificate(b.Bytes)
-		}
-	}
 }

@@ -8,12 +8,15 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 // testCA issues certificates the way a CA would, for tests: clients
@@ -123,16 +126,16 @@ func TestParseCertPEM(t *testing.T) {
 		pem   []byte
 		want  string
 	}{
-		"key of another certificate": {[]string{"web.acme.test"}, slices.Concat(chainOf(good), keyOf(other)), "private key does not match"},
-		"no key":                     {[]string{"web.acme.test"}, chainOf(good), "certificate and key"},
-		"not a key":                  {[]string{"web.acme.test"}, slices.Concat(chainOf(good), []byte("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")), "certificate and key"},
-		"no certificate":             {[]string{"web.acme.test"}, keyOf(good), "certificate and key"},
-		"not PEM":                    {[]string{"web.acme.test"}, []byte("hello"), "certificate and key"},
-		"wrong name":                 {[]string{"blog.example.org"}, good, "does not cover blog.example.org"},
-		"wildcard not in it":         {[]string{"*.other.test"}, good, "does not cover *.other.test"},
-		"two labels down":            {[]string{"a.web.acme.test"}, good, "does not cover a.web.acme.test"},
+		"key of another certificate": {[]string{"web.acme.test"}, slices.Concat(chainOf(good), keyOf(other)), "key: does not match the certificate"},
+		"no key":                     {[]string{"web.acme.test"}, chainOf(good), "key: no PEM private key found"},
+		"not a key":                  {[]string{"web.acme.test"}, slices.Concat(chainOf(good), []byte("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")), "key: not a valid private key"},
+		"no certificate":             {[]string{"web.acme.test"}, keyOf(good), "certificate: no PEM CERTIFICATE block"},
+		"not PEM":                    {[]string{"web.acme.test"}, []byte("hello"), "no PEM certificate or private key found"},
+		"wrong name":                 {[]string{"blog.example.org"}, good, "certificate: made for web.acme.test, *.acme.test, not blog.example.org"},
+		"wildcard not in it":         {[]string{"*.other.test"}, good, "not *.other.test"},
+		"two labels down":            {[]string{"a.web.acme.test"}, good, "not a.web.acme.test"},
 		"expired":                    {[]string{"web.acme.test"}, ca.issue(time.Now().Add(-time.Hour), "web.acme.test"), "expired on"},
-		"too large":                  {[]string{"web.acme.test"}, slices.Concat(bytesRepeat(chainOf(good), 24), keyOf(good)), "HAProxy's runtime API takes at most"},
+		"too large":                  {[]string{"web.acme.test"}, ca.issue(day, manyNames(250)...), "HAProxy's runtime API takes at most"},
 	} {
 		_, _, err := parseCertPEM(c.names, c.pem, time.Now())
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
@@ -141,7 +144,15 @@ func TestParseCertPEM(t *testing.T) {
 	}
 }
 
-func bytesRepeat(b []byte, n int) []byte { return []byte(strings.Repeat(string(b), n)) }
+// manyNames is web.acme.test and n-1 long names: a certificate too large
+// for HAProxy's runtime API.
+func manyNames(n int) []string {
+	out := []string{"web.acme.test"}
+	for i := 1; i < n; i++ {
+		out = append(out, fmt.Sprintf("name-%03d-%s.acme.test", i, strings.Repeat("x", 40)))
+	}
+	return out
+}
 
 func TestCheckCertNames(t *testing.T) {
 	for _, ok := range [][]string{{"web.acme.test"}, {"*.acme.test", "acme.test"}, {"localhost"}} {
@@ -166,7 +177,7 @@ func TestPendingCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := leafOf(p)
+	leaf, err := certbundle.FirstCert(p)
 	if err != nil {
 		t.Fatal(err)
 	}

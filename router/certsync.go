@@ -12,6 +12,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 // syncCerts makes the running HAProxy (started if it is down: it then
@@ -126,7 +128,7 @@ func (r *Router) loadCert(ctx context.Context, pid int, file string, exists bool
 	if err != nil {
 		return err
 	}
-	leaf, err := leafOf(data)
+	leaf, err := certbundle.FirstCert(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}

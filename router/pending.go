@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 // PendingSubject is the pending certificate's common name: what a browser
@@ -61,6 +63,6 @@ func newPendingPEM(now time.Time) ([]byte, error) {
 // pendingFresh reports whether data is a pending certificate good for a
 // while yet.
 func pendingFresh(data []byte, now time.Time) bool {
-	leaf, err := leafOf(data)
+	leaf, err := certbundle.FirstCert(data)
 	return err == nil && leaf.Subject.CommonName == PendingSubject && now.Add(pendingRenew).Before(leaf.NotAfter)
 }

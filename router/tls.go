@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/upscalehq/upscale/atomicfile"
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 // certEntry is one line of certs.list.
@@ -259,7 +260,7 @@ func (r *Router) Certs(ctx context.Context) ([]Cert, error) {
 		if err != nil {
 			return nil, fmt.Errorf("router: %w", err)
 		}
-		leaf, err := leafOf(data)
+		leaf, err := certbundle.FirstCert(data)
 		if err != nil {
 			return nil, fmt.Errorf("router: %s: %w", e.file, err)
 		}

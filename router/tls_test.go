@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/certbundle"
 )
 
 // tlsRig is a rig whose HAProxy also listens for HTTPS, with an ACME
@@ -265,9 +267,9 @@ func TestInstallCertRefusesAndKeeps(t *testing.T) {
 		pem   []byte
 		want  string
 	}{
-		"wrong name":        {[]string{"web.acme.test"}, other, "does not cover web.acme.test"},
+		"wrong name":        {[]string{"web.acme.test"}, other, "certificate: made for blog.example.org, not web.acme.test"},
 		"expired":           {[]string{"web.acme.test"}, g.ca.issue(time.Now().Add(-time.Minute), "web.acme.test"), "expired"},
-		"not a certificate": {[]string{"web.acme.test"}, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), "certificate and key"},
+		"not a certificate": {[]string{"web.acme.test"}, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), "key: not a valid private key"},
 		"name taken":        {[]string{"api.acme.test", "web.acme.test"}, g.ca.issue(time.Now().Add(time.Hour), "api.acme.test", "web.acme.test"), "web.acme.test is served by the certificate of web.acme.test"},
 		"bad name":          {[]string{"web.acme.test\nshow"}, other, "invalid certificate name"},
 		"remove unknown":    {[]string{"nope.acme.test"}, nil, "no certificate is installed under nope.acme.test"},
@@ -503,7 +505,7 @@ func TestCertReplacedUnderLoad(t *testing.T) {
 		t.Errorf("replacing the certificate restarted or reloaded HAProxy: %+v -> %+v", before, after)
 	}
 	leaf, err := g.handshake("web.acme.test")
-	want, _ := leafOf(last)
+	want, _ := certbundle.FirstCert(last)
 	if err != nil || leaf.SerialNumber.Cmp(want.SerialNumber) != 0 {
 		t.Errorf("served serial %v, want the last one installed %v (%v)", leaf.SerialNumber, want.SerialNumber, err)
 	}
@@ -599,7 +601,7 @@ func TestAdoptInstallsWhatTheFilesSay(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf, err := g.handshake("web.acme.test")
-	want, _ := leafOf(renewed)
+	want, _ := certbundle.FirstCert(renewed)
 	if err != nil || leaf.SerialNumber.Cmp(want.SerialNumber) != 0 {
 		t.Errorf("web.acme.test after adoption: serial %v, want the renewed %v (%v)", leaf.SerialNumber, want.SerialNumber, err)
 	}

@@ -82,8 +82,13 @@ type App struct {
 	DeployBranch string
 	// Stopped is the desired state after `app stop`: no instances run,
 	// the router answers 503, until `app run`.
-	Stopped   bool
-	CreatedAt time.Time
+	Stopped bool
+	// NoHTTPSRedirect keeps plain HTTP answering once the app has a
+	// certificate (`app set NS/APP https-redirect off`); HSTSMaxAge, in
+	// seconds, sends Strict-Transport-Security over HTTPS (0: none).
+	NoHTTPSRedirect bool
+	HSTSMaxAge      int64
+	CreatedAt       time.Time
 }
 
 // ReleaseStatus is where a release is in its life.
@@ -272,6 +277,9 @@ type Store interface {
 	// SetStopped records the app's desired state only; the instances that
 	// actually run change through SetInstances. ErrNotFound.
 	SetStopped(ctx context.Context, namespace, name string, stopped bool) error
+	// SetHTTPSRedirect and SetHSTS record the app's HTTPS policy (see App).
+	SetHTTPSRedirect(ctx context.Context, namespace, name string, on bool) error // ErrNotFound
+	SetHSTS(ctx context.Context, namespace, name string, maxAge int64) error     // ErrNotFound
 
 	// SetConfig sets the app's config vars in set, then removes those in
 	// unset (one that is not set is no error), all in one go, and returns

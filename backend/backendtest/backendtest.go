@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/upscalehq/upscale/appspec"
 	"github.com/upscalehq/upscale/deploy"
@@ -106,4 +107,57 @@ func Stopped(ctx context.Context, st store.Store, app names.App) error {
 		return fmt.Errorf("a live release for %s: %w", app, err)
 	}
 	return st.SetStopped(ctx, app.Namespace, app.Name, true)
+}
+
+// Certs is a certificate engine (backend.Certs) that issues nothing: an
+// added certificate goes live in the store's status as it is, unless its
+// text is Refuse, which it refuses with RefuseErr.
+type Certs struct {
+	Store     store.Store
+	Refuse    string
+	RefuseErr error
+
+	mu   sync.Mutex
+	done []string
+}
+
+func (c *Certs) record(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done = append(c.done, s)
+}
+
+// Done is what the engine was asked, in order.
+func (c *Certs) Done() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.done...)
+}
+
+func (*Certs) NameFor(host string) string { return host }
+
+func (c *Certs) Manage(_ context.Context, names ...string) error {
+	for _, n := range names {
+		c.record("manage " + n)
+	}
+	return nil
+}
+
+func (c *Certs) Renew(_ context.Context, name string) error {
+	c.record("renew " + name)
+	return nil
+}
+
+func (c *Certs) AddCert(ctx context.Context, name string, pem []byte) (time.Time, error) {
+	if c.Refuse != "" && string(pem) == c.Refuse {
+		return time.Time{}, c.RefuseErr
+	}
+	c.record("add " + name)
+	notAfter := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	return notAfter, c.Store.SetCertStatus(ctx, store.CertStatus{Name: name, Issuer: "manual", State: store.CertLive, NotAfter: notAfter})
+}
+
+func (c *Certs) RemoveCert(ctx context.Context, name string) error {
+	c.record("remove " + name)
+	return c.Store.SetCertStatus(ctx, store.CertStatus{Name: name, Issuer: "internal", State: store.CertPending})
 }

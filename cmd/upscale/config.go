@@ -34,7 +34,9 @@ var settings = []string{"listen", "data", "db", "domain", "runtimes", "http", "b
 	"ssh-login-grace", "ssh-max-startups", "ssh-max-startups-per-source", "ssh-max-sessions",
 	"dns-resolver", "default-cpu", "default-memory", "quota-apps", "quota-instances", "quota-memory", "quota-exec",
 	"build-memory", "build-cpu", "max-push-size", "max-build-output", "max-build-files",
-	"build-disk", "container-disk"}
+	"build-disk", "container-disk",
+	"https", "tls", "acme-directory", "acme-email", "acme-ca-root", "acme-listen",
+	"dns-rfc2136-server", "dns-rfc2136-zone", "dns-tsig-name", "dns-tsig-secret-file", "dns-tsig-algorithm"}
 
 func (o *options) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Config, "config", defaultConfig, "settings file (optional); flags override it")

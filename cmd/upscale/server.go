@@ -55,6 +55,7 @@ type serverOptions struct {
 	DNSResolver   string
 	SSH           gitd.Limits
 	Limits        limitOptions
+	TLS           tlsOptions
 	// Builds and pushes (docs/security.md).
 	BuildMemory     int64
 	BuildDisk       int64
@@ -140,6 +141,7 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.IntVar(&so.SSH.MaxStartupsPerSource, "ssh-max-startups-per-source", 10, "SSH connections not yet authenticated from one address (an IPv6 /64)")
 	f.IntVar(&so.SSH.MaxSessions, "ssh-max-sessions", 10, "sessions open at once on one SSH connection")
 	so.Limits.register(f)
+	so.TLS.register(f)
 	so.BuildMemory, so.MaxPushSize, so.MaxBuildOutput = agentapi.DefaultBuildMemory, 1<<30, agentapi.DefaultMaxBuildOutput
 	f.Var(sizeValue{&so.BuildMemory, 64 << 20, 64 << 30, false}, "build-memory", "memory of a build container when app.yaml sets none")
 	f.Float64Var(&so.BuildCPU, "build-cpu", agentapi.DefaultBuildCPU, "cores of CPU time a build container may use")
@@ -194,9 +196,24 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err != nil {
 		return fmt.Errorf("--http %q: %w", so.HTTP, err)
 	}
-	rt, err := router.Start(ctx, router.Config{Dir: filepath.Join(opts.Data, "router"), HTTPAddr: so.HTTP, DrainTimeout: so.DrainTimeout, Log: log})
+	tlsEngine, err := startHTTPS(ctx, &so.TLS, opts.Domain, opts.Data, st, log)
 	if err != nil {
 		return err
+	}
+	rcfg := router.Config{Dir: filepath.Join(opts.Data, "router"), HTTPAddr: so.HTTP, DrainTimeout: so.DrainTimeout, Log: log}
+	var httpsPort string
+	if tlsEngine != nil {
+		rcfg.HTTPSAddr, rcfg.ACMEAddr, httpsPort = so.TLS.HTTPS, tlsEngine.acmeAddr, tlsEngine.port
+	}
+	rt, err := router.Start(ctx, rcfg)
+	if err != nil {
+		return err
+	}
+	var certNames deploy.Certs
+	var backendCerts backend.Certs = httpsOff{}
+	if tlsEngine != nil {
+		tlsEngine.attach(rt)
+		certNames, backendCerts = tlsEngine.names, tlsEngine.names
 	}
 	go rt.Watch(ctx, 500*time.Millisecond)
 	routerStatus := func(ctx context.Context) string { return routerLine(rt.Status(ctx)) }
@@ -218,7 +235,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	}
 	deployer, err := deploy.New(deploy.Config{
 		Store: tracked, Bus: conn, Agents: agentClient, Router: rt, Hosts: hosts, Catalog: env.Catalog, Repos: env.Repos,
-		Domain: opts.Domain, HTTPPort: httpPort, Proofs: proofs,
+		Domain: opts.Domain, HTTPPort: httpPort, HTTPSPort: httpsPort, Certs: certNames, Proofs: proofs,
 		BuildTimeout: so.BuildTimeout, HealthTimeout: so.HealthTimeout, StopGrace: so.StopGrace, Log: log,
 		DefaultCPU: so.Limits.DefaultCPU, DefaultMemory: so.Limits.DefaultMemory, Quota: so.Limits.Quota,
 		BuildMemory: so.BuildMemory, BuildCPU: so.BuildCPU, MaxBuildOutput: so.MaxBuildOutput, MaxBuildEntries: so.MaxBuildEntries,
@@ -248,7 +265,8 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		ops.Bus = embedded
 	}
 	env.Backend = backend.New(backend.Config{Store: st, Repos: env.Repos, Domain: opts.Domain, Quota: so.Limits.Quota,
-		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer, Catalog: env.Catalog, Deploys: deployer, Log: log, Hosts: hosts.Hosts, Router: routerStatus, HostOps: ops})
+		Apps: deployer, Usage: deployer.Usage, Lifecycle: deployer, Catalog: env.Catalog, Deploys: deployer, Log: log, Hosts: hosts.Hosts, Router: routerStatus, HostOps: ops,
+		Certs: backendCerts, Reroute: deployer.Sync})
 	// Heals when a host goes down, routes (and rebalances) when one comes
 	// up, and every 2 s from fleet.DownAfter on.
 	healer.Watch(wctx, hosts, 2*time.Second)
@@ -295,13 +313,21 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		return err
 	}
 	defer adminLn.Close()
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	go func() {
 		errs <- serveAdmin(ctx, adminLn, &env.Env, "ssh://upscale@"+net.JoinHostPort(so.Advertise, port(opts.Listen)), log)
 	}()
 	go func() { errs <- srv.ServeHooks(hookLn) }()
 	go func() { errs <- srv.ServeSSH(sshLn) }()
 	go func() { errs <- agents.run(ctx) }()
+	if tlsEngine != nil {
+		go func() {
+			if err := tlsEngine.run(ctx); err != nil {
+				errs <- fmt.Errorf("certificates: %w", err)
+			}
+		}()
+		tlsEngine.announce(log, opts.Domain)
+	}
 	log.Info("upscale server started", "ssh", sshLn.Addr().String(), "http", so.HTTP, "bus", busName(so),
 		"data", opts.Data, "store", storeName(opts.DB), "domain", opts.Domain)
 	if admins, err := st.ListKeys(ctx, store.KeyFilter{AdminOnly: true}); err == nil && len(admins) == 0 {

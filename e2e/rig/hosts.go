@@ -159,6 +159,8 @@ func StartForHosts(t TB, bin string, n *HostNetwork, extra ...string) *Server {
 	s.Args = append(listen, []string{
 		"--agent", "none",
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.HTTPPort),
+		// Plain HTTP unless a test asks for HTTPS (WithHTTPS).
+		"--https", "",
 		"--bus-listen", fmt.Sprintf("0.0.0.0:%d", FreePort(t)),
 		"--advertise", n.Advertise,
 		"--host-subnets", n.Subnets,

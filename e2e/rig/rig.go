@@ -108,7 +108,7 @@ func (b *syncBuffer) String() string {
 func Start(t TB, bin string, extra ...string) *Server {
 	t.Helper()
 	s := &Server{Bin: bin, Data: dataDir(t), Args: extra, t: t}
-	s.Args = append([]string{"--agent", "none", "--http", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--bus-listen", "127.0.0.1:0"}, s.Args...)
+	s.Args = append([]string{"--agent", "none", "--http", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--https", "", "--bus-listen", "127.0.0.1:0"}, s.Args...)
 	s.Run()
 	t.Cleanup(func() {
 		s.logIfFailed()
@@ -174,6 +174,8 @@ func StartWrapped(t TB, wrap []string, bin string, extra ...string) *Server {
 	s.HTTPPort = FreePort(t)
 	s.Args = append([]string{
 		"--http", fmt.Sprintf("127.0.0.1:%d", s.HTTPPort),
+		// Plain HTTP unless a test asks for HTTPS (WithHTTPS).
+		"--https", "",
 		"--bus-listen", "127.0.0.1:0",
 		"--agent", a.Bin,
 		"--agent-args", fmt.Sprintf("--state %s --bridge %s --subnet %s", a.State, a.Bridge, a.Subnet),

@@ -146,12 +146,12 @@ func (s *Store) DeleteNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-const appQuery = "SELECT namespace, name, deploy_branch, stopped, created_at FROM apps"
+const appQuery = "SELECT namespace, name, deploy_branch, stopped, no_https_redirect, hsts_max_age, created_at FROM apps"
 
 func scanApp(r scanner) (store.App, error) {
 	var a store.App
 	var at int64
-	err := r.Scan(&a.Namespace, &a.Name, &a.DeployBranch, &a.Stopped, &at)
+	err := r.Scan(&a.Namespace, &a.Name, &a.DeployBranch, &a.Stopped, &a.NoHTTPSRedirect, &a.HSTSMaxAge, &at)
 	a.CreatedAt = fromNanos(at)
 	return a, err
 }
@@ -257,6 +257,17 @@ func (s *Store) SetDeployBranch(ctx context.Context, namespace, name, branch str
 
 func (s *Store) SetStopped(ctx context.Context, namespace, name string, stopped bool) error {
 	return s.updateApp(ctx, namespace, name, "UPDATE apps SET stopped = ? WHERE namespace = ? AND name = ?", stopped, namespace, name)
+}
+
+func (s *Store) SetHTTPSRedirect(ctx context.Context, namespace, name string, on bool) error {
+	return s.updateApp(ctx, namespace, name, "UPDATE apps SET no_https_redirect = ? WHERE namespace = ? AND name = ?", !on, namespace, name)
+}
+
+func (s *Store) SetHSTS(ctx context.Context, namespace, name string, maxAge int64) error {
+	if maxAge < 0 {
+		return fmt.Errorf("HSTS max-age %d: want 0 (none) or more", maxAge)
+	}
+	return s.updateApp(ctx, namespace, name, "UPDATE apps SET hsts_max_age = ? WHERE namespace = ? AND name = ?", maxAge, namespace, name)
 }
 
 // updateApp runs a statement that must match the one app.

@@ -289,6 +289,21 @@ func testApps(t *testing.T, s store.Store) {
 	if b := must(s.GetApp(ctx, "acme", "api"))(t).DeployBranch; b != store.DefaultDeployBranch {
 		t.Errorf("other app's branch changed to %q", b)
 	}
+	// The HTTPS policy: redirect on and no HSTS by default.
+	if a := must(s.GetApp(ctx, "acme", "api"))(t); a.NoHTTPSRedirect || a.HSTSMaxAge != 0 {
+		t.Errorf("a new app's HTTPS policy: no redirect %v, HSTS %d", a.NoHTTPSRedirect, a.HSTSMaxAge)
+	}
+	must(0, s.SetHTTPSRedirect(ctx, "acme", "web", false))(t)
+	must(0, s.SetHSTS(ctx, "acme", "web", 31536000))(t)
+	web.NoHTTPSRedirect, web.HSTSMaxAge = true, 31536000
+	equal(t, "GetApp after the HTTPS policy set", must(s.GetApp(ctx, "acme", "web"))(t), web)
+	must(0, s.SetHTTPSRedirect(ctx, "acme", "web", true))(t)
+	must(0, s.SetHSTS(ctx, "acme", "web", 0))(t)
+	web.NoHTTPSRedirect, web.HSTSMaxAge = false, 0
+	equal(t, "GetApp after the HTTPS policy reset", must(s.GetApp(ctx, "acme", "web"))(t), web)
+	if err := s.SetHSTS(ctx, "acme", "web", -1); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("SetHSTS(-1): %v", err)
+	}
 }
 
 func testDeleteApp(t *testing.T, s store.Store) {
@@ -651,6 +666,10 @@ func testErrors(t *testing.T, s store.Store) {
 		{"delete app of another namespace", func(ctx context.Context) error { return s.DeleteApp(ctx, "beta", "web") },
 			store.ErrNotFound, `app "beta/web"`},
 		{"set branch of missing app", func(ctx context.Context) error { return s.SetDeployBranch(ctx, "acme", "nope", "main") },
+			store.ErrNotFound, `app "acme/nope"`},
+		{"set https-redirect of missing app", func(ctx context.Context) error { return s.SetHTTPSRedirect(ctx, "acme", "nope", false) },
+			store.ErrNotFound, `app "acme/nope"`},
+		{"set HSTS of missing app", func(ctx context.Context) error { return s.SetHSTS(ctx, "acme", "nope", 60) },
 			store.ErrNotFound, `app "acme/nope"`},
 		{"key of an admin again", func(ctx context.Context) error {
 			_, err := s.AddKey(ctx, withFP(newKey("other", keys.RoleAdmin, "", ""), root.Fingerprint))

@@ -1,4 +1,8 @@
-package certs
+// Package certbundle reads a certificate chain and its private key from
+// PEM, as a user brings them or a CA issues them, and says whether they
+// can serve a name: the one parser of certificate bundles, for the
+// certificate engine (certs) and the router alike.
+package certbundle
 
 import (
 	"bytes"
@@ -33,13 +37,13 @@ type Bundle struct {
 // Leaf is the certificate served.
 func (b *Bundle) Leaf() *x509.Certificate { return b.Chain[0] }
 
-// ParseBundle reads PEM text holding a certificate chain, leaf first, and
+// Parse reads PEM text holding a certificate chain, leaf first, and
 // one unencrypted private key (PKCS #8, PKCS #1 or SEC 1), in any order:
 // the --cert and --key files one after the other, or both on stdin. Text
 // around the blocks is ignored, as openssl writes it. Each problem is one
 // line naming what is wrong; it checks the pieces fit together but not the
 // name or the dates: that is Check.
-func ParseBundle(data []byte) (*Bundle, error) {
+func Parse(data []byte) (*Bundle, error) {
 	if len(data) > maxBundleBytes {
 		return nil, fmt.Errorf("certificate and key: %d bytes, more than the %d a chain and key take", len(data), maxBundleBytes)
 	}
@@ -147,13 +151,11 @@ func (b *Bundle) Check(name string, now time.Time) error {
 	case now.Before(leaf.NotBefore):
 		return fmt.Errorf("certificate: not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
 	}
-	if err := covers(leaf, name); err != nil {
-		return err
-	}
-	return nil
+	return Covers(leaf, name)
 }
 
-func covers(leaf *x509.Certificate, name string) error {
+// Covers says whether leaf is valid for name, in one line when it is not.
+func Covers(leaf *x509.Certificate, name string) error {
 	// A wildcard name is covered by the same wildcard only: VerifyHostname
 	// would take "*.a.com" as the literal label "*".
 	if strings.HasPrefix(name, "*.") {
@@ -173,6 +175,20 @@ func covers(leaf *x509.Certificate, name string) error {
 		names = append(names[:4:4], fmt.Sprintf("%d more", len(leaf.DNSNames)-4))
 	}
 	return fmt.Errorf("certificate: made for %s, not %s", strings.Join(names, ", "), name)
+}
+
+// FirstCert reads the first certificate of PEM text (a file the router
+// wrote: chain, then key).
+func FirstCert(data []byte) (*x509.Certificate, error) {
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			return nil, errors.New("no certificate")
+		}
+		if b.Type == "CERTIFICATE" {
+			return x509.ParseCertificate(b.Bytes)
+		}
+	}
 }
 
 func oneLineErr(err error) string {

@@ -1,4 +1,4 @@
-package certs
+package certbundle
 
 import (
 	"bytes"
@@ -10,21 +10,43 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// testCA is a CA made for a test, with the internal CA's code.
-func testCA(t testing.TB) *InternalCA {
+// testCA is a CA made for a test: a root that signs leaves directly.
+type testCA struct {
+	root *x509.Certificate
+	key  crypto.Signer
+}
+
+func (ca *testCA) RootPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw})
+}
+
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	ca, err := newCA(time.Now())
+	key := newKey(t)
+	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "certbundle test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca.lifetime = 24 * time.Hour
-	return ca
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{root: root, key: key}
 }
+
+var serials atomic.Int64
+
+func serial() *big.Int { return big.NewInt(serials.Add(1)) }
 
 func keyPEM(t testing.TB, key crypto.Signer) []byte {
 	t.Helper()
@@ -45,7 +67,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 }
 
 // leafPEM is a certificate for names signed by ca, valid from nb to na.
-func leafPEM(t testing.TB, ca *InternalCA, key crypto.Signer, names []string, nb, na time.Time) []byte {
+func leafPEM(t testing.TB, ca *testCA, key crypto.Signer, names []string, nb, na time.Time) []byte {
 	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
 		NotBefore: nb, NotAfter: na, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
@@ -59,7 +81,7 @@ func leafPEM(t testing.TB, ca *InternalCA, key crypto.Signer, names []string, nb
 func join(parts ...[]byte) []byte { return bytes.Join(parts, []byte("\n")) }
 
 func TestBundle(t *testing.T) {
-	ca, other := testCA(t), testCA(t)
+	ca, other := newTestCA(t), newTestCA(t)
 	key, otherKey := newKey(t), newKey(t)
 	now := time.Now()
 	day := 24 * time.Hour
@@ -109,7 +131,7 @@ func TestBundle(t *testing.T) {
 		{"too big", bytes.Repeat([]byte("x"), maxBundleBytes+1), "www.example.com", "more than the"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := ParseBundle(tc.data)
+			b, err := Parse(tc.data)
 			if err == nil {
 				err = b.Check(tc.host, now)
 			}
@@ -141,14 +163,14 @@ func leafBody(t *testing.T, data []byte) []byte {
 	}
 }
 
-func FuzzParseBundle(f *testing.F) {
-	ca := testCA(f)
+func FuzzParse(f *testing.F) {
+	ca := newTestCA(f)
 	key := newKey(f)
 	now := time.Now()
 	f.Add(join(leafPEM(f, ca, key, []string{"www.example.com"}, now.Add(-time.Hour), now.Add(time.Hour)), keyPEM(f, key), ca.RootPEM()), "www.example.com")
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"), "*.a.b")
 	f.Fuzz(func(t *testing.T, data []byte, host string) {
-		b, err := ParseBundle(data)
+		b, err := Parse(data)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
 				t.Fatalf("error on several lines: %q", err)
@@ -159,7 +181,7 @@ func FuzzParseBundle(f *testing.F) {
 			t.Fatalf("error on several lines: %q", err)
 		}
 		// What it keeps parses again to the same chain and key.
-		again, err := ParseBundle(join(b.ChainPEM, b.KeyPEM))
+		again, err := Parse(join(b.ChainPEM, b.KeyPEM))
 		if err != nil || len(again.Chain) != len(b.Chain) || !again.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(b.Key.Public()) {
 			t.Fatalf("re-parsing the kept chain and key: %v", err)
 		}
