@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -234,6 +235,23 @@ func TestDenialNamesTheCommand(t *testing.T) {
 	} {
 		if r := run(w.env, w.member, "", tc.args...); r.code != 1 || r.stderr != tc.want {
 			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}
+
+// Over ssh, `app exec NS/APP -- sh -c 'exit 7'` arrives as the words
+// sh -c exit 7: the words after -c are the script the user typed.
+func TestShellScriptJoinsWhatSSHSplit(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"sh", "-c", "exit", "7"}, []string{"sh", "-c", "exit 7"}},
+		{[]string{"bash", "-c", "echo", "$HOME;", "exit", "3"}, []string{"bash", "-c", "echo $HOME; exit 3"}},
+		{[]string{"sh", "-c", "exit 7"}, []string{"sh", "-c", "exit 7"}},
+		{[]string{"echo", "-c", "a", "b"}, []string{"echo", "-c", "a", "b"}},
+		{[]string{"sh", "-e", "a", "b"}, []string{"sh", "-e", "a", "b"}},
+		{[]string{"python3", "manage.py", "migrate"}, []string{"python3", "manage.py", "migrate"}},
+	} {
+		if got := shellScript(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("shellScript(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

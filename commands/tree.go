@@ -51,6 +51,9 @@ type Invocation struct {
 	// Remote is the git remote prefix users push to, e.g.
 	// "ssh://upscale@10.0.0.1:2222".
 	Remote string
+	// SSH says the words came through ssh, which joins the user's words
+	// with spaces and so loses one level of their quotes.
+	SSH    bool
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer

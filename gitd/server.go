@@ -213,6 +213,7 @@ func (s *Server) session(sess ssh.Session) {
 		Principal: p,
 		Prog:      s.prog(sess),
 		Remote:    s.remote(sess),
+		SSH:       true,
 		Stdin:     sess,
 		Stdout:    sess,
 		Stderr:    sess.Stderr(),
