@@ -18,15 +18,20 @@ type App struct {
 	URL string
 }
 
-// AppInfo is an app as app info shows it.
-type AppInfo struct {
+// AppState is an app with what runs of it, as app list shows it.
+type AppState struct {
 	App
-	// LastPush is the newest of the last 20 pushes to the deploy branch.
-	LastPush *store.Push
 	// Live is the live release, nil when none.
 	Live *store.Release
 	// Instances is how many instances run now.
 	Instances int
+}
+
+// AppInfo is an app as app info shows it.
+type AppInfo struct {
+	AppState
+	// LastPush is the newest of the last 20 pushes to the deploy branch.
+	LastPush *store.Push
 }
 
 // QuotaError refuses what would take a namespace over one of its quotas.
@@ -88,8 +93,8 @@ func (b *Backend) CreateApp(ctx context.Context, who keys.Principal, app names.A
 }
 
 // ListApps lists namespace's apps, or every app when namespace is ""
-// (admins).
-func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace string) ([]App, error) {
+// (admins), each with its live release and instances.
+func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace string) ([]AppState, error) {
 	if namespace != "" {
 		if err := names.Check("namespace", namespace); err != nil {
 			return nil, err
@@ -107,11 +112,24 @@ func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace st
 	if err != nil {
 		return nil, err
 	}
-	apps := make([]App, 0, len(all))
+	apps := make([]AppState, 0, len(all))
 	for _, a := range all {
-		apps = append(apps, b.app(a))
+		apps = append(apps, b.appState(ctx, b.app(a)))
 	}
 	return apps, nil
+}
+
+// appState is a with its live release and instances; neither is there
+// before the first deploy.
+func (b *Backend) appState(ctx context.Context, a App) AppState {
+	st := AppState{App: a}
+	if rel, err := b.st.LiveRelease(ctx, a.Namespace, a.Name); err == nil {
+		st.Live = &rel
+	}
+	if ins, err := b.st.ListInstances(ctx, a.Namespace, a.Name); err == nil {
+		st.Instances = len(ins)
+	}
+	return st
 }
 
 // getApp is app as the store has it, for who may see its info.
@@ -140,17 +158,10 @@ func (b *Backend) AppInfo(ctx context.Context, who keys.Principal, app names.App
 	if err != nil {
 		return AppInfo{}, err
 	}
-	info := AppInfo{App: a}
+	info := AppInfo{AppState: b.appState(ctx, a)}
 	pushes, err := b.st.ListPushes(ctx, app.Namespace, app.Name, 20)
 	if err != nil {
 		return info, err
-	}
-	// Neither is there before the first deploy: the app shows none.
-	if rel, err := b.st.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
-		info.Live = &rel
-	}
-	if ins, err := b.st.ListInstances(ctx, app.Namespace, app.Name); err == nil {
-		info.Instances = len(ins)
 	}
 	for _, p := range pushes {
 		if p.Ref == "refs/heads/"+a.DeployBranch {

@@ -33,10 +33,12 @@ type appView struct {
 	Release      string    `json:"release"`   // the live one, "vN", or ""
 	Instances    int       `json:"instances"` // running now
 	Stopped      bool      `json:"stopped"`
+	// State is "running", "stopped" (app stop) or "not deployed".
+	State string `json:"state"`
 }
 
-func (s *session) view(a backend.App) appView {
-	return appView{
+func (s *session) view(a backend.AppState) appView {
+	v := appView{
 		Namespace:    a.Namespace,
 		Name:         a.Name,
 		URL:          a.URL,
@@ -44,7 +46,19 @@ func (s *session) view(a backend.App) appView {
 		DeployBranch: a.DeployBranch,
 		CreatedAt:    when(a.CreatedAt),
 		Stopped:      a.Stopped,
+		Instances:    a.Instances,
+		State:        "running",
 	}
+	switch {
+	case a.Stopped:
+		v.State = "stopped"
+	case a.Live == nil:
+		v.State = "not deployed"
+	}
+	if a.Live != nil {
+		v.Release = fmt.Sprintf("v%d", a.Live.Version)
+	}
+	return v
 }
 
 func (s *session) appCommands() *cobra.Command {
@@ -71,13 +85,11 @@ func (s *session) appCommands() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		v := s.view(info.App)
+		v := s.view(info.AppState)
 		live := "none yet"
 		if rel := info.Live; rel != nil {
-			v.Release = fmt.Sprintf("v%d", rel.Version)
 			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, msgtext.Short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
 		}
-		v.Instances = info.Instances
 		if p := info.LastPush; p != nil {
 			v.LastPush = &pushView{Ref: p.Ref, Commit: p.NewCommit, Subject: p.Subject, By: p.KeyName, At: when(p.At)}
 		}
@@ -167,7 +179,7 @@ func (s *session) appCreate(g *cobra.Command) {
 		if err != nil {
 			return s.quotaError(err)
 		}
-		v := s.view(a)
+		v := s.view(backend.AppState{App: a})
 		fmt.Fprintf(cmd.OutOrStdout(), "Application %s created.\n\n  git remote add upscale %s\n  git push upscale %s\n\nIt will answer at %s\n",
 			app, v.GitRemote, a.DeployBranch, v.URL)
 		return nil
@@ -240,9 +252,9 @@ func (s *session) appList(g *cobra.Command) {
 			views = append(views, s.view(a))
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
-			row(w, "APP", "DEPLOY BRANCH", "URL", "CREATED")
+			row(w, "APP", "STATE", "RELEASE", "INSTANCES", "DEPLOY BRANCH", "URL", "CREATED")
 			for _, v := range views {
-				row(w, v.Namespace+"/"+v.Name, v.DeployBranch, v.URL, v.CreatedAt)
+				row(w, v.Namespace+"/"+v.Name, v.State, dash(v.Release), fmt.Sprint(v.Instances), v.DeployBranch, v.URL, v.CreatedAt)
 			}
 		})
 	})
