@@ -152,6 +152,39 @@ func (b *Backend) FindApp(ctx context.Context, who keys.Principal, app names.App
 	return b.getApp(ctx, who, app)
 }
 
+// PushTarget is the app a push by who goes to. One that does not exist is
+// created when who may create apps in its namespace, as Dokku creates an
+// app on its first push; created says so. Otherwise it is "not found",
+// the same words whether the app exists or not.
+func (b *Backend) PushTarget(ctx context.Context, who keys.Principal, app names.App) (a App, created bool, err error) {
+	if err := checkApp(app); err != nil {
+		return App{}, false, err
+	}
+	target := keys.Target{Namespace: app.Namespace, App: app.Name}
+	if err := allow(who, keys.GitPush, target, appNotFound(app), ""); err != nil {
+		return App{}, false, err
+	}
+	got, err := b.st.GetApp(ctx, app.Namespace, app.Name)
+	if err == nil {
+		return b.app(got), false, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return App{}, false, err
+	}
+	if keys.Authorize(who, keys.AppCreate, target) != nil {
+		return App{}, false, &Denied{Msg: appNotFound(app)}
+	}
+	a, err = b.CreateApp(ctx, who, app)
+	if err != nil {
+		// A push at the same moment created it first.
+		if got, gerr := b.st.GetApp(ctx, app.Namespace, app.Name); gerr == nil {
+			return b.app(got), false, nil
+		}
+		return App{}, false, err
+	}
+	return a, true, nil
+}
+
 // AppInfo is app with its last push, live release and instances.
 func (b *Backend) AppInfo(ctx context.Context, who keys.Principal, app names.App) (AppInfo, error) {
 	a, err := b.getApp(ctx, who, app)
