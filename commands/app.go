@@ -138,7 +138,7 @@ func (s *session) appCommands() *cobra.Command {
 		} else if k, v, ok := strings.Cut(args[1], "="); ok {
 			setting, value = k, v
 		} else {
-			return scope{}, fmt.Errorf("app set needs SETTING VALUE, e.g. deploy-branch main")
+			return scope{}, usagef("app set needs SETTING VALUE, e.g. deploy-branch main")
 		}
 		if setting != "deploy-branch" {
 			return scope{}, fmt.Errorf("unknown setting %s; known: deploy-branch", names.Quote(setting))

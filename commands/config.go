@@ -52,13 +52,13 @@ func (s *session) configCommands() *cobra.Command {
 			return sc, err
 		}
 		if len(args) == 1 && *stdinKey == "" {
-			return sc, fmt.Errorf("%s needs KEY=VALUE pairs after %s", cmd.CommandPath(), app)
+			return sc, usagef("%s needs KEY=VALUE pairs after %s", cmd.CommandPath(), app)
 		}
 		pairs = map[string]string{}
 		for _, a := range args[1:] {
 			k, v, ok := strings.Cut(a, "=")
 			if !ok {
-				return sc, fmt.Errorf("%s is not KEY=VALUE", names.Quote(msgtext.Truncate(a, 80)))
+				return sc, usagef("%s is not KEY=VALUE", names.Quote(msgtext.Truncate(a, 80)))
 			}
 			if err := backend.CheckConfigKey(k); err != nil {
 				return sc, err

@@ -88,6 +88,12 @@ type session struct {
 	running bool
 }
 
+// usageError is a command line of the wrong shape found after cobra's
+// parsing (config set NS/APP without pairs): exit status 2, as cobra's own.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
 // exitStatus carries a status (git's) through cobra without a message.
 type exitStatus int
 
@@ -170,7 +176,7 @@ func (t *Tree) Execute(ctx context.Context, args []string) int {
 		return int(st)
 	}
 	fmt.Fprintf(t.s.inv.Stderr, "error: %s\n", msgtext.OneLine(err.Error()))
-	if t.s.running {
+	if t.s.running && !errors.As(err, new(usageError)) {
 		return 1
 	}
 	return 2
