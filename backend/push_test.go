@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -246,11 +247,16 @@ func TestRun(t *testing.T) {
 	w := newWorld(t)
 	alice := w.who["member"]
 
-	if err := w.b.Run(ctx, alice, acmeAPI, func(string) {}); err != nil {
+	var lines []string
+	if err := w.b.Run(ctx, alice, acmeAPI, func(l string) { lines = append(lines, l) }); err != nil {
 		t.Fatal(err)
 	}
 	if d := w.deploys.Done(); len(d) != 1 || d[0] != "resume acme/api by alice" {
 		t.Fatalf("a stopped app: the engine was asked %q", d)
+	}
+	// Like every deploy, it ends with a closing line.
+	if len(lines) == 0 || !regexp.MustCompile(`^=====> Application running again: http://api\.acme\.upscale\.localhost\S* \(v\d+\)$`).MatchString(lines[len(lines)-1]) {
+		t.Fatalf("app run of a stopped app said %q; want a closing =====> line", lines)
 	}
 
 	err := w.b.Run(ctx, alice, acmeWeb, func(string) {})

@@ -297,3 +297,16 @@ func TestAppListShowsReleaseInstancesAndState(t *testing.T) {
 		}
 	}
 }
+
+// config list of an app with no vars says so, on stderr: stdout stays
+// KEY=VALUE lines for scripts.
+func TestEmptyConfigListSaysSo(t *testing.T) {
+	w := newWorld(t)
+	r := run(w.env, w.member, "", "config", "list", "acme/api")
+	if r.code != 0 || r.stdout != "" || r.stderr != "acme/api has no config vars; set one with: ssh upscale@host config set acme/api KEY=VALUE\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run(w.env, w.member, "", "config", "list", "acme/api", "--format", "json"); r.stdout != "{}\n" {
+		t.Errorf("json: %q", r.stdout)
+	}
+}

@@ -138,6 +138,11 @@ func (s *session) configCommands() *cobra.Command {
 		if *format == "json" {
 			return output(cmd, *format, vars, nil)
 		}
+		if len(vars) == 0 {
+			// On stderr: stdout stays KEY=VALUE lines for scripts (> .env).
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s has no config vars; set one with: %s config set %s KEY=VALUE\n", app, s.inv.Prog, app)
+			return nil
+		}
 		// Not through the tabwriter: values may hold tabs.
 		var b strings.Builder
 		for _, k := range slices.Sorted(maps.Keys(vars)) {

@@ -60,6 +60,10 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 		if err != nil {
 			return s.overSSH(cmd, app, err)
 		}
+		if len(procs) == 0 && *format == "text" {
+			fmt.Fprintln(cmd.OutOrStdout(), s.noInstances(cmd, app))
+			return nil
+		}
 		return output(cmd, *format, procs, func(w io.Writer) {
 			row(w, "INSTANCE", "HOST", "ADDRESS", "RELEASE", "STATE", "UPTIME", "RESTARTS")
 			for _, p := range procs {
@@ -85,6 +89,20 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 	})
 	s.scaleCommand(g)
 	s.eventsCommand(g)
+}
+
+// noInstances says why app runs no instance and what starts one.
+func (s *session) noInstances(cmd *cobra.Command, app names.App) string {
+	info, err := s.env.Backend.AppInfo(cmd.Context(), s.inv.Principal, app)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("No instances of %s run.", app)
+	case info.Stopped:
+		return fmt.Sprintf("No instances of %s run: it is stopped (%s app run %s starts it).", app, s.inv.Prog, app)
+	case info.Live == nil:
+		return fmt.Sprintf("No instances of %s run: nothing is deployed yet (git push deploys it).", app)
+	}
+	return fmt.Sprintf("No instances of %s run: it is scaled to 0 (%s app scale %s 1 starts one).", app, s.inv.Prog, app)
 }
 
 // overSSH turns the backend's ErrNeedsServer, where nothing runs apps
