@@ -78,7 +78,7 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 
 	logs := &cobra.Command{Use: "logs NS/APP", Short: "Show an app's output (-f to follow)", Args: argsN(1, "NS/APP")}
 	follow := logs.Flags().BoolP("follow", "f", false, "keep printing new output")
-	lines := logs.Flags().IntP("lines", "n", 100, "how many of the last lines to show per instance")
+	lines := logs.Flags().IntP("lines", "n", 100, "how many of the app's last lines to show (of all its instances)")
 	s.leaf(g, logs, keys.AppLogs, func(cmd *cobra.Command, args []string) (scope, error) {
 		if *lines < 0 || *lines > backend.MaxLogLines {
 			return scope{}, fmt.Errorf("-n must be from 0 to %d, not %d", backend.MaxLogLines, *lines)
