@@ -56,6 +56,18 @@ func TestDeployBadInput(t *testing.T) {
 		bad(t, good+"start: sleep 600\n", "the app was not healthy within 5s: nothing listens on port 8080")
 	})
 
+	// These fail as soon as it is clear that waiting cannot help, not at
+	// the health timeout: the message says what is wrong.
+	t.Run("health check answers an error", func(t *testing.T) {
+		bad(t, good+"health: /nothing-here\nstart: exec python3 -m http.server $PORT\n",
+			"health check /nothing-here answered 404 File not found for 3s; it must answer with a status below 400")
+	})
+
+	t.Run("listens on loopback only", func(t *testing.T) {
+		bad(t, good+"start: exec python3 -m http.server --bind 127.0.0.1 $PORT\n",
+			"the app listens on port 8080 on 127.0.0.1 (loopback) only, where the router cannot reach it: make it listen on 0.0.0.0")
+	})
+
 	t.Run("build step fails", func(t *testing.T) {
 		errs := bad(t, good+"build:\n  - echo compiling; exit 7\n", "remote: error: build failed: a build step failed (exit status 7)")
 		mustHave(t, errs, "step 2: echo compiling; exit 7", "remote:        compiling")

@@ -294,6 +294,9 @@ func (a *Agent) waitHealthy(ctx context.Context, req agentapi.StartRequest, addr
 	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	lastErr := "it did not answer"
 	begin := time.Now()
+	var erring, loopback streak
+	_, portText, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portText)
 	for {
 		// Most apps answer within a few hundred ms of starting: poll
 		// closely then, gently after.
@@ -309,6 +312,8 @@ func (a *Agent) waitHealthy(ctx context.Context, req agentapi.StartRequest, addr
 			}
 			return fmt.Errorf("the app exited (status %d%s) before it answered on port %d%s", c.ExitCode, why, agentapi.Port, a.tail(req.Name))
 		}
+		answered := false
+		var status string
 		if req.Health == "" {
 			conn, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
@@ -323,10 +328,19 @@ func (a *Agent) waitHealthy(ctx context.Context, req agentapi.StartRequest, addr
 				if resp.StatusCode < 400 {
 					return nil
 				}
+				answered = resp.StatusCode != http.StatusServiceUnavailable
+				status = resp.Status
 				lastErr = fmt.Sprintf("health check %s answered %s", req.Health, resp.Status)
 			} else {
 				lastErr = "nothing answers HTTP on port " + strconv.Itoa(agentapi.Port)
 			}
+		}
+		// Waiting out the timeout would not help these.
+		if erring.hold(answered, errorStatusFor) {
+			return fmt.Errorf("health check %s answered %s for %s; it must answer with a status below 400 (503 is waited for)%s", req.Health, status, errorStatusFor, a.tail(req.Name))
+		}
+		if loopback.hold(!answered && status == "" && err == nil && loopbackOnly(c.PID, port), loopbackFor) {
+			return fmt.Errorf("the app listens on port %d on 127.0.0.1 (loopback) only, where the router cannot reach it: make it listen on 0.0.0.0 (all addresses), port $PORT%s", port, a.tail(req.Name))
 		}
 		select {
 		case <-ctx.Done():
