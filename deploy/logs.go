@@ -212,7 +212,14 @@ func (f *follower) ended(in store.Instance, err error) {
 // watch follows the app's instances as they change, until ctx ends or
 // the app is deleted.
 func (f *follower) watch() error {
-	defer f.wg.Wait()
+	defer func() {
+		f.mu.Lock()
+		for _, s := range f.streams {
+			s.cancel()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	}()
 	tick := time.NewTicker(followPoll)
 	defer tick.Stop()
 	for {

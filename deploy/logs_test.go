@@ -332,3 +332,30 @@ func TestLogsFollowTheAppAcrossInstances(t *testing.T) {
 		t.Errorf("asked the old instance %d times and the new %d, want once each", old, new)
 	}
 }
+
+// app logs -f of an app that is deleted meanwhile ends, saying so.
+func TestLogsFollowEndsWhenTheAppIsDeleted(t *testing.T) {
+	defer func(p time.Duration) { followPoll = p }(followPoll)
+	followPoll = 10 * time.Millisecond
+	st := liveApp(t, store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"})
+	agents := agenttest.New()
+	agents.SetLogs("acme-web-v1-aaa", []agenttest.LogLine{{At: time.Unix(1, 0), Text: "hi"}}, nil)
+	d := &Deployer{cfg: Config{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}}
+	lines := make(chan string, 10)
+	done := make(chan error)
+	go func() {
+		done <- d.Logs(context.Background(), names.App{Namespace: "acme", Name: "web"}, 10, true, func(l string) { lines <- l })
+	}()
+	<-lines
+	if err := st.DeleteApp(context.Background(), "acme", "web"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if l := <-lines; err != nil || l != "upscale: app acme/web was deleted" {
+			t.Errorf("Logs -f ended with %v after %q", err, l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Logs -f did not end when the app was deleted")
+	}
+}
