@@ -44,8 +44,11 @@ func TestReadmeQuickStart(t *testing.T) {
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", filepath.Join(home, ".ssh", "id_ed25519")).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
 	}
-	// The user accepts the host key once, at the first prompt.
-	os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte("Host localhost\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n  LogLevel ERROR\n"), 0o600)
+	// The user accepts the host key once, at the first prompt. ssh finds
+	// ~/.ssh through the password database, not $HOME: it is told.
+	sshConfig := filepath.Join(home, ".ssh", "config")
+	os.WriteFile(sshConfig, fmt.Appendf(nil, "Host localhost\n  StrictHostKeyChecking accept-new\n  BatchMode yes\n  LogLevel ERROR\n"+
+		"  IdentityFile %[1]s/.ssh/id_ed25519\n  IdentitiesOnly yes\n  UserKnownHostsFile %[1]s/.ssh/known_hosts\n", home), 0o600)
 
 	script := blocks[1][1] + blocks[2][1]
 	script = regexp.MustCompile(`(?m)^ssh-keygen -t ed25519 .*# if you have no key yet\n`).ReplaceAllString(script, "")
@@ -53,7 +56,8 @@ func TestReadmeQuickStart(t *testing.T) {
 	script = strings.ReplaceAll(script, "2222", fmt.Sprint(srv.Port))
 	script = strings.ReplaceAll(script, "/tmp/hello", filepath.Join(work, "hello"))
 	// curl resolves *.localhost to this machine, on port 80.
-	script = fmt.Sprintf("set -eu\ncurl() { command curl -sS --connect-to ::127.0.0.1:%d \"$@\"; }\n", srv.HTTPPort) + script
+	script = fmt.Sprintf("set -eu\ncurl() { command curl -sS --connect-to ::127.0.0.1:%d \"$@\"; }\n"+
+		"ssh() { command ssh -F %s \"$@\"; }\nexport GIT_SSH_COMMAND='ssh -F %[2]s'\n", srv.HTTPPort, sshConfig) + script
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = work
 	cmd.Env = append(rig.GitEnv(work), "HOME="+home)

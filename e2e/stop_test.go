@@ -30,7 +30,7 @@ func TestServerStopLeavesNothing(t *testing.T) {
 	}
 	for _, want := range []string{"Stopped the server (pid ", "Stopped HAProxy.", "Removed the local agent's containers, bridge and NAT rule."} {
 		if !strings.Contains(out, want) {
-			t.Errorf("server stop said:\n%s\nwant %q", out, want)
+			t.Errorf("server stop said:\n%s%s\nwant %q", out, errs, want)
 		}
 	}
 	for _, port := range []int{d.srv.Port, d.srv.HTTPPort} {

@@ -153,7 +153,7 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.Var(sizeValue{&so.BuildDisk, 64 << 20, 1 << 50, false}, "build-disk", "what a build may write to its container's filesystem beyond its source (dependencies, caches, its result)")
 	f.Var(sizeValue{&so.ContainerDisk, 16 << 20, 1 << 50, true}, "container-disk", "what an instance or app exec container may write to its filesystem beyond its release (over it, it is stopped and replaced)")
 	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
-	c.AddCommand(stopCommand(opts, stderr))
+	c.AddCommand(stopCommand(opts))
 	return c
 }
 
@@ -208,7 +208,6 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	hosts := fleet.New(log)
 	hosts.RouterFrom = routerFrom()
 	agents := newAgentSupervisor(so, embedded, log, logOut)
-	recordAgent(opts.Data, agents.bin, so.AgentArgs)
 	if err := agents.register(ctx, st); err != nil {
 		return err
 	}
@@ -279,6 +278,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		return err
 	}
 	defer removePID()
+	recordAgent(opts.Data, agents.bin, so.AgentArgs)
 	sshLn, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		hookLn.Close()

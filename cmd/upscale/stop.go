@@ -47,13 +47,13 @@ func writePID(data string) (func(), error) {
 // the containers outlive the server on purpose (a restart adopts them),
 // so stopping everything takes more than a signal: the server, then
 // HAProxy, then the local agent's containers, bridge and NAT rule.
-func stopCommand(opts *options, stdout io.Writer) *cobra.Command {
+func stopCommand(opts *options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the server on this box and everything it runs here: HAProxy, the local agent's containers, bridge and NAT rule",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return stopAll(cmd.Context(), opts.Data, stdout)
+			return stopAll(cmd.Context(), opts.Data, cmd.OutOrStdout())
 		},
 	}
 }
@@ -78,9 +78,10 @@ func stopAll(ctx context.Context, data string, out io.Writer) error {
 		fmt.Fprintf(out, "No server runs on %s.\n", data)
 	}
 	if dir := filepath.Join(data, "router"); isDir(dir) {
+		_, running := os.Stat(filepath.Join(dir, "haproxy.pid"))
 		if err := router.Halt(dir); err != nil {
 			errs = append(errs, fmt.Errorf("stopping HAProxy: %w", err))
-		} else {
+		} else if running == nil {
 			fmt.Fprintln(out, "Stopped HAProxy.")
 		}
 	}
