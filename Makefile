@@ -11,7 +11,7 @@ RUN_PKGS := git ca-certificates haproxy lxc lxc-dev pkg-config gcc debootstrap i
 # volumes with the FUSE client.
 TEST_PKGS := $(RUN_PKGS) openssh-client openssh-server mariadb-server busybox-static wrk sudo glusterfs-server glusterfs-client
 
-.PHONY: all build run test lint fuzz bench clean clean-test deps test-deps
+.PHONY: all build run stop uninstall test lint fuzz bench clean clean-test deps test-deps
 
 all: build
 
@@ -30,6 +30,18 @@ test-deps:
 # box's own agent (bin/upscale-agent, started by the server).
 run: deps build
 	$(BIN)/upscale server --data $(DATA) $(ARGS)
+
+# Stops what make run started, whichever shell runs it: the server (as
+# SIGTERM does), HAProxy (which outlives a server restart on purpose) and
+# this box's agent's containers, bridge and NAT rule.
+stop:
+	@if [ -x $(BIN)/upscale ]; then $(BIN)/upscale server stop --data $(DATA); fi
+
+# Stops everything, then removes what Upscale keeps on this box: the data
+# directory (store, repositories, host key), the agent's state and the
+# runtime image cache. Debian packages and /etc/upscale stay.
+uninstall: stop
+	rm -rf $(DATA) /var/lib/upscale-agent /var/cache/upscale $(BIN)
 
 # Every test, end-to-end ones included: real git, OpenSSH, MariaDB.
 # MariaDB is stopped afterwards when the run started it, and the id ranges

@@ -163,13 +163,13 @@ func document(data []byte) (*yaml.Node, *Problem) {
 		if errors.Is(err, io.EOF) {
 			return nil, &Problem{0, emptyFile}
 		}
-		return nil, yamlProblem(err)
+		return nil, yamlProblem(data, err)
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); err == nil {
 		return nil, &Problem{next.Line, "a second YAML document starts here; app.yaml must hold exactly one"}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, yamlProblem(err)
+		return nil, yamlProblem(data, err)
 	}
 	top := doc.Content[0]
 	if top.Kind == yaml.ScalarNode && top.ShortTag() == "!!null" {
@@ -181,8 +181,8 @@ func document(data []byte) (*yaml.Node, *Problem) {
 	return top, nil
 }
 
-func yamlProblem(err error) *Problem {
-	line, msg := yamlerr.Syntax(err)
+func yamlProblem(data []byte, err error) *Problem {
+	line, msg := yamlerr.SyntaxIn(data, err)
 	return &Problem{line, msg}
 }
 

@@ -18,11 +18,9 @@ type App struct {
 	URL string
 }
 
-// AppInfo is an app as app info shows it.
-type AppInfo struct {
+// AppState is an app with what runs of it, as app list shows it.
+type AppState struct {
 	App
-	// LastPush is the newest of the last 20 pushes to the deploy branch.
-	LastPush *store.Push
 	// Live is the live release, nil when none.
 	Live *store.Release
 	// Instances is how many instances run now.
@@ -30,6 +28,13 @@ type AppInfo struct {
 	// HTTPS is the status of the certificate serving the app's hostname;
 	// nil when none is asked for.
 	HTTPS *CertStatus
+}
+
+// AppInfo is an app as app info shows it.
+type AppInfo struct {
+	AppState
+	// LastPush is the newest of the last 20 pushes to the deploy branch.
+	LastPush *store.Push
 }
 
 // QuotaError refuses what would take a namespace over one of its quotas.
@@ -92,8 +97,8 @@ func (b *Backend) CreateApp(ctx context.Context, who keys.Principal, app names.A
 }
 
 // ListApps lists namespace's apps, or every app when namespace is ""
-// (admins).
-func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace string) ([]App, error) {
+// (admins), each with its live release and instances.
+func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace string) ([]AppState, error) {
 	if namespace != "" {
 		if err := names.Check("namespace", namespace); err != nil {
 			return nil, err
@@ -111,11 +116,24 @@ func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace st
 	if err != nil {
 		return nil, err
 	}
-	apps := make([]App, 0, len(all))
+	apps := make([]AppState, 0, len(all))
 	for _, a := range all {
-		apps = append(apps, b.app(a))
+		apps = append(apps, b.appState(ctx, b.app(a)))
 	}
 	return apps, nil
+}
+
+// appState is a with its live release and instances; neither is there
+// before the first deploy.
+func (b *Backend) appState(ctx context.Context, a App) AppState {
+	st := AppState{App: a}
+	if rel, err := b.st.LiveRelease(ctx, a.Namespace, a.Name); err == nil {
+		st.Live = &rel
+	}
+	if ins, err := b.st.ListInstances(ctx, a.Namespace, a.Name); err == nil {
+		st.Instances = len(ins)
+	}
+	return st
 }
 
 // getApp is app as the store has it, for who may see its info.
@@ -138,23 +156,49 @@ func (b *Backend) FindApp(ctx context.Context, who keys.Principal, app names.App
 	return b.getApp(ctx, who, app)
 }
 
+// PushTarget is the app a push by who goes to. One that does not exist is
+// created when who may create apps in its namespace, as Dokku creates an
+// app on its first push; created says so. Otherwise it is "not found",
+// the same words whether the app exists or not.
+func (b *Backend) PushTarget(ctx context.Context, who keys.Principal, app names.App) (a App, created bool, err error) {
+	if err := checkApp(app); err != nil {
+		return App{}, false, err
+	}
+	target := keys.Target{Namespace: app.Namespace, App: app.Name}
+	if err := allow(who, keys.GitPush, target, appNotFound(app), ""); err != nil {
+		return App{}, false, err
+	}
+	got, err := b.st.GetApp(ctx, app.Namespace, app.Name)
+	if err == nil {
+		return b.app(got), false, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return App{}, false, err
+	}
+	if keys.Authorize(who, keys.AppCreate, target) != nil {
+		return App{}, false, &Denied{Msg: appNotFound(app)}
+	}
+	a, err = b.CreateApp(ctx, who, app)
+	if err != nil {
+		// A push at the same moment created it first.
+		if got, gerr := b.st.GetApp(ctx, app.Namespace, app.Name); gerr == nil {
+			return b.app(got), false, nil
+		}
+		return App{}, false, err
+	}
+	return a, true, nil
+}
+
 // AppInfo is app with its last push, live release and instances.
 func (b *Backend) AppInfo(ctx context.Context, who keys.Principal, app names.App) (AppInfo, error) {
 	a, err := b.getApp(ctx, who, app)
 	if err != nil {
 		return AppInfo{}, err
 	}
-	info := AppInfo{App: a}
+	info := AppInfo{AppState: b.appState(ctx, a)}
 	pushes, err := b.st.ListPushes(ctx, app.Namespace, app.Name, 20)
 	if err != nil {
 		return info, err
-	}
-	// Neither is there before the first deploy: the app shows none.
-	if rel, err := b.st.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
-		info.Live = &rel
-	}
-	if ins, err := b.st.ListInstances(ctx, app.Namespace, app.Name); err == nil {
-		info.Instances = len(ins)
 	}
 	if list, err := b.st.ListCertStatus(ctx); err == nil {
 		info.HTTPS = certFor(list, Hostname(app, b.domain))

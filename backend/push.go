@@ -178,8 +178,14 @@ func (b *Backend) Run(ctx context.Context, who keys.Principal, app names.App, ou
 		return notFound(err, appNotFound(app))
 	}
 	if a.Stopped {
-		if _, err := b.st.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
-			return b.deploys.Resume(ctx, app, who.Name, out)
+		if rel, err := b.st.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
+			if err := b.deploys.Resume(ctx, app, who.Name, out); err != nil {
+				return err
+			}
+			// The closing line every deploy has, so that a script or a
+			// person sees it is done.
+			out(fmt.Sprintf("=====> Application running again: %s (v%d)", b.url(app), rel.Version))
+			return nil
 		}
 	}
 	repo, err := b.repos.Path(app)

@@ -3,7 +3,9 @@ package backend
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/upscalehq/upscale/hooks"
 	"github.com/upscalehq/upscale/keys"
 	"github.com/upscalehq/upscale/names"
+	"github.com/upscalehq/upscale/store"
 )
 
 // commit writes a commit holding app.yaml (and nothing else) into app's
@@ -244,11 +247,16 @@ func TestRun(t *testing.T) {
 	w := newWorld(t)
 	alice := w.who["member"]
 
-	if err := w.b.Run(ctx, alice, acmeAPI, func(string) {}); err != nil {
+	var lines []string
+	if err := w.b.Run(ctx, alice, acmeAPI, func(l string) { lines = append(lines, l) }); err != nil {
 		t.Fatal(err)
 	}
 	if d := w.deploys.Done(); len(d) != 1 || d[0] != "resume acme/api by alice" {
 		t.Fatalf("a stopped app: the engine was asked %q", d)
+	}
+	// Like every deploy, it ends with a closing line.
+	if len(lines) == 0 || !regexp.MustCompile(`^=====> Application running again: http://api\.acme\.upscale\.localhost\S* \(v\d+\)$`).MatchString(lines[len(lines)-1]) {
+		t.Fatalf("app run of a stopped app said %q; want a closing =====> line", lines)
 	}
 
 	err := w.b.Run(ctx, alice, acmeWeb, func(string) {})
@@ -317,3 +325,54 @@ func TestQuarantineEnvStaysInRepo(t *testing.T) {
 }
 
 var _ Deploys = (*backendtest.Deploys)(nil)
+
+// A push to an app that does not exist creates it when the pusher may
+// create apps in its namespace (Dokku does); anyone else reads "not
+// found", and an app quota still holds.
+func TestPushTargetCreatesAMissingApp(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	fresh := names.App{Namespace: "acme", Name: "fresh"}
+	a, created, err := w.b.PushTarget(ctx, w.who["member"], fresh)
+	if err != nil || !created || a.URL != "http://fresh.acme.upscale.localhost" {
+		t.Fatalf("first push: %+v created=%v err=%v; want it created", a, created, err)
+	}
+	if _, err := w.st.GetApp(ctx, "acme", "fresh"); err != nil {
+		t.Fatalf("no app row: %v", err)
+	}
+	if p, _ := w.repos.Path(fresh); !isDir(p) {
+		t.Fatalf("no repository at %s", p)
+	}
+	if _, created, err := w.b.PushTarget(ctx, w.who["member"], fresh); err != nil || created {
+		t.Fatalf("second push: created=%v err=%v; want the app as it is", created, err)
+	}
+	if _, created, err := w.b.PushTarget(ctx, w.who["deploy"], acmeWeb); err != nil || created {
+		t.Fatalf("deploy key to its app: created=%v err=%v", created, err)
+	}
+	for _, tc := range []struct {
+		who  string
+		app  names.App
+		want string
+	}{
+		{"deploy", names.App{Namespace: "acme", Name: "other"}, "app acme/other not found"},
+		{"member", names.App{Namespace: "globex", Name: "other"}, "app globex/other not found"},
+		{"admin", names.App{Namespace: "nope", Name: "web"}, "namespace nope not found"},
+	} {
+		if _, _, err := w.b.PushTarget(ctx, w.who[tc.who], tc.app); err == nil || err.Error() != tc.want {
+			t.Errorf("%s pushing to %s: %v, want %q", tc.who, tc.app, err, tc.want)
+		}
+	}
+	three := 3
+	if _, _, err := w.b.SetQuota(ctx, keys.Local, "acme", store.QuotaChange{Apps: &three}); err != nil {
+		t.Fatal(err)
+	}
+	var q *QuotaError
+	if _, _, err := w.b.PushTarget(ctx, w.who["member"], names.App{Namespace: "acme", Name: "more"}); !errors.As(err, &q) {
+		t.Fatalf("over the apps quota: %v, want a QuotaError", err)
+	}
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}

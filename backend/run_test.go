@@ -127,6 +127,13 @@ var runGates = map[string][]gate{
 		_, err := w.b.FindApp(ctx, who, acmeAPI)
 		return err
 	}, map[string]string{"outsider": "app acme/api not found", "deploy": "app acme/api not found", "boot": "app acme/api not found"}}},
+	"PushTarget": {{func(ctx context.Context, w *world, who keys.Principal) error {
+		_, _, err := w.b.PushTarget(ctx, who, acmeAPI)
+		return err
+	}, map[string]string{"outsider": "app acme/api not found", "deploy": "app acme/api not found", "boot": "app acme/api not found"}}, {func(ctx context.Context, w *world, who keys.Principal) error {
+		_, _, err := w.b.PushTarget(ctx, who, names.App{Namespace: "acme", Name: "new"})
+		return err
+	}, map[string]string{"outsider": "app acme/new not found", "deploy": "app acme/new not found", "boot": "app acme/new not found"}}},
 	"Stop": {{func(ctx context.Context, w *world, who keys.Principal) error {
 		return w.b.Stop(ctx, who, acmeWeb, func(string) {})
 	}, appRefused}},

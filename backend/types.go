@@ -38,7 +38,7 @@ const (
 	DomainRetryFast  = deploy.DomainRetryFast
 	DomainFastPeriod = deploy.DomainFastPeriod
 	DomainRetrySlow  = deploy.DomainRetrySlow
-	// MaxLogLines is the most lines per instance app logs shows.
+	// MaxLogLines is the most lines app logs shows.
 	MaxLogLines = 10000
 )
 

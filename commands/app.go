@@ -34,6 +34,8 @@ type appView struct {
 	Release      string    `json:"release"`   // the live one, "vN", or ""
 	Instances    int       `json:"instances"` // running now
 	Stopped      bool      `json:"stopped"`
+	// State is "running", "stopped" (app stop) or "not deployed".
+	State string `json:"state"`
 	// HTTPS is the certificate of the app's hostname (app info only).
 	HTTPS *certView `json:"https,omitempty"`
 	// The HTTPS policy (app info only).
@@ -41,8 +43,8 @@ type appView struct {
 	HSTSMaxAge    int64 `json:"hsts_max_age"`
 }
 
-func (s *session) view(a backend.App) appView {
-	return appView{
+func (s *session) view(a backend.AppState) appView {
+	v := appView{
 		Namespace:    a.Namespace,
 		Name:         a.Name,
 		URL:          a.URL,
@@ -50,7 +52,19 @@ func (s *session) view(a backend.App) appView {
 		DeployBranch: a.DeployBranch,
 		CreatedAt:    when(a.CreatedAt),
 		Stopped:      a.Stopped,
+		Instances:    a.Instances,
+		State:        "running",
 	}
+	switch {
+	case a.Stopped:
+		v.State = "stopped"
+	case a.Live == nil:
+		v.State = "not deployed"
+	}
+	if a.Live != nil {
+		v.Release = fmt.Sprintf("v%d", a.Live.Version)
+	}
+	return v
 }
 
 func (s *session) appCommands() *cobra.Command {
@@ -77,13 +91,11 @@ func (s *session) appCommands() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		v := s.view(info.App)
+		v := s.view(info.AppState)
 		live := "none yet"
 		if rel := info.Live; rel != nil {
-			v.Release = fmt.Sprintf("v%d", rel.Version)
 			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, msgtext.Short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
 		}
-		v.Instances = info.Instances
 		v.HTTPS = certOf(info.HTTPS)
 		v.HTTPSRedirect, v.HSTSMaxAge = !info.NoHTTPSRedirect, info.HSTSMaxAge
 		if p := info.LastPush; p != nil {
@@ -150,7 +162,7 @@ func (s *session) appCommands() *cobra.Command {
 		} else if k, v, ok := strings.Cut(args[1], "="); ok {
 			setting, value = k, v
 		} else {
-			return scope{}, fmt.Errorf("app set needs SETTING VALUE, e.g. deploy-branch main")
+			return scope{}, usagef("app set needs SETTING VALUE, e.g. deploy-branch main")
 		}
 		var err error
 		switch setting {
@@ -221,7 +233,7 @@ func (s *session) appCreate(g *cobra.Command) {
 		if err != nil {
 			return s.quotaError(err)
 		}
-		v := s.view(a)
+		v := s.view(backend.AppState{App: a})
 		fmt.Fprintf(cmd.OutOrStdout(), "Application %s created.\n\n  git remote add upscale %s\n  git push upscale %s\n\nIt will answer at %s\n",
 			app, v.GitRemote, a.DeployBranch, v.URL)
 		return nil
@@ -294,9 +306,9 @@ func (s *session) appList(g *cobra.Command) {
 			views = append(views, s.view(a))
 		}
 		return output(cmd, *format, views, func(w io.Writer) {
-			row(w, "APP", "DEPLOY BRANCH", "URL", "CREATED")
+			row(w, "APP", "STATE", "RELEASE", "INSTANCES", "DEPLOY BRANCH", "URL", "CREATED")
 			for _, v := range views {
-				row(w, v.Namespace+"/"+v.Name, v.DeployBranch, v.URL, v.CreatedAt)
+				row(w, v.Namespace+"/"+v.Name, v.State, dash(v.Release), fmt.Sprint(v.Instances), v.DeployBranch, v.URL, v.CreatedAt)
 			}
 		})
 	})

@@ -3,12 +3,17 @@ package commands
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/upscalehq/upscale/keys"
+	"github.com/upscalehq/upscale/store"
 )
 
 func TestSeedCommandForms(t *testing.T) {
@@ -235,5 +240,73 @@ func TestDenialNamesTheCommand(t *testing.T) {
 		if r := run(w.env, w.member, "", tc.args...); r.code != 1 || r.stderr != tc.want {
 			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+// Over ssh, `app exec NS/APP -- sh -c 'exit 7'` arrives as the words
+// sh -c exit 7: the words after -c are the script the user typed.
+func TestShellScriptJoinsWhatSSHSplit(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"sh", "-c", "exit", "7"}, []string{"sh", "-c", "exit 7"}},
+		{[]string{"bash", "-c", "echo", "$HOME;", "exit", "3"}, []string{"bash", "-c", "echo $HOME; exit 3"}},
+		{[]string{"sh", "-c", "exit 7"}, []string{"sh", "-c", "exit 7"}},
+		{[]string{"echo", "-c", "a", "b"}, []string{"echo", "-c", "a", "b"}},
+		{[]string{"sh", "-e", "a", "b"}, []string{"sh", "-e", "a", "b"}},
+		{[]string{"python3", "manage.py", "migrate"}, []string{"python3", "manage.py", "migrate"}},
+	} {
+		if got := shellScript(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("shellScript(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// app list shows what runs: the live release and instances in JSON (as
+// app info does) and a state in text.
+func TestAppListShowsReleaseInstancesAndState(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	rel, err := w.env.Store.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web", Commit: strings.Repeat("a", 40), Runtime: "python"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.env.Store.FinishBuild(ctx, "acme", "web", rel.Version, "art", "d", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.env.Store.Activate(ctx, "acme", "web", rel.Version, []store.Instance{{Name: "acme-web-v1-a", Host: "box"}, {Name: "acme-web-v1-b", Host: "box"}}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, w.env, w.admin, "", "app", "create", "acme/idle")
+	w.env.Store.SetStopped(ctx, "acme", "api", true)
+
+	var apps []appView
+	if err := json.Unmarshal([]byte(mustRun(t, w.env, w.member, "", "app", "list", "--format", "json")), &apps); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, a := range apps {
+		got[a.Name] = fmt.Sprintf("%s %q %d", a.State, a.Release, a.Instances)
+	}
+	want := map[string]string{"web": `running "v1" 2`, "api": `stopped "" 0`, "idle": `not deployed "" 0`}
+	if !maps.Equal(got, want) {
+		t.Errorf("app list --format json: %v, want %v", got, want)
+	}
+	text := mustRun(t, w.env, w.member, "", "app", "list")
+	for _, re := range []string{`(?m)^APP\s+STATE\s+RELEASE\s+INSTANCES\s`, `(?m)^acme/web\s+running\s+v1\s+2\s`, `(?m)^acme/api\s+stopped\s+-\s+0\s`, `(?m)^acme/idle\s+not deployed\s+-\s+0\s`} {
+		if !regexp.MustCompile(re).MatchString(text) {
+			t.Errorf("app list: no line matching %s in\n%s", re, text)
+		}
+	}
+}
+
+// config list of an app with no vars says so, on stderr: stdout stays
+// KEY=VALUE lines for scripts.
+func TestEmptyConfigListSaysSo(t *testing.T) {
+	w := newWorld(t)
+	r := run(w.env, w.member, "", "config", "list", "acme/api")
+	if r.code != 0 || r.stdout != "" || r.stderr != "acme/api has no config vars; set one with: ssh upscale@host config set acme/api KEY=VALUE\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run(w.env, w.member, "", "config", "list", "acme/api", "--format", "json"); r.stdout != "{}\n" {
+		t.Errorf("json: %q", r.stdout)
 	}
 }

@@ -52,13 +52,13 @@ func (s *session) configCommands() *cobra.Command {
 			return sc, err
 		}
 		if len(args) == 1 && *stdinKey == "" {
-			return sc, fmt.Errorf("%s needs KEY=VALUE pairs after %s", cmd.CommandPath(), app)
+			return sc, usagef("%s needs KEY=VALUE pairs after %s", cmd.CommandPath(), app)
 		}
 		pairs = map[string]string{}
 		for _, a := range args[1:] {
 			k, v, ok := strings.Cut(a, "=")
 			if !ok {
-				return sc, fmt.Errorf("%s is not KEY=VALUE", names.Quote(msgtext.Truncate(a, 80)))
+				return sc, usagef("%s is not KEY=VALUE", names.Quote(msgtext.Truncate(a, 80)))
 			}
 			if err := backend.CheckConfigKey(k); err != nil {
 				return sc, err
@@ -137,6 +137,11 @@ func (s *session) configCommands() *cobra.Command {
 		}
 		if *format == "json" {
 			return output(cmd, *format, vars, nil)
+		}
+		if len(vars) == 0 {
+			// On stderr: stdout stays KEY=VALUE lines for scripts (> .env).
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s has no config vars; set one with: %s config set %s KEY=VALUE\n", app, s.inv.Prog, app)
+			return nil
 		}
 		// Not through the tabwriter: values may hold tabs.
 		var b strings.Builder

@@ -3,6 +3,7 @@ package commands
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -27,9 +28,11 @@ func (s *session) appExec(g *cobra.Command) {
 			"streams back as it comes; the exit status is the command's; the container is\n" +
 			"removed when the command ends, at the time limit, or when the session ends.\n" +
 			"Stdin is not forwarded: the command reads nothing. Words after -- are the\n" +
-			"command and its arguments as given; for shell syntax, run sh -c '...'.",
+			"command and its arguments as given; for shell syntax, run sh -c '...'. Over ssh,\n" +
+			"which joins words with spaces and so drops your quotes, the words after\n" +
+			"sh -c (or bash -c) are the script: sh -c 'exit 7' exits 7.",
 		Example: "  " + s.inv.Prog + " app exec acme/web -- python3 manage.py migrate\n" +
-			"  " + s.inv.Prog + " app exec acme/web -- sh -c \"'echo \\$DATABASE_URL'\"\n" +
+			"  " + s.inv.Prog + " app exec acme/web -- sh -c 'echo $DATABASE_URL; exit 7'\n" +
 			"  " + s.inv.Prog + " app exec --timeout 10m acme/web -- ./cleanup",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 1 || len(args) < 2 {
@@ -48,7 +51,11 @@ func (s *session) appExec(g *cobra.Command) {
 		return sc, err
 	}, func(cmd *cobra.Command, args []string) error {
 		stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-		code, err := s.env.Backend.Exec(cmd.Context(), s.inv.Principal, app, args[1:], *timeout,
+		argv := args[1:]
+		if s.inv.SSH {
+			argv = shellScript(argv)
+		}
+		code, err := s.env.Backend.Exec(cmd.Context(), s.inv.Principal, app, argv, *timeout,
 			func(l string) { fmt.Fprintln(stdout, l) },
 			func(l string) { fmt.Fprintln(stderr, l) })
 		switch {
@@ -67,4 +74,21 @@ func (s *session) appExec(g *cobra.Command) {
 		}
 		return nil
 	})
+}
+
+// shellScript puts back together a shell's -c script that ssh split:
+// `ssh host app exec a/b -- sh -c 'exit 7'` reaches the server as the
+// line "... sh -c exit 7", which would run the script "exit" with $0=7
+// and exit 0. Nobody means that over ssh, so the words after -c are
+// joined into the one script they were typed as; a script quoted twice
+// (one word) is left as it is.
+func shellScript(argv []string) []string {
+	if len(argv) <= 3 || argv[1] != "-c" {
+		return argv
+	}
+	switch argv[0] {
+	case "sh", "bash", "dash", "/bin/sh", "/bin/bash", "/bin/dash", "/usr/bin/bash":
+		return []string{argv[0], "-c", strings.Join(argv[2:], " ")}
+	}
+	return argv
 }

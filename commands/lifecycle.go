@@ -60,6 +60,10 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 		if err != nil {
 			return s.overSSH(cmd, app, err)
 		}
+		if len(procs) == 0 && *format == "text" {
+			fmt.Fprintln(cmd.OutOrStdout(), s.noInstances(cmd, app))
+			return nil
+		}
 		return output(cmd, *format, procs, func(w io.Writer) {
 			row(w, "INSTANCE", "HOST", "ADDRESS", "RELEASE", "STATE", "UPTIME", "RESTARTS")
 			for _, p := range procs {
@@ -74,7 +78,7 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 
 	logs := &cobra.Command{Use: "logs NS/APP", Short: "Show an app's output (-f to follow)", Args: argsN(1, "NS/APP")}
 	follow := logs.Flags().BoolP("follow", "f", false, "keep printing new output")
-	lines := logs.Flags().IntP("lines", "n", 100, "how many of the last lines to show per instance")
+	lines := logs.Flags().IntP("lines", "n", 100, "how many of the app's last lines to show (of all its instances)")
 	s.leaf(g, logs, keys.AppLogs, func(cmd *cobra.Command, args []string) (scope, error) {
 		if *lines < 0 || *lines > backend.MaxLogLines {
 			return scope{}, fmt.Errorf("-n must be from 0 to %d, not %d", backend.MaxLogLines, *lines)
@@ -85,6 +89,20 @@ func (s *session) lifecycleCommands(g *cobra.Command) {
 	})
 	s.scaleCommand(g)
 	s.eventsCommand(g)
+}
+
+// noInstances says why app runs no instance and what starts one.
+func (s *session) noInstances(cmd *cobra.Command, app names.App) string {
+	info, err := s.env.Backend.AppInfo(cmd.Context(), s.inv.Principal, app)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("No instances of %s run.", app)
+	case info.Stopped:
+		return fmt.Sprintf("No instances of %s run: it is stopped (%s app run %s starts it).", app, s.inv.Prog, app)
+	case info.Live == nil:
+		return fmt.Sprintf("No instances of %s run: nothing is deployed yet (git push deploys it).", app)
+	}
+	return fmt.Sprintf("No instances of %s run: it is scaled to 0 (%s app scale %s 1 starts one).", app, s.inv.Prog, app)
 }
 
 // overSSH turns the backend's ErrNeedsServer, where nothing runs apps

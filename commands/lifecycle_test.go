@@ -77,3 +77,27 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("config list --format json: %q", got)
 	}
 }
+
+// A command line of the wrong shape is a usage error, exit status 2, as
+// cobra's own are; values that are wrong stay failures (1).
+func TestShapeErrorsAreUsageErrors(t *testing.T) {
+	w := newWorld(t)
+	rewire(w.env, nil, fakeLifecycle{st: w.env.Store}, store.Quota{}, false)
+	for _, c := range []struct {
+		args string
+		code int
+	}{
+		{"config set acme/web", 2},
+		{"config set acme/web FOO", 2},
+		{"app set acme/web deploy-branch", 2},
+		{"app scale acme/web 1 2", 2},
+		{"namespace quota set acme apps", 2},
+		{"config set", 2},
+		{"config set acme/web 1FOO=x", 1},
+		{"app scale acme/web -1", 1},
+	} {
+		if r := run(w.env, w.admin, "", strings.Fields(c.args)...); r.code != c.code {
+			t.Errorf("%s: exit %d, want %d (stderr %q)", c.args, r.code, c.code, r.stderr)
+		}
+	}
+}

@@ -172,7 +172,7 @@ func parseQuota(args []string) (backend.QuotaChange, error) {
 	for _, a := range args {
 		key, value, ok := strings.Cut(a, "=")
 		if !ok {
-			return c, fmt.Errorf("%s: write each quota as KEY=VALUE, such as instances=40 (keys: %s)", names.Quote(msgtext.Truncate(a, 40)), strings.Join(quotaKeys, ", "))
+			return c, usagef("%s: write each quota as KEY=VALUE, such as instances=40 (keys: %s)", names.Quote(msgtext.Truncate(a, 40)), strings.Join(quotaKeys, ", "))
 		}
 		if !slices.Contains(quotaKeys, key) {
 			return c, fmt.Errorf("%s is not a quota; the quotas are %s", names.Quote(msgtext.Truncate(key, 40)), strings.Join(quotaKeys, ", "))

@@ -62,7 +62,7 @@ func parseScale(args []string) (map[string]int, error) {
 		typ, n, ok := strings.Cut(a, "=")
 		if !ok {
 			if len(args) > 1 {
-				return nil, fmt.Errorf("%s: with several counts, write each as TYPE=N (web=2 worker=1)", names.Quote(a))
+				return nil, usagef("%s: with several counts, write each as TYPE=N (web=2 worker=1)", names.Quote(a))
 			}
 			typ, n = backend.Web, a
 		}

@@ -51,6 +51,9 @@ type Invocation struct {
 	// Remote is the git remote prefix users push to, e.g.
 	// "ssh://upscale@10.0.0.1:2222".
 	Remote string
+	// SSH says the words came through ssh, which joins the user's words
+	// with spaces and so loses one level of their quotes.
+	SSH    bool
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
@@ -84,6 +87,12 @@ type session struct {
 	// exit 1, errors before that are usage errors (exit 2).
 	running bool
 }
+
+// usageError is a command line of the wrong shape found after cobra's
+// parsing (config set NS/APP without pairs): exit status 2, as cobra's own.
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // exitStatus carries a status (git's) through cobra without a message.
 type exitStatus int
@@ -168,7 +177,7 @@ func (t *Tree) Execute(ctx context.Context, args []string) int {
 		return int(st)
 	}
 	fmt.Fprintf(t.s.inv.Stderr, "error: %s\n", msgtext.OneLine(err.Error()))
-	if t.s.running {
+	if t.s.running && !errors.As(err, new(usageError)) {
 		return 1
 	}
 	return 2

@@ -20,9 +20,9 @@ const logTimeLayout = "2006-01-02T15:04:05.000Z"
 
 // logLine is one line of an instance's output.
 type logLine struct {
-	at     time.Time
-	source int // index into the instances
-	text   string
+	at                 time.Time
+	process, container string // as LogPrefix shows them
+	text               string
 }
 
 // LogPrefix is what app logs puts before each line of an instance:
@@ -31,30 +31,45 @@ func LogPrefix(at time.Time, process, container string) string {
 	return at.UTC().Format(logTimeLayout) + " " + process + " " + container + "| "
 }
 
-// Logs writes the last n lines of every instance's output, from every
-// host, merged in the order they were captured, each prefixed as
+// How app logs -f follows the app rather than the instances it began
+// with: the app's instances are looked up every followPoll, a new one is
+// followed from its first line (up to newInstanceLines), and one gone
+// from the store is let go after followGrace (its last lines, such as
+// how it shut down, come in meanwhile). Variables for the tests.
+var (
+	followPoll       = time.Second
+	followGrace      = 30 * time.Second
+	newInstanceLines = 1000
+)
+
+// Logs writes the last n lines of the app's output, from every instance
+// on every host, merged in the order they were captured, each prefixed as
 // LogPrefix says:
 //
 //	2026-11-25T02:03:04.123Z web.1 acme-web-v3-abc123| GET / 200
 //
-// With follow it then writes new lines as they come, until ctx ends.
+// With follow it then writes new lines as they come, until ctx ends,
+// from whatever instances the app has: across deploys, restarts, scaling
+// and moves to other hosts.
 func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, out func(string)) error {
 	instances, err := d.cfg.Store.ListInstances(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
-	if len(instances) == 0 {
+	if len(instances) == 0 && !follow {
 		return fmt.Errorf("app %s runs no instances", app)
 	}
 	labels := processLabels(instances)
-	prefix := func(l logLine) string {
-		return LogPrefix(l.at, labels[l.source], instances[l.source].Name) + l.text
+	prefix := func(l logLine) string { return LogPrefix(l.at, l.process, l.container) + l.text }
+	f := &follower{d: d, app: app, ctx: ctx, out: out, prefix: prefix, streams: map[string]*stream{}}
+	if len(instances) == 0 {
+		out(fmt.Sprintf("upscale: %s runs no instances now; their output follows once some start", app))
 	}
 
 	// Each instance's last lines are kept until every instance has sent
 	// its own (or failed), then written merged; new lines that come
 	// meanwhile wait behind them.
-	var mu sync.Mutex
+	mu := &f.mu
 	history := make([][]logLine, len(instances))
 	done := make([]bool, len(instances))
 	waiting := len(instances)
@@ -76,7 +91,9 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 		// Each instance's lines are in order already: a stable sort keeps
 		// them so when their times tie.
 		slices.SortStableFunc(all, func(a, b logLine) int { return a.at.Compare(b.at) })
-		for _, l := range all {
+		// -n is the app's last lines, as with heroku logs -n: each instance
+		// was asked for n, and the newest n of them all are shown.
+		for _, l := range all[max(len(all)-n, 0):] {
 			out(prefix(l))
 		}
 		kept, dropped := early.take()
@@ -90,12 +107,14 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 	errs := make([]error, len(instances))
 	var wg sync.WaitGroup
 	for i, in := range instances {
+		process := labels[i]
+		sctx := f.add(in.Name)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			live := false
 			req := agentapi.LogsRequest{Name: in.Name, Lines: n, Follow: follow, Stamped: true}
-			err := d.cfg.Agents.Logs(ctx, in.Host, req, func(raw string) {
+			err := d.cfg.Agents.Logs(sctx, in.Host, req, func(raw string) {
 				if live && raw == "" {
 					return
 				}
@@ -114,7 +133,7 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 						historyDone(i)
 					}
 				}
-				l := logLine{at: at, source: i, text: text}
+				l := logLine{at: at, process: process, container: in.Name, text: text}
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -129,16 +148,144 @@ func (d *Deployer) Logs(ctx context.Context, app names.App, n int, follow bool, 
 			if !live {
 				historyDone(i)
 			}
-			if err != nil {
+			if follow {
+				f.ended(in, err)
+			} else if err != nil {
 				errs[i] = fmt.Errorf("%s on %s: %w", in.Name, in.Host, err)
 			}
 		}()
 	}
-	wg.Wait()
-	if follow && ctx.Err() != nil {
-		return nil
+	if !follow {
+		wg.Wait()
+		return errors.Join(errs...)
 	}
-	return errors.Join(errs...)
+	defer wg.Wait()
+	return f.watch()
+}
+
+// follower is app logs -f after the start: it follows the app's new
+// instances and lets go of the gone ones.
+type follower struct {
+	d      *Deployer
+	app    names.App
+	ctx    context.Context
+	prefix func(logLine) string
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex // out and what follows
+	out     func(string)
+	streams map[string]*stream // by instance name, gone ones too
+}
+
+type stream struct {
+	cancel context.CancelFunc
+	gone   time.Time // when it was first seen gone from the store
+}
+
+// add registers a stream of instance name and returns its context.
+func (f *follower) add(name string) context.Context {
+	ctx, cancel := context.WithCancel(f.ctx)
+	f.mu.Lock()
+	f.streams[name] = &stream{cancel: cancel}
+	f.mu.Unlock()
+	return ctx
+}
+
+// ended notes that the stream of in ended with err: silently when the
+// instance is gone (replaced, scaled away, moved), with a line otherwise.
+func (f *follower) ended(in store.Instance, err error) {
+	if err == nil || f.ctx.Err() != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s := f.streams[in.Name]; s != nil && !s.gone.IsZero() {
+		return
+	}
+	if now, err2 := f.d.cfg.Store.ListInstances(f.ctx, f.app.Namespace, f.app.Name); err2 == nil &&
+		!slices.ContainsFunc(now, func(i store.Instance) bool { return i.Name == in.Name }) {
+		return
+	}
+	f.out(fmt.Sprintf("upscale: stopped following %s on %s: %v", in.Name, in.Host, err))
+}
+
+// watch follows the app's instances as they change, until ctx ends or
+// the app is deleted.
+func (f *follower) watch() error {
+	defer func() {
+		f.mu.Lock()
+		for _, s := range f.streams {
+			s.cancel()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	}()
+	tick := time.NewTicker(followPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		now, err := f.d.cfg.Store.ListInstances(f.ctx, f.app.Namespace, f.app.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			f.mu.Lock()
+			f.out(fmt.Sprintf("upscale: app %s was deleted", f.app))
+			f.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			continue
+		}
+		f.sweep(now)
+	}
+}
+
+// sweep starts following the instances of now not followed yet and lets
+// go of those gone from it for followGrace.
+func (f *follower) sweep(now []store.Instance) {
+	labels := processLabels(now)
+	t := time.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, s := range f.streams {
+		switch {
+		case slices.ContainsFunc(now, func(i store.Instance) bool { return i.Name == name }):
+			s.gone = time.Time{}
+		case s.gone.IsZero():
+			s.gone = t
+		case t.Sub(s.gone) >= followGrace:
+			s.cancel()
+		}
+	}
+	for i, in := range now {
+		if _, ok := f.streams[in.Name]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(f.ctx)
+		f.streams[in.Name] = &stream{cancel: cancel}
+		process := labels[i]
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			// From its first line: none of it has been shown yet.
+			req := agentapi.LogsRequest{Name: in.Name, Lines: newInstanceLines, Follow: true, Stamped: true}
+			err := f.d.cfg.Agents.Logs(ctx, in.Host, req, func(raw string) {
+				if raw == "" {
+					return
+				}
+				at, text, ok := agentapi.ParseStampedLine(raw)
+				if !ok {
+					at = time.Now().UTC()
+				}
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				f.out(f.prefix(logLine{at: at, process: process, container: in.Name, text: text}))
+			})
+			f.ended(in, err)
+		}()
+	}
 }
 
 // What logs -f keeps of the new lines that come while a host is still

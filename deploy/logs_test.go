@@ -87,7 +87,7 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 		mu.Lock()
 		n := len(got)
 		mu.Unlock()
-		if n >= 7 || time.Now().After(deadline) {
+		if n >= 3 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -96,7 +96,8 @@ func TestLogsMergeAndPrefix(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Logs -f ended with %v", err)
 	}
-	want = append(append([]string{}, want[1:]...), "2026-11-25T02:03:09.000Z web.2 acme-web-v1-bbb| b live")
+	// -n is the app's last lines, not each instance's.
+	want = append(append([]string{}, want[5:]...), "2026-11-25T02:03:09.000Z web.2 acme-web-v1-bbb| b live")
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("app logs -f -n 2:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -263,5 +264,98 @@ func TestLogsFollowBoundsWhatALaggingHostHoldsBack(t *testing.T) {
 	}
 	if last := got[len(got)-1]; !strings.HasSuffix(last, fmt.Sprintf("live %d", flood-1)) {
 		t.Errorf("the last line is %q, want the newest", last)
+	}
+}
+
+// app logs -f follows the app, not the instances it began with: a
+// replaced instance's stream ending is no error, and the new instance's
+// output follows from its first line.
+func TestLogsFollowTheAppAcrossInstances(t *testing.T) {
+	defer func(p, g time.Duration) { followPoll, followGrace = p, g }(followPoll, followGrace)
+	followPoll, followGrace = 10*time.Millisecond, 20*time.Millisecond
+	ctx := context.Background()
+	st := liveApp(t, store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"})
+	t0 := time.Date(2026, 11, 25, 2, 3, 4, 0, time.UTC)
+	agents := agenttest.New()
+	agents.SetLogs("acme-web-v1-aaa", []agenttest.LogLine{{At: t0, Text: "old"}}, nil)
+	agents.SetLogs("acme-web-v2-bbb", []agenttest.LogLine{{At: t0.Add(time.Minute), Text: "new starting"}}, []agenttest.LogLine{{At: t0.Add(2 * time.Minute), Text: "new serving"}})
+	d := &Deployer{cfg: Config{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}}
+	fctx, cancel := context.WithCancel(ctx)
+	lines := make(chan string, 10)
+	done := make(chan error)
+	go func() {
+		done <- d.Logs(fctx, names.App{Namespace: "acme", Name: "web"}, 10, true, func(l string) { lines <- l })
+	}()
+	next := func() string {
+		select {
+		case l := <-lines:
+			return l
+		case <-time.After(5 * time.Second):
+			return "(nothing)"
+		}
+	}
+	if l := next(); !strings.HasSuffix(l, "web.1 acme-web-v1-aaa| old") {
+		t.Fatalf("first line %q", l)
+	}
+	// A deploy: release 2 replaces the instance.
+	rel, _ := st.CreateRelease(ctx, store.Release{Namespace: "acme", App: "web"})
+	st.FinishBuild(ctx, "acme", "web", rel.Version, "b", strings.Repeat("d", 64), 1)
+	if err := st.Activate(ctx, "acme", "web", rel.Version, []store.Instance{{Name: "acme-web-v2-bbb", Host: "h2", Addr: "10.0.0.2:8080"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"web.1 acme-web-v2-bbb| new starting", "web.1 acme-web-v2-bbb| new serving"} {
+		if l := next(); !strings.HasSuffix(l, want) {
+			t.Fatalf("after the deploy: %q, want ...%q", l, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Logs -f ended with %v", err)
+	}
+	close(lines)
+	for l := range lines {
+		t.Errorf("unexpected line %q", l)
+	}
+	var old, new int
+	for _, r := range agents.LogsAsked() {
+		switch r.Name {
+		case "acme-web-v1-aaa":
+			old++
+		case "acme-web-v2-bbb":
+			new++
+			if !r.Follow || r.Lines < 100 {
+				t.Errorf("the new instance was asked %+v", r)
+			}
+		}
+	}
+	if old != 1 || new != 1 {
+		t.Errorf("asked the old instance %d times and the new %d, want once each", old, new)
+	}
+}
+
+// app logs -f of an app that is deleted meanwhile ends, saying so.
+func TestLogsFollowEndsWhenTheAppIsDeleted(t *testing.T) {
+	defer func(p time.Duration) { followPoll = p }(followPoll)
+	followPoll = 10 * time.Millisecond
+	st := liveApp(t, store.Instance{Name: "acme-web-v1-aaa", Host: "h1", Addr: "10.0.0.1:8080"})
+	agents := agenttest.New()
+	agents.SetLogs("acme-web-v1-aaa", []agenttest.LogLine{{At: time.Unix(1, 0), Text: "hi"}}, nil)
+	d := &Deployer{cfg: Config{Store: st, Agents: agents, Log: slog.New(slog.DiscardHandler)}}
+	lines := make(chan string, 10)
+	done := make(chan error)
+	go func() {
+		done <- d.Logs(context.Background(), names.App{Namespace: "acme", Name: "web"}, 10, true, func(l string) { lines <- l })
+	}()
+	<-lines
+	if err := st.DeleteApp(context.Background(), "acme", "web"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if l := <-lines; err != nil || l != "upscale: app acme/web was deleted" {
+			t.Errorf("Logs -f ended with %v after %q", err, l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Logs -f did not end when the app was deleted")
 	}
 }

@@ -56,6 +56,18 @@ func TestDeployBadInput(t *testing.T) {
 		bad(t, good+"start: sleep 600\n", "the app was not healthy within 5s: nothing listens on port 8080")
 	})
 
+	// These fail as soon as it is clear that waiting cannot help, not at
+	// the health timeout: the message says what is wrong.
+	t.Run("health check answers an error", func(t *testing.T) {
+		bad(t, good+"health: /nothing-here\nstart: exec python3 -m http.server $PORT\n",
+			"health check /nothing-here answered 404 File not found for 3s; it must answer with a status below 400")
+	})
+
+	t.Run("listens on loopback only", func(t *testing.T) {
+		bad(t, good+"start: exec python3 -m http.server --bind 127.0.0.1 $PORT\n",
+			"the app listens on port 8080 on 127.0.0.1 (loopback) only, where the router cannot reach it: make it listen on 0.0.0.0")
+	})
+
 	t.Run("build step fails", func(t *testing.T) {
 		errs := bad(t, good+"build:\n  - echo compiling; exit 7\n", "remote: error: build failed: a build step failed (exit status 7)")
 		mustHave(t, errs, "step 2: echo compiling; exit 7", "remote:        compiling")
@@ -98,11 +110,10 @@ func TestDeployBadInput(t *testing.T) {
 		if len(ps) != 2 {
 			t.Fatalf("app ps: %+v", ps)
 		}
-		out := d.ssh(t, "app", "logs", app, "-n", "5")
+		// -n is the app's newest lines: enough of them for each instance's
+		// last 5.
+		out := d.ssh(t, "app", "logs", app, "-n", "10000")
 		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-		if len(lines) != 10 {
-			t.Errorf("app logs -n 5 of 2 instances: %d lines, want 10:\n%s", len(lines), out)
-		}
 		for _, p := range ps {
 			// Lines read "TIME PROCESS CONTAINER| text", merged over
 			// containers in time order: this container's, in its order.
@@ -112,6 +123,7 @@ func TestDeployBadInput(t *testing.T) {
 					mine = append(mine, text)
 				}
 			}
+			mine = mine[max(len(mine)-5, 0):]
 			// Capping a log while the app floods it may drop a few bytes
 			// (hostagent/lxc/logs.go says so), which can splice the line
 			// before "printed 10 MB" into it: only its end is certain.
@@ -123,7 +135,7 @@ func TestDeployBadInput(t *testing.T) {
 				}
 			}
 			if len(mine) != 5 || at < 1 || !strings.HasSuffix(mine[at-1], "printed 10 MB") {
-				t.Errorf("app logs -n 5: want 5 recent lines of %s: its flood, then printed 10 MB, listening and access lines:\n%s", p.Name, out)
+				t.Errorf("app logs: want the 5 recent lines of %s to be its flood, then printed 10 MB, listening and access lines: %q", p.Name, mine)
 			}
 			// The log on the host is capped at 1 MiB (it drops the oldest
 			// half when over).
@@ -143,14 +155,15 @@ func TestDeployBadInput(t *testing.T) {
 			}
 		}
 		t.Run("app logs -n 10000", func(t *testing.T) {
-			// The most lines -n allows: what the capped logs hold (about
-			// 512 KiB to 1 MiB per instance here) comes back.
+			// The most lines -n allows: the capped logs hold more (about
+			// 512 KiB to 1 MiB, 5000 lines or more, per instance here), so
+			// all 10000 come back, nearly all of them the flood.
 			out, errs, code := d.srv.SSH(d.key, "", "app", "logs", app, "-n", "10000")
 			if code != 0 {
 				t.Fatalf("app logs -n 10000: exit %d: %s", code, errs)
 			}
-			if n := strings.Count(out, "| xxxxxxxxxx"); n < 2*5000 {
-				t.Errorf("app logs -n 10000: %d lines of the flood, want at least 5000 per instance", n)
+			if lines, n := strings.Count(out, "\n"), strings.Count(out, "| xxxxxxxxxx"); lines != 10000 || n < 9900 {
+				t.Errorf("app logs -n 10000: %d lines, %d of the flood; want 10000, nearly all the flood", lines, n)
 			}
 		})
 	})

@@ -144,6 +144,7 @@ func TestDeployLifecycle(t *testing.T) {
 		}()
 		// Until a request shows up the follow may not be set up yet: ask
 		// again every half second; then one more must show up at once.
+		var container string // of the last line seen
 		seen := func(path string, within time.Duration) bool {
 			timer := time.After(within)
 			for {
@@ -153,8 +154,11 @@ func TestDeployLifecycle(t *testing.T) {
 						t.Fatalf("app logs -f ended: %s", stderr.String())
 					}
 					if strings.Contains(l, `"GET `+path+` HTTP/1.1" 200`) {
-						if !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z web\.1 \S+\| `).MatchString(l) {
+						m := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z web\.1 (\S+)\| `).FindStringSubmatch(l)
+						if m == nil {
 							t.Errorf("app logs -f line %q lacks the time, process and container", l)
+						} else {
+							container = m[1]
 						}
 						return true
 					}
@@ -178,6 +182,21 @@ func TestDeployLifecycle(t *testing.T) {
 		}
 		if !seen(path, 10*time.Second) {
 			t.Errorf("app logs -f did not print the request to %s within 10 s", path)
+		}
+
+		// It follows the app, not a container: after app restart (and so
+		// after a push) the new instance's output shows, and no error.
+		before := container
+		d.ssh(t, "app", "restart", app)
+		path = fmt.Sprintf("/after-restart-%d", time.Now().UnixNano())
+		if code, _, err := d.srv.Get(app, path); code != 200 || err != nil {
+			t.Fatalf("GET %s: %d %v", path, code, err)
+		}
+		if !seen(path, 10*time.Second) || container == before {
+			t.Errorf("app logs -f did not print the new instance's request to %s (container %s, before %s); stderr %q", path, container, before, stderr.String())
+		}
+		if stderr.Len() != 0 {
+			t.Errorf("app logs -f across a restart printed on stderr: %q", stderr.String())
 		}
 	})
 
@@ -215,8 +234,8 @@ func TestDeployLifecycle(t *testing.T) {
 		if ps := d.ps(t, app); len(ps) != 0 {
 			t.Errorf("app ps of a stopped app: %+v", ps)
 		}
-		if text := d.ssh(t, "app", "ps", app); strings.Count(text, "\n") != 1 {
-			t.Errorf("app ps of a stopped app: want only the header:\n%s", text)
+		if text := d.ssh(t, "app", "ps", app); !regexp.MustCompile(`^No instances of acme/web run: it is stopped \(ssh -p \d+ upscale@localhost app run acme/web starts it\)\.\n$`).MatchString(text) {
+			t.Errorf("app ps of a stopped app: want it to say so:\n%s", text)
 		}
 		if info := d.info(t, app); !info.Stopped || info.Instances != 0 || info.Release != "v1" {
 			t.Errorf("app info of a stopped app: %+v", info)
@@ -231,7 +250,9 @@ func TestDeployLifecycle(t *testing.T) {
 	})
 
 	t.Run("run", func(t *testing.T) {
-		d.ssh(t, "app", "run", app)
+		if out := d.ssh(t, "app", "run", app); !regexp.MustCompile(`(?m)^=====> Application running again: http://web\.acme\.upscale\.localhost\S* \(v1\)$`).MatchString(out) {
+			t.Errorf("app run of a stopped app: no closing line:\n%s", out)
+		}
 		d.mustServe(t, app, body)
 		if info := d.info(t, app); info.Stopped || info.Instances != 1 || info.Release != "v1" {
 			t.Errorf("app info after app run: %+v, want v1 running again", info)

@@ -61,6 +61,19 @@ func TestExec(t *testing.T) {
 		d.waitNoExecContainers(t, "after commands ended")
 	})
 
+	// What a user types in their own shell: ssh joins sh, -c, exit 7 with
+	// spaces and the quotes are gone; the script still is "exit 7".
+	t.Run("sh -c quoted once over ssh", func(t *testing.T) {
+		out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "sh", "-c", "exit 7")
+		if code != 7 {
+			t.Errorf("sh -c 'exit 7': exit %d, stdout %q, stderr %q; want 7", code, out, errs)
+		}
+		out, errs, code = d.srv.SSH(d.key, "", "app", "exec", app, "--", "sh", "-c", "echo $MESSAGE; exit 3")
+		if code != 3 || out != "from-app-yaml\n" {
+			t.Errorf("sh -c 'echo $MESSAGE; exit 3': exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+	})
+
 	t.Run("much output arrives whole and in order", func(t *testing.T) {
 		begin := time.Now()
 		out, errs, code := d.srv.SSH(d.key, "", "app", "exec", app, "--", "seq", "1", "20000")

@@ -78,7 +78,12 @@ func TestLifecycleConfig(t *testing.T) {
 		d.fails(t, `error: invalid config var name "1BAD": use letters, digits and _, not starting with a digit (like DATABASE_URL)`, "config", "set", app, "1BAD=x")
 		d.fails(t, `error: invalid config var name "MY-VAR": use letters, digits and _, not starting with a digit (like DATABASE_URL)`, "config", "set", app, "MY-VAR=x")
 		d.fails(t, "error: config var PORT is reserved: the platform sets it in every container", "config", "set", app, "PORT=9000")
-		d.fails(t, `error: "MESSAGE" is not KEY=VALUE`, "config", "set", app, "MESSAGE")
+		// A command line of the wrong shape is a usage error: exit status 2.
+		for _, args := range [][]string{{"config", "set", app, "MESSAGE"}, {"config", "set", app}} {
+			if out, errs, code := d.srv.SSH(d.key, "", args...); code != 2 || out != "" || strings.Count(errs, "\n") != 1 {
+				t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2 and one line", strings.Join(args, " "), code, out, errs)
+			}
+		}
 		// 40 KB fits an ssh command line; 1 MB only fits standard input.
 		d.fails(t, "error: config var BIG is too large: 40000 bytes, the limit is 32768 bytes (32 KiB) per value", "config", "set", app, "BIG="+strings.Repeat("x", 40000))
 		d.failsIn(t, strings.Repeat("x", 1<<20), "error: config var BIG is too large: over 32768 bytes, the limit is 32768 bytes (32 KiB) per value", "config", "set", app, "--stdin", "BIG")

@@ -21,8 +21,10 @@ func TestSeedCommands(t *testing.T) {
 	}
 	mustSSH(t, srv, me, "", "namespace", "create", "other")
 	out := mustSSH(t, srv, me, "", "app", "create", "--namespace", "test", "--application", "test")
-	if !strings.Contains(out, "git remote add upscale "+srv.Remote("test/test")) {
-		t.Fatalf("app create does not show the remote %s:\n%s", srv.Remote("test/test"), out)
+	// Named as the user reached it over loopback: localhost, as the README has it.
+	remote := strings.Replace(srv.Remote("test/test"), "@127.0.0.1:", "@localhost:", 1)
+	if !strings.Contains(out, "git remote add upscale "+remote) {
+		t.Fatalf("app create does not show the remote %s:\n%s", remote, out)
 	}
 	mustSSH(t, srv, me, "", "app", "create", "other/two")
 

@@ -32,6 +32,9 @@ type Fleet struct {
 	records map[string]store.Host
 	beats   map[string]agentapi.Beat
 	up      map[string]bool // as last reported to OnChange
+	// waiting holds when each host not yet heard from was first looked
+	// at: it is not called down before DownAfter has passed since.
+	waiting map[string]time.Time
 	now     func() time.Time
 	log     *slog.Logger
 	// OnChange is called (from Watch) when a host goes up or down.
@@ -43,7 +46,7 @@ type Fleet struct {
 
 // New makes an empty fleet that logs hosts going up and down to log.
 func New(log *slog.Logger) *Fleet {
-	return &Fleet{records: map[string]store.Host{}, beats: map[string]agentapi.Beat{}, up: map[string]bool{}, now: time.Now, log: log}
+	return &Fleet{records: map[string]store.Host{}, beats: map[string]agentapi.Beat{}, up: map[string]bool{}, waiting: map[string]time.Time{}, now: time.Now, log: log}
 }
 
 // Beat records a status. The host name comes from the subject the call
@@ -210,11 +213,25 @@ func (f *Fleet) report() {
 	for _, h := range f.Hosts() {
 		f.mu.Lock()
 		was, known := f.up[h.Name]
+		if !known && !h.Up {
+			// A host the server has only started asking (its own agent, as
+			// the server starts it) is not down yet: it has DownAfter to
+			// answer, as a host that answered once has.
+			first, ok := f.waiting[h.Name]
+			if !ok {
+				f.waiting[h.Name] = f.now()
+			}
+			if !ok || f.now().Sub(first) < DownAfter {
+				f.mu.Unlock()
+				continue
+			}
+		}
+		delete(f.waiting, h.Name)
 		f.up[h.Name] = h.Up
 		f.mu.Unlock()
 		if known && was == h.Up || !known && !h.Up {
 			if !known {
-				f.log.Info("host down", "host", h.Name)
+				f.log.Info("host down", "host", h.Name, "why", "not answering since the server started asking")
 			}
 			continue
 		}

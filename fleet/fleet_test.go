@@ -1,8 +1,10 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +142,28 @@ func TestStatusCallsCarryTheRouter(t *testing.T) {
 	}
 	if got["remote"].Router != "10.0.0.9" || got["local"].Router != "" {
 		t.Errorf("status requests %+v", got)
+	}
+}
+
+// A host the server has only begun asking (its own agent, started with
+// it) is not logged down at every start: it has DownAfter to answer.
+func TestNewHostIsNotDownBeforeItHadTimeToAnswer(t *testing.T) {
+	var log bytes.Buffer
+	f := New(slog.New(slog.NewTextHandler(&log, nil)))
+	clock := time.Unix(1000, 0)
+	f.now = func() time.Time { return clock }
+	f.SetRecords([]store.Host{{Name: "vm"}, {Name: "dead"}})
+	f.report()
+	clock = clock.Add(time.Second)
+	f.Beat("vm", agentapi.Beat{})
+	f.report()
+	if strings.Contains(log.String(), "host down") || strings.Count(log.String(), `msg="host up" host=vm`) != 1 {
+		t.Fatalf("start-up log:\n%s\nwant vm up and no host down", log.String())
+	}
+	clock = clock.Add(DownAfter)
+	f.report()
+	f.report()
+	if strings.Count(log.String(), `msg="host down" host=dead`) != 1 || strings.Contains(log.String(), `host=vm why`) {
+		t.Fatalf("log:\n%s\nwant the silent host down once", log.String())
 	}
 }

@@ -4,6 +4,7 @@
 package gitd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,9 @@ type Config struct {
 	// MaxPushSize bounds the pack of one push, in bytes (git's
 	// receive.maxInputSize); 0 is no bound.
 	MaxPushSize int64
+	// SSHHost, when set, is the host name printed in hints and git
+	// remotes (--ssh-host); else see sshHost.
+	SSHHost string
 }
 
 // Keys says who a key is.
@@ -189,7 +193,7 @@ func (s *Server) session(sess ssh.Session) {
 		return
 	}
 	if _, _, isPty := sess.Pty(); isPty {
-		exit(1, "interactive terminals are not supported; run a command, e.g. %s help", prog(sess))
+		exit(1, "interactive terminals are not supported; run a command, e.g. %s help", s.prog(sess))
 		return
 	}
 	args, err := commands.Split(sess.RawCommand())
@@ -207,8 +211,9 @@ func (s *Server) session(sess ssh.Session) {
 	ctx := withGitProtocol(sess.Context(), gitProtocol(sess.Environ()))
 	inv := commands.Invocation{
 		Principal: p,
-		Prog:      prog(sess),
-		Remote:    remote(sess),
+		Prog:      s.prog(sess),
+		Remote:    s.remote(sess),
+		SSH:       true,
 		Stdin:     sess,
 		Stdout:    sess,
 		Stderr:    sess.Stderr(),
@@ -233,8 +238,8 @@ func (s *Server) principal(sess ssh.Session) (keys.Principal, error) {
 }
 
 // prog is the ssh command line users type to reach this server.
-func prog(sess ssh.Session) string {
-	host, port := hostPort(sess.LocalAddr())
+func (s *Server) prog(sess ssh.Session) string {
+	host, port := s.hostPort(sess.LocalAddr())
 	if port == "22" {
 		return "ssh upscale@" + host
 	}
@@ -242,17 +247,29 @@ func prog(sess ssh.Session) string {
 }
 
 // remote is the prefix of the git remotes of this server's apps.
-func remote(sess ssh.Session) string {
-	host, port := hostPort(sess.LocalAddr())
+func (s *Server) remote(sess ssh.Session) string {
+	host, port := s.hostPort(sess.LocalAddr())
 	return "ssh://upscale@" + net.JoinHostPort(host, port)
 }
 
-func hostPort(a net.Addr) (string, string) {
+// hostPort is the host name and port users reach this server by. SSH
+// carries no host name, so the one the user typed is unknown: the
+// configured one wins, and a loopback connection is "localhost", the name
+// the README uses (a different spelling of the same host is a second
+// host-key prompt). Otherwise the address the client connected to.
+func (s *Server) hostPort(a net.Addr) (string, string) {
 	tcp, ok := a.(*net.TCPAddr)
 	if !ok {
-		return "localhost", "22"
+		return cmp.Or(s.cfg.SSHHost, "localhost"), "22"
 	}
-	return tcp.IP.String(), strconv.Itoa(tcp.Port)
+	host := tcp.IP.String()
+	switch {
+	case s.cfg.SSHHost != "":
+		host = s.cfg.SSHHost
+	case tcp.IP.IsLoopback():
+		host = "localhost"
+	}
+	return host, strconv.Itoa(tcp.Port)
 }
 
 func firstWords(args []string) []string {

@@ -171,9 +171,29 @@ func TestKnownKeyRunsCommandsAsItsPrincipal(t *testing.T) {
 	r.mu.Lock()
 	inv := r.seen[0]
 	r.mu.Unlock()
-	host, port, _ := net.SplitHostPort(r.addr)
+	_, port, _ := net.SplitHostPort(r.addr)
+	// Over loopback the name the README has users type, not 127.0.0.1:
+	// another spelling of the host is another host-key prompt.
 	if inv.Principal.Namespace != "acme" || inv.Principal.Role != keys.RoleNamespace ||
-		inv.Remote != "ssh://upscale@"+r.addr || inv.Prog != "ssh -p "+port+" upscale@"+host {
+		inv.Remote != "ssh://upscale@localhost:"+port || inv.Prog != "ssh -p "+port+" upscale@localhost" {
+		t.Fatalf("invocation %+v", inv)
+	}
+}
+
+func TestConfiguredSSHHostIsPrinted(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.SSHHost = "git.example.com" })
+	alice := r.addKey(t, "alice", keys.RoleNamespace, "acme")
+	c, err := r.dial(gossh.PublicKeys(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	runCmd(t, c, "app list", nil)
+	r.mu.Lock()
+	inv := r.seen[0]
+	r.mu.Unlock()
+	_, port, _ := net.SplitHostPort(r.addr)
+	if inv.Remote != "ssh://upscale@git.example.com:"+port || inv.Prog != "ssh -p "+port+" upscale@git.example.com" {
 		t.Fatalf("invocation %+v", inv)
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -297,86 +295,6 @@ func (a *Agent) start(ctx context.Context, raw json.RawMessage, progress func(st
 		return fail(err)
 	}
 	return agentapi.StartReply{Addr: addr, Start: started.Sub(begin), Health: time.Since(started)}, nil
-}
-
-// waitHealthy polls until the app answers, its container stops (a crash:
-// the error carries its last lines of output), or the time is up.
-func (a *Agent) waitHealthy(ctx context.Context, req agentapi.StartRequest, addr string) error {
-	timeout := req.HealthTimeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if req.Worker {
-		return a.waitRunning(ctx, req.Name)
-	}
-	client := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	lastErr := "it did not answer"
-	begin := time.Now()
-	for {
-		// Most apps answer within a few hundred ms of starting: poll
-		// closely then, gently after.
-		delay := 5 * time.Millisecond
-		if time.Since(begin) > 2*time.Second {
-			delay = 50 * time.Millisecond
-		}
-		c, err := a.rt.Get(req.Name)
-		if err == nil && c.State != "running" {
-			why := ""
-			if c.ExitCode == 137 && req.Memory > 0 {
-				why = fmt.Sprintf(": killed, most likely for using more than its memory limit of %d MiB", req.Memory>>20)
-			}
-			return fmt.Errorf("the app exited (status %d%s) before it answered on port %d%s", c.ExitCode, why, agentapi.Port, a.tail(req.Name))
-		}
-		if req.Health == "" {
-			conn, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				conn.Close()
-				return nil
-			}
-			lastErr = "nothing listens on port " + strconv.Itoa(agentapi.Port)
-		} else {
-			resp, err := client.Get("http://" + addr + req.Health)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode < 400 {
-					return nil
-				}
-				lastErr = fmt.Sprintf("health check %s answered %s", req.Health, resp.Status)
-			} else {
-				lastErr = "nothing answers HTTP on port " + strconv.Itoa(agentapi.Port)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), context.Canceled) {
-				return ctx.Err()
-			}
-			return fmt.Errorf("the app was not healthy within %s: %s%s", timeout, lastErr, a.tail(req.Name))
-		case <-time.After(delay):
-		}
-	}
-}
-
-// workerSettle is how long a worker must keep running to count as started.
-const workerSettle = time.Second
-
-// waitRunning is a worker's health check: still running after workerSettle.
-func (a *Agent) waitRunning(ctx context.Context, name string) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(workerSettle):
-	}
-	c, err := a.rt.Get(name)
-	if err != nil {
-		return err
-	}
-	if c.State != "running" {
-		return fmt.Errorf("the worker exited (status %d) within %s of starting%s", c.ExitCode, workerSettle, a.tail(name))
-	}
-	return nil
 }
 
 // tail is the last lines of a container's output, for error messages.

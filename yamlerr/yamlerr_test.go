@@ -76,3 +76,61 @@ func FuzzSyntax(f *testing.F) {
 		}
 	})
 }
+
+// The line of a syntax error is the problem's, not where yaml.v3's
+// enclosing construct began.
+func TestSyntaxInNamesTheProblemsLine(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		line int
+	}{
+		{"runtime: python\nbuild: [a\n", 2},
+		{"runtime: python\nenv:\n  A: 1\n B: 2\n", 4},
+		{"runtime: python\n- a\n", 2},
+		{"runtime: python\nstart: x\n\tbuild: y\n", 3},
+		{"runtime: python\n  start: x\n", 2},
+		{"runtime: 'python\nstart: x\n", 1},
+		{"build: [a,\n  b]\nstart: x: y\n", 3},
+		{"runtime: python\nenv: {a: 1\nstart: x\n", 2},
+		{"runtime: python\n---\nruntime: [x\n", 3},
+		{"runtime: python\nbuild: [a", 2},
+	} {
+		var n yaml.Node
+		dec := yaml.NewDecoder(strings.NewReader(tc.doc))
+		err := dec.Decode(&n)
+		if err == nil {
+			err = dec.Decode(&n)
+		}
+		if err == nil {
+			t.Fatalf("%q parsed", tc.doc)
+		}
+		if line, _ := SyntaxIn([]byte(tc.doc), err); line != tc.line {
+			t.Errorf("SyntaxIn(%q) = line %d (yaml.v3 said %q), want %d", tc.doc, line, err, tc.line)
+		}
+	}
+}
+
+// FuzzSyntaxIn: the line is one of the document's, and the message is
+// Syntax's.
+func FuzzSyntaxIn(f *testing.F) {
+	for _, doc := range []string{
+		"runtime: python\nbuild: [a\n",
+		"runtime: python\nenv:\n  A: 1\n B: 2\n",
+		"runtime: 'python\nstart: x\n",
+		"build: [a,\n  b]\nstart: x: y\n",
+		"runtime: python\n---\nruntime: [x\n",
+	} {
+		f.Add(doc)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		var n yaml.Node
+		err := yaml.Unmarshal([]byte(doc), &n)
+		if err == nil {
+			return
+		}
+		line, msg := SyntaxIn([]byte(doc), err)
+		if _, want := Syntax(err); msg != want || line < 0 || line > strings.Count(doc, "\n")+1 {
+			t.Fatalf("SyntaxIn(%q) = %d, %q", doc, line, msg)
+		}
+	})
+}

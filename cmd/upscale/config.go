@@ -32,7 +32,7 @@ const defaultConfig = "/etc/upscale/upscale.yaml"
 var settings = []string{"listen", "data", "db", "domain", "runtimes", "http", "bus", "bus-listen",
 	"agent", "agent-args", "build-timeout", "health-timeout",
 	"ssh-login-grace", "ssh-max-startups", "ssh-max-startups-per-source", "ssh-max-sessions",
-	"dns-resolver", "default-cpu", "default-memory", "quota-apps", "quota-instances", "quota-memory", "quota-exec",
+	"ssh-host", "dns-resolver", "default-cpu", "default-memory", "quota-apps", "quota-instances", "quota-memory", "quota-exec",
 	"build-memory", "build-cpu", "max-push-size", "max-build-output", "max-build-files",
 	"build-disk", "container-disk",
 	"https", "tls", "acme-directory", "acme-email", "acme-ca-root", "acme-listen",

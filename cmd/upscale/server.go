@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ type serverOptions struct {
 	StopGrace     time.Duration
 	DrainTimeout  time.Duration
 	Advertise     string
+	SSHHost       string
 	HostSubnets   netip.Prefix
 	AutoRebalance bool
 	EC2Endpoint   string
@@ -132,6 +134,7 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&so.StopGrace, "stop-grace", 10*time.Second, "how long an old instance gets to exit after SIGTERM before SIGKILL")
 	f.DurationVar(&so.DrainTimeout, "drain-timeout", 10*time.Second, "how long in-flight requests to a replaced instance may take before they are cut")
 	f.StringVar(&so.Advertise, "advertise", primaryAddress(), "this server's address as other hosts reach it (bus, EC2 bootstrap)")
+	f.StringVar(&so.SSHHost, "ssh-host", "", "host name printed in git remotes and hints (default: localhost for a loopback connection, else the address the client reached)")
 	f.Var(prefixValue{&so.HostSubnets}, "host-subnets", "range from which each host gets a /24 for its containers")
 	f.BoolVar(&so.AutoRebalance, "auto-rebalance", false, "even out instances whenever a host joins")
 	f.StringVar(&so.EC2Endpoint, "ec2-endpoint", "", "EC2 endpoint URL (default: AWS)")
@@ -152,6 +155,7 @@ func serverCommand(opts *options, stderr io.Writer) *cobra.Command {
 	f.Var(sizeValue{&so.BuildDisk, 64 << 20, 1 << 50, false}, "build-disk", "what a build may write to its container's filesystem beyond its source (dependencies, caches, its result)")
 	f.Var(sizeValue{&so.ContainerDisk, 16 << 20, 1 << 50, true}, "container-disk", "what an instance or app exec container may write to its filesystem beyond its release (over it, it is stopped and replaced)")
 	so.HostSubnets = netip.MustParsePrefix("10.77.0.0/16")
+	c.AddCommand(stopCommand(opts))
 	return c
 }
 
@@ -286,6 +290,13 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	if err != nil {
 		return err
 	}
+	removePID, err := writePID(opts.Data)
+	if err != nil {
+		hookLn.Close()
+		return err
+	}
+	defer removePID()
+	recordAgent(opts.Data, agents.bin, so.AgentArgs)
 	sshLn, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		hookLn.Close()
@@ -302,6 +313,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 		Limits:      so.SSH,
 		HookTimeout: so.BuildTimeout + so.HealthTimeout + 5*time.Minute,
 		MaxPushSize: so.MaxPushSize,
+		SSHHost:     so.SSHHost,
 		Run: func(ctx context.Context, inv commands.Invocation, args []string) int {
 			return commands.New(&env.Env, inv, nil).Execute(ctx, args)
 		},
@@ -315,7 +327,7 @@ func serve(ctx context.Context, so *serverOptions, log *slog.Logger, logOut io.W
 	defer adminLn.Close()
 	errs := make(chan error, 5)
 	go func() {
-		errs <- serveAdmin(ctx, adminLn, &env.Env, "ssh://upscale@"+net.JoinHostPort(so.Advertise, port(opts.Listen)), log)
+		errs <- serveAdmin(ctx, adminLn, &env.Env, "ssh://upscale@"+net.JoinHostPort(cmp.Or(so.SSHHost, so.Advertise), port(opts.Listen)), log)
 	}()
 	go func() { errs <- srv.ServeHooks(hookLn) }()
 	go func() { errs <- srv.ServeSSH(sshLn) }()

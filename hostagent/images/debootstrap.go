@@ -66,7 +66,8 @@ func (b *Builder) runDebootstrap(ctx context.Context, s spec, target string, pro
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", `umask 022 && exec "$0" "$@"`, b.debootstrap()}, args...)...)
 	cmd.Env = debootstrapEnv()
 	cmd.Dir = "/"
-	out := &lineWriter{emit: func(l string) { progress("  " + l) }, keep: 12}
+	st := newSteps(progress)
+	out := &lineWriter{emit: st.line, keep: 12}
 	// One writer for both streams: exec then calls it from one goroutine
 	// at a time, and Wait returns only once it has seen all the output.
 	cmd.Stdout, cmd.Stderr = out, out
@@ -90,6 +91,7 @@ func (b *Builder) runDebootstrap(ctx context.Context, s spec, target string, pro
 	if ctx.Err() != nil {
 		return fmt.Errorf("debootstrap stopped: %w", ctx.Err())
 	}
+	st.dump()
 	msg := fmt.Sprintf("debootstrap failed (%v)", err)
 	if tail := out.tail(); len(tail) > 0 {
 		msg += "; its last lines:\n    " + strings.Join(tail, "\n    ")

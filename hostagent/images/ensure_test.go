@@ -25,7 +25,7 @@ set -e
 if [ "$1" = --version ]; then echo "debootstrap 0.0-fake"; exit 0; fi
 echo run >> "$(dirname "$0")/count"
 for a in "$@"; do target=$prev; prev=$a; done
-echo "I: args: $*"
+echo "args: $*"
 `
 
 // fakeOK makes a tiny tree with the kinds of things prepareRootfs trims or
@@ -214,7 +214,7 @@ func TestEnsureBuildsOnce(t *testing.T) {
 	if strings.Contains(builds[0], "Warning") {
 		t.Errorf("unexpected warning:\n%s", builds[0])
 	}
-	for _, want := range []string{"Building image " + img.Key, "  I: Retrieving InRelease", "--variant=minbase", "--force-check-gpg", "--include=python3,python3-venv", "Copying the image with uids and gids shifted by 100000", "Image " + img.Key + " built in"} {
+	for _, want := range []string{"Building image " + img.Key, "  debootstrap [1/4] downloading packages", "--variant=minbase", "--force-check-gpg", "--include=python3,python3-venv", "Copying the image with uids and gids shifted by 100000", "Image " + img.Key + " built in"} {
 		if !strings.Contains(builds[0], want) {
 			t.Errorf("the builder's progress lacks %q:\n%s", want, builds[0])
 		}
@@ -343,6 +343,11 @@ func TestEnsureFailure(t *testing.T) {
 	if !strings.Contains(rec.text(), "  E: Couldn't find these debs: nosuchpkg") {
 		t.Errorf("progress:\n%s", rec.text())
 	}
+	// A failure shows debootstrap's whole output, the lines a success
+	// condenses included.
+	if !strings.Contains(rec.text(), "  debootstrap's output:\n    args: ") || !strings.Contains(rec.text(), "\n    I: Resolving dependencies of required packages...\n") {
+		t.Errorf("progress of a failure lacks the whole output:\n%s", rec.text())
+	}
 	t.Logf("error:\n%s", msg)
 
 	// Nothing an image could be mistaken for: only the lock and the log.
@@ -388,7 +393,7 @@ func TestEnsureCancel(t *testing.T) {
 	started := make(chan struct{})
 	var once sync.Once
 	progress := func(line string) {
-		if strings.Contains(line, "Retrieving") {
+		if strings.Contains(line, "downloading packages") {
 			once.Do(func() { close(started) })
 		}
 	}
@@ -651,5 +656,41 @@ func TestUnreachable(t *testing.T) {
 	}
 	if got := unreachable(group, 200000); got != group {
 		t.Errorf("another uid passed %s: %q", group, got)
+	}
+}
+
+// debootstrap's ~600 lines show as a few numbered steps; warnings pass
+// through; the whole output shows when it fails.
+func TestDebootstrapOutputAsSteps(t *testing.T) {
+	data, err := os.ReadFile("testdata/debootstrap.out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var got []string
+	s := newSteps(func(l string) { got = append(got, l) })
+	clock := time.Unix(1000, 0)
+	s.now = func() time.Time { return clock }
+	for _, l := range lines {
+		clock = clock.Add(100 * time.Millisecond)
+		s.line(l)
+	}
+	want := []string{
+		"  debootstrap [1/4] downloading packages",
+		"  debootstrap [1/4] downloading packages: 72 so far",
+		"  W: an example warning that must still be shown",
+		"  debootstrap [2/4] extracting packages",
+		"  debootstrap [3/4] installing the required packages",
+		"  debootstrap [4/4] installing the base packages",
+		"  debootstrap [4/4] installing the base packages: 86 so far",
+		"  debootstrap: done in 56s",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("%d lines of debootstrap showed as:\n%s\nwant:\n%s", len(lines), strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	got = nil
+	s.dump()
+	if len(got) != len(lines)+1 || got[1] != "    "+lines[0] || got[len(got)-1] != "    "+lines[len(lines)-1] {
+		t.Errorf("the dump of a failure has %d lines, want the header and all %d", len(got), len(lines))
 	}
 }
