@@ -31,7 +31,9 @@ func TestReadmeQuickStart(t *testing.T) {
 	if len(blocks) != 3 || !strings.Contains(blocks[0][1], "make run") {
 		t.Fatalf("the quick start's shell blocks changed: %d of them", len(blocks))
 	}
-	srv := rig.StartWithAgent(t, bin)
+	// HTTPS on, as make run has it, on a port of the test's own.
+	httpsPort := rig.FreePort(t)
+	srv := rig.StartWithAgent(t, bin, "--https", fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	home, work := t.TempDir(), t.TempDir()
 	examples, _ := filepath.Abs("../examples")
 	// A checkout: bin/ and examples/ where the README expects them.
@@ -55,9 +57,10 @@ func TestReadmeQuickStart(t *testing.T) {
 	script = strings.ReplaceAll(script, "bin/upscale ", fmt.Sprintf("bin/upscale --data %s --config %s ", srv.Data, filepath.Join(filepath.Dir(srv.Data), "none.yaml")))
 	script = strings.ReplaceAll(script, "2222", fmt.Sprint(srv.Port))
 	script = strings.ReplaceAll(script, "/tmp/hello", filepath.Join(work, "hello"))
-	// curl resolves *.localhost to this machine, on port 80.
-	script = fmt.Sprintf("set -eu\ncurl() { command curl -sS --connect-to ::127.0.0.1:%d \"$@\"; }\n"+
-		"ssh() { command ssh -F %s \"$@\"; }\nexport GIT_SSH_COMMAND='ssh -F %[2]s'\n", srv.HTTPPort, sshConfig) + script
+	script = strings.ReplaceAll(script, "/var/lib/upscale/", srv.Data+"/")
+	// curl resolves *.localhost to this machine, on ports 80 and 443.
+	script = fmt.Sprintf("set -eu\ncurl() { command curl -sS --connect-to :80:127.0.0.1:%d --connect-to :443:127.0.0.1:%d \"$@\"; }\n"+
+		"ssh() { command ssh -F %s \"$@\"; }\nexport GIT_SSH_COMMAND='ssh -F %[3]s'\n", srv.HTTPPort, httpsPort, sshConfig) + script
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = work
 	cmd.Env = append(rig.GitEnv(work), "HOME="+home)
