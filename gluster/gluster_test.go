@@ -164,16 +164,6 @@ func TestSizes(t *testing.T) {
 	}
 }
 
-func TestMountedIn(t *testing.T) {
-	table := []byte("36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n" +
-		"40 35 0:50 / /tmp/upst-v fuse.glusterfs rw - fuse.glusterfs 127.1.1.1:/v rw\n")
-	for dir, want := range map[string]bool{"/mnt/a b": true, "/tmp/upst-v": true, "/tmp": false, "/mnt/a\\040b": false} {
-		if got := mountedIn(table, dir); got != want {
-			t.Errorf("mountedIn(%q) = %v", dir, got)
-		}
-	}
-}
-
 func errText(err error) string {
 	if err == nil {
 		return ""

@@ -1,16 +1,16 @@
 package gluster
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/upscalehq/upscale/mountinfo"
 	"github.com/upscalehq/upscale/msgtext"
 )
 
@@ -97,41 +97,9 @@ func Unmount(dir string) error {
 // Mounted says whether something is mounted at dir, from this mount
 // namespace's table (a stat of a dead FUSE mount would hang or fail).
 func Mounted(dir string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	points, err := mountinfo.Points()
 	if err != nil {
 		return false, fmt.Errorf("read mount table: %w", err)
 	}
-	return mountedIn(data, dir), nil
+	return slices.Contains(points, dir), nil
 }
-
-// mountedIn looks for dir as a mount point (field 5) of a mountinfo
-// table, where spaces and the like are octal escapes.
-func mountedIn(table []byte, dir string) bool {
-	sc := bufio.NewScanner(bytes.NewReader(table))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) > 4 && unescapeMount(f[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }

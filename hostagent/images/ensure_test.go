@@ -611,12 +611,6 @@ func TestLineWriter(t *testing.T) {
 	}
 }
 
-func TestUnescapeMountinfo(t *testing.T) {
-	if got := unescapeMountinfo(`/var/cache/a\040b\134c`); got != `/var/cache/a b\c` {
-		t.Errorf("got %q", got)
-	}
-}
-
 func TestUnreachable(t *testing.T) {
 	needRoot(t)
 	base := t.TempDir()

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/upscalehq/upscale/mountinfo"
 )
 
 // removeTree removes a build directory. A directory with something
@@ -36,7 +38,7 @@ func removeTree(dir string) error {
 
 // mountsUnder returns the mount points at or below dir, shallowest first.
 func mountsUnder(dir string) ([]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	points, err := mountinfo.Points()
 	if err != nil {
 		return nil, err
 	}
@@ -48,12 +50,7 @@ func mountsUnder(dir string) ([]string, error) {
 		abs = real
 	}
 	var found []string
-	for line := range strings.Lines(string(data)) {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountinfo(f[4])
+	for _, mp := range points {
 		if mp == abs || strings.HasPrefix(mp, abs+"/") {
 			found = append(found, mp)
 		}
@@ -61,26 +58,6 @@ func mountsUnder(dir string) ([]string, error) {
 	slices.SortFunc(found, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
 	return found, nil
 }
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) of
-// /proc/self/mountinfo.
-func unescapeMountinfo(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 func syncFS(path string) error {
 	f, err := os.Open(path)
