@@ -17,6 +17,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/upscalehq/upscale/certs/pebbletest"
 	"github.com/upscalehq/upscale/e2e/rig"
 )
 
@@ -35,7 +36,7 @@ func benchHTTPS(e *env) ([]row, []string) {
 	resolver := startResolver(e.t)
 	httpPort, httpsPort := rig.FreePort(e.t), rig.FreePort(e.t)
 	progress("https: starting Pebble and a server with HTTPS on")
-	peb := rig.StartPebble(e.t, httpPort, resolver, 24*time.Hour)
+	peb := pebbletest.Start(e.t, pebbletest.Options{HTTPPort: httpPort, DNS: resolver, Validity: 24 * time.Hour})
 	srv := rig.StartWithAgent(e.t, e.bin, "--domain", domain, "--http", fmt.Sprintf("127.0.0.1:%d", httpPort),
 		"--https", fmt.Sprintf("127.0.0.1:%d", httpsPort), "--acme-directory", peb.Directory, "--acme-ca-root", peb.CARoot)
 	srv.HTTPPort = httpPort
@@ -62,9 +63,8 @@ func benchHTTPS(e *env) ([]row, []string) {
 		pushed := time.Now()
 		if roots == nil {
 			roots = x509.NewCertPool()
-			data, err := os.ReadFile(peb.Root(e.t))
-			if err != nil || !roots.AppendCertsFromPEM(data) {
-				e.t.Fatalf("pebble's root: %v", err)
+			if !roots.AppendCertsFromPEM(peb.RootPEM(e.t)) {
+				e.t.Fatalf("pebble's root: no certificate in it")
 			}
 		}
 		for deadline := time.Now().Add(60 * time.Second); httpsGet(roots, httpsPort, host, false) != nil; time.Sleep(20 * time.Millisecond) {

@@ -7,141 +7,33 @@ package certs
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/certs/pebbletest"
 	"github.com/upscalehq/upscale/dnsproof/dnsprooftest"
 	"github.com/upscalehq/upscale/store"
 )
 
-type pebble struct {
-	Directory string // ACME directory URL
-	CARoot    string // file: the root Pebble's own HTTPS listener is signed by
-	mgmt      string // management API, https://host:port
-	client    *http.Client
-	out       *logBuffer
-	cmd       *exec.Cmd
-}
-
-// stop stops Pebble, as a CA that is down.
-func (p *pebble) stop() {
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
-}
-
-// freePort is a loopback port free a moment ago, for programs that take a
-// port number rather than a listener.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startPebble runs Pebble until the test ends; it validates HTTP-01 on
 // httpPort, resolves names with dnsAddr, and refuses the names in blocked.
-func startPebble(t *testing.T, httpPort int, dnsAddr string, blocked ...string) *pebble {
+func startPebble(t *testing.T, httpPort int, dnsAddr string, blocked ...string) *pebbletest.Pebble {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("Pebble tests build and run Pebble")
 	}
-	out, err := exec.Command("go", "tool", "-n", "pebble").Output()
-	if err != nil {
-		t.Fatalf("go tool -n pebble (go.mod's tool): %v", err)
-	}
-	bin := strings.TrimSpace(string(out))
-	dir := t.TempDir()
-	// Pebble's HTTPS listener gets a certificate from a test CA, which
-	// the engine trusts through CARootFile as --acme-ca-root would.
-	ca, key := testCA(t), newKey(t)
-	now := time.Now()
-	write := func(name string, data []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	certFile := write("cert.pem", leafPEM(t, ca, key, []string{"localhost"}, now.Add(-time.Hour), now.Add(24*time.Hour)))
-	keyFile := write("key.pem", keyPEM(t, key))
-	rootFile := write("root.pem", ca.RootPEM())
-	listen, mgmt := freePort(t), freePort(t)
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", listen),
-		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
-		"certificate":             certFile, "privateKey": keyFile,
-		"httpPort": httpPort, "tlsPort": freePort(t),
-		"ocspResponderURL": "", "externalAccountBindingRequired": false,
-		"domainBlocklist": append([]string{"blocked.invalid"}, blocked...),
-		"retryAfter":      map[string]int{"authz": 1, "order": 1},
-		"keyAlgorithm":    "ecdsa",
-		"profiles":        map[string]any{"default": map[string]any{"description": "test", "validityPeriod": 7776000}},
-	}}
-	data, _ := json.Marshal(cfg)
-	cfgFile := write("pebble.json", data)
-	p := &pebble{Directory: fmt.Sprintf("https://localhost:%d/dir", listen), CARoot: rootFile,
-		mgmt: fmt.Sprintf("https://localhost:%d", mgmt), out: &logBuffer{}}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca.RootPEM())
-	p.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-
-	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dnsAddr)
-	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = cmd
+	p := pebbletest.Start(t, pebbletest.Options{HTTPPort: httpPort, DNS: dnsAddr, Blocked: blocked})
 	t.Cleanup(func() {
-		p.stop()
 		if t.Failed() {
-			t.Logf("pebble's output:\n%s", p.out.String())
+			t.Logf("pebble's output:\n%s", p.Log())
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := p.client.Get(p.Directory)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pebble did not answer at %s: %v\n%s", p.Directory, err, p.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// root is the root of the certificates Pebble issues (new each run).
-func (p *pebble) root(t *testing.T) []byte {
-	t.Helper()
-	resp, err := p.client.Get(p.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("pebble root: %d %v", resp.StatusCode, err)
-	}
-	return data
+	return p
 }
 
 // serveChallenges serves h on a free loopback port, what Pebble's
@@ -198,7 +90,7 @@ func TestPebbleHTTP01(t *testing.T) {
 	if err := h.e.Manage(ctx, "web.acme.example.net", "shop.example.org", "refused.example.net", "elsewhere.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	root := p.root(t)
+	root := p.RootPEM(t)
 	for _, n := range []string{"web.acme.example.net", "shop.example.org"} {
 		c := h.certFor(t, n, nil)
 		verify(t, c, n, root)
@@ -239,7 +131,7 @@ func TestPebbleHTTP01(t *testing.T) {
 	// The CA goes down: a renewal fails, the status says so and when it
 	// tries again, and the certificate in place stays live (no other is
 	// sent).
-	p.stop()
+	p.Stop()
 	delivered := h.count("web.acme.example.net")
 	if err := h.e.Renew(ctx, "web.acme.example.net"); err != nil {
 		t.Fatal(err)
@@ -266,7 +158,7 @@ func TestPebbleDNS01Wildcard(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := h.certFor(t, "*.acme.example.net", nil)
-	root := p.root(t)
+	root := p.RootPEM(t)
 	for _, n := range []string{"web.acme.example.net", "api.acme.example.net"} {
 		verify(t, c, n, root)
 	}
@@ -286,7 +178,7 @@ func TestPebbleSharedStorageIssuesOnce(t *testing.T) {
 	mux := &challengeMux{}
 	addr, port := serveChallenges(t, mux)
 	p := startPebble(t, port, dns.Addr)
-	root := p.root(t)
+	root := p.RootPEM(t)
 	st := openStore(t)
 	opts := Options{Mode: ModeACME, Directory: p.Directory, CARootFile: p.CARoot, HTTPChallengeAddr: addr}
 	// Two servers on one store; the router forwards challenges to a only.

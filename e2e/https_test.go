@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upscalehq/upscale/certs/pebbletest"
 	"github.com/upscalehq/upscale/dnsproof/dnsprooftest"
 	"github.com/upscalehq/upscale/e2e/rig"
 	"github.com/upscalehq/upscale/msgtext"
@@ -244,7 +245,7 @@ func poolOf(t *testing.T, file string) *x509.CertPool {
 func TestHTTPSPebble(t *testing.T) {
 	dns := dnsprooftest.Start(t)
 	httpPort := rig.FreePort(t)
-	peb := rig.StartPebble(t, httpPort, dns.Addr, 24*time.Hour)
+	peb := pebbletest.Start(t, pebbletest.Options{HTTPPort: httpPort, DNS: dns.Addr, Validity: 24 * time.Hour})
 	const domain = "upscale.example.net"
 	for _, h := range []string{"web.acme." + domain, "api.acme." + domain, "shop.example.com"} {
 		dns.SetA(h, "127.0.0.1")
@@ -260,7 +261,7 @@ func TestHTTPSPebble(t *testing.T) {
 	w.pushHTTPS(t, rig.Repo(t, helloApp(t, "web", "runtime: python\nhealth: /\n")), "acme/web")
 	apiRepo := rig.Repo(t, helloApp(t, "api", "runtime: python\nhealth: /\n"))
 	w.pushHTTPS(t, apiRepo, "acme/api")
-	root := peb.Root(t)
+	root := peb.RootFile(t)
 	w.waitCurl(t, root, web, "web\n")
 	w.waitCurl(t, root, api, "api\n")
 	// Once the certificate is live, a push's last line says https.
