@@ -3,82 +3,28 @@ package certbundle
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/certbundle/certbundletest"
 )
 
-// testCA is a CA made for a test: a root that signs leaves directly.
-type testCA struct {
-	root *x509.Certificate
-	key  crypto.Signer
-}
-
-func (ca *testCA) RootPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.root.Raw})
-}
-
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "certbundle test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true,
-		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{root: root, key: key}
-}
-
-var serials atomic.Int64
-
-func serial() *big.Int { return big.NewInt(serials.Add(1)) }
-
-func keyPEM(t testing.TB, key crypto.Signer) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+var (
+	newTestCA = certbundletest.NewCA
+	newKey    = certbundletest.NewKey
+	keyPEM    = certbundletest.KeyPEM
+	join      = certbundletest.Join
+)
 
 // leafPEM is a certificate for names signed by ca, valid from nb to na.
-func leafPEM(t testing.TB, ca *testCA, key crypto.Signer, names []string, nb, na time.Time) []byte {
-	t.Helper()
-	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: nb, NotAfter: na, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+func leafPEM(t testing.TB, ca *certbundletest.CA, key crypto.Signer, names []string, nb, na time.Time) []byte {
+	return ca.Leaf(t, key, names, nb, na)
 }
-
-func join(parts ...[]byte) []byte { return bytes.Join(parts, []byte("\n")) }
 
 func TestBundle(t *testing.T) {
 	ca, other := newTestCA(t), newTestCA(t)

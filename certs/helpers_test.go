@@ -1,16 +1,11 @@
 package certs
 
 import (
-	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/certbundle/certbundletest"
 )
 
 // testCA is a CA made for a test, with the internal CA's code.
@@ -24,34 +19,13 @@ func testCA(t testing.TB) *InternalCA {
 	return ca
 }
 
-func keyPEM(t testing.TB, key crypto.Signer) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+var (
+	newKey = certbundletest.NewKey
+	keyPEM = certbundletest.KeyPEM
+	join   = certbundletest.Join
+)
 
 // leafPEM is a certificate for names signed by ca, valid from nb to na.
 func leafPEM(t testing.TB, ca *InternalCA, key crypto.Signer, names []string, nb, na time.Time) []byte {
-	t.Helper()
-	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: nb, NotAfter: na, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.root, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return certbundletest.Leaf(t, ca.root, ca.key, key, names, nb, na)
 }
-
-func join(parts ...[]byte) []byte { return bytes.Join(parts, []byte("\n")) }
