@@ -71,11 +71,11 @@ func (b *Backend) CreateApp(ctx context.Context, who keys.Principal, app names.A
 	if err := allow(who, keys.AppCreate, keys.Target{Namespace: app.Namespace, App: app.Name}, namespaceNotFound(app.Namespace), ""); err != nil {
 		return App{}, err
 	}
-	a, err := b.st.CreateAppWithin(ctx, app.Namespace, app.Name, b.quota.Apps)
+	a, err := b.cfg.Store.CreateAppWithin(ctx, app.Namespace, app.Name, b.cfg.Quota.Apps)
 	switch {
 	case errors.Is(err, store.ErrOverQuota):
-		limit := b.quota.Apps
-		if n, err := b.st.GetNamespace(ctx, app.Namespace); err == nil && n.Quota.Apps > 0 {
+		limit := b.cfg.Quota.Apps
+		if n, err := b.cfg.Store.GetNamespace(ctx, app.Namespace); err == nil && n.Quota.Apps > 0 {
 			limit = n.Quota.Apps
 		}
 		return App{}, &QuotaError{Namespace: app.Namespace, Quota: "apps", Limit: int64(limit)}
@@ -86,8 +86,8 @@ func (b *Backend) CreateApp(ctx context.Context, who keys.Principal, app names.A
 	case err != nil:
 		return App{}, err
 	}
-	if err := b.repos.Create(ctx, app); err != nil {
-		if derr := b.st.DeleteApp(ctx, app.Namespace, app.Name); derr != nil {
+	if err := b.cfg.Repos.Create(ctx, app); err != nil {
+		if derr := b.cfg.Store.DeleteApp(ctx, app.Namespace, app.Name); derr != nil {
 			return App{}, fmt.Errorf("creating the repository of %s failed (%v) and so did undoing the app: %w", app, err, derr)
 		}
 		return App{}, fmt.Errorf("creating the repository of %s: %w", app, err)
@@ -106,13 +106,13 @@ func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace st
 		if err := allow(who, keys.AppList, keys.Target{Namespace: namespace}, namespaceNotFound(namespace), ""); err != nil {
 			return nil, err
 		}
-		if _, err := b.st.GetNamespace(ctx, namespace); errors.Is(err, store.ErrNotFound) {
+		if _, err := b.cfg.Store.GetNamespace(ctx, namespace); errors.Is(err, store.ErrNotFound) {
 			return nil, errors.New(namespaceNotFound(namespace))
 		}
 	} else if err := allow(who, keys.AppList, keys.Target{}, "", "app list"); err != nil {
 		return nil, err
 	}
-	all, err := b.st.ListApps(ctx, namespace)
+	all, err := b.cfg.Store.ListApps(ctx, namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -127,10 +127,10 @@ func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace st
 // before the first deploy.
 func (b *Backend) appState(ctx context.Context, a App) AppState {
 	st := AppState{App: a}
-	if rel, err := b.st.LiveRelease(ctx, a.Namespace, a.Name); err == nil {
+	if rel, err := b.cfg.Store.LiveRelease(ctx, a.Namespace, a.Name); err == nil {
 		st.Live = &rel
 	}
-	if ins, err := b.st.ListInstances(ctx, a.Namespace, a.Name); err == nil {
+	if ins, err := b.cfg.Store.ListInstances(ctx, a.Namespace, a.Name); err == nil {
 		st.Instances = len(ins)
 	}
 	return st
@@ -144,7 +144,7 @@ func (b *Backend) getApp(ctx context.Context, who keys.Principal, app names.App)
 	if err := allow(who, keys.AppInfo, keys.Target{Namespace: app.Namespace, App: app.Name}, appNotFound(app), ""); err != nil {
 		return App{}, err
 	}
-	a, err := b.st.GetApp(ctx, app.Namespace, app.Name)
+	a, err := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return App{}, notFound(err, appNotFound(app))
 	}
@@ -168,7 +168,7 @@ func (b *Backend) PushTarget(ctx context.Context, who keys.Principal, app names.
 	if err := allow(who, keys.GitPush, target, appNotFound(app), ""); err != nil {
 		return App{}, false, err
 	}
-	got, err := b.st.GetApp(ctx, app.Namespace, app.Name)
+	got, err := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err == nil {
 		return b.app(got), false, nil
 	}
@@ -181,7 +181,7 @@ func (b *Backend) PushTarget(ctx context.Context, who keys.Principal, app names.
 	a, err = b.CreateApp(ctx, who, app)
 	if err != nil {
 		// A push at the same moment created it first.
-		if got, gerr := b.st.GetApp(ctx, app.Namespace, app.Name); gerr == nil {
+		if got, gerr := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name); gerr == nil {
 			return b.app(got), false, nil
 		}
 		return App{}, false, err
@@ -196,12 +196,12 @@ func (b *Backend) AppInfo(ctx context.Context, who keys.Principal, app names.App
 		return AppInfo{}, err
 	}
 	info := AppInfo{AppState: b.appState(ctx, a)}
-	pushes, err := b.st.ListPushes(ctx, app.Namespace, app.Name, 20)
+	pushes, err := b.cfg.Store.ListPushes(ctx, app.Namespace, app.Name, 20)
 	if err != nil {
 		return info, err
 	}
-	if list, err := b.st.ListCertStatus(ctx); err == nil {
-		info.HTTPS = certFor(list, Hostname(app, b.domain))
+	if list, err := b.cfg.Store.ListCertStatus(ctx); err == nil {
+		info.HTTPS = certFor(list, Hostname(app, b.cfg.Domain))
 	}
 	for _, p := range pushes {
 		if p.Ref == "refs/heads/"+a.DeployBranch {
@@ -223,7 +223,7 @@ func (b *Backend) SetDeployBranch(ctx context.Context, who keys.Principal, app n
 	if err := allow(who, keys.AppSet, keys.Target{Namespace: app.Namespace, App: app.Name}, appNotFound(app), ""); err != nil {
 		return err
 	}
-	return notFound(b.st.SetDeployBranch(ctx, app.Namespace, app.Name, branch), appNotFound(app))
+	return notFound(b.cfg.Store.SetDeployBranch(ctx, app.Namespace, app.Name, branch), appNotFound(app))
 }
 
 // DeleteApp deletes app: what runs of it (when a server runs), its store
@@ -236,15 +236,15 @@ func (b *Backend) DeleteApp(ctx context.Context, who keys.Principal, app names.A
 		return err
 	}
 	var err error
-	if b.apps != nil {
-		err = b.apps.Delete(ctx, app)
+	if b.cfg.Apps != nil {
+		err = b.cfg.Apps.Delete(ctx, app)
 	} else {
-		err = b.st.DeleteApp(ctx, app.Namespace, app.Name)
+		err = b.cfg.Store.DeleteApp(ctx, app.Namespace, app.Name)
 	}
 	if err != nil {
 		return notFound(err, appNotFound(app))
 	}
-	if err := b.repos.Delete(app); err != nil {
+	if err := b.cfg.Repos.Delete(app); err != nil {
 		return fmt.Errorf("app %s deleted, but its repository was not removed: %w", app, err)
 	}
 	return nil

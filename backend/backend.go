@@ -78,33 +78,15 @@ type Config struct {
 
 // Backend holds the use cases. It is safe for concurrent use.
 type Backend struct {
-	st     store.Store
-	repos  *repos.Repos
-	domain string
-	quota  store.Quota
-	apps   Apps
-	usage  UsageFunc
-	// lifecycle is nil where no server runs.
-	lifecycle Lifecycle
-	catalog   *runtimes.Catalog
-	deploys   Deploys
-	log       *slog.Logger
-	hosts     func() []fleet.Host
-	router    func(ctx context.Context) string
-	hostOps   HostOps
-	certs     Certs
-	reroute   func(ctx context.Context) error
+	cfg Config
 }
 
 // New returns a Backend over c's dependencies.
 func New(c Config) *Backend {
-	b := &Backend{st: c.Store, repos: c.Repos, domain: c.Domain, quota: c.Quota, apps: c.Apps, usage: c.Usage, lifecycle: c.Lifecycle,
-		catalog: c.Catalog, deploys: c.Deploys, log: c.Log, hosts: c.Hosts, router: c.Router, hostOps: c.HostOps,
-		certs: c.Certs, reroute: c.Reroute}
-	if b.log == nil {
-		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if c.Log == nil {
+		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return b
+	return &Backend{cfg: c}
 }
 
 // Denied is a refusal by the policy. It unwraps to keys.ErrDenied; its
@@ -143,8 +125,8 @@ func notFound(err error, msg string) error {
 
 // url is where users reach app.
 func (b *Backend) url(app names.App) string {
-	if b.apps != nil {
-		return b.apps.URL(app)
+	if b.cfg.Apps != nil {
+		return b.cfg.Apps.URL(app)
 	}
-	return fmt.Sprintf("http://%s.%s.%s", app.Name, app.Namespace, b.domain)
+	return fmt.Sprintf("http://%s.%s.%s", app.Name, app.Namespace, b.cfg.Domain)
 }

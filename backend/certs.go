@@ -72,7 +72,7 @@ func ParseOnOff(setting, v string) (bool, error) {
 // HTTPS once it has a certificate (the default), and reroutes at once
 // where a server runs.
 func (b *Backend) SetHTTPSRedirect(ctx context.Context, who keys.Principal, app names.App, on bool) error {
-	return b.setPolicy(ctx, who, app, func() error { return b.st.SetHTTPSRedirect(ctx, app.Namespace, app.Name, on) })
+	return b.setPolicy(ctx, who, app, func() error { return b.cfg.Store.SetHTTPSRedirect(ctx, app.Namespace, app.Name, on) })
 }
 
 // SetHSTS has app's HTTPS answers carry Strict-Transport-Security for
@@ -81,7 +81,7 @@ func (b *Backend) SetHSTS(ctx context.Context, who keys.Principal, app names.App
 	if maxAge < 0 || maxAge > MaxHSTS || maxAge%time.Second != 0 {
 		return fmt.Errorf("invalid hsts max-age %s: whole seconds up to two years", maxAge)
 	}
-	return b.setPolicy(ctx, who, app, func() error { return b.st.SetHSTS(ctx, app.Namespace, app.Name, int64(maxAge/time.Second)) })
+	return b.setPolicy(ctx, who, app, func() error { return b.cfg.Store.SetHSTS(ctx, app.Namespace, app.Name, int64(maxAge/time.Second)) })
 }
 
 func (b *Backend) setPolicy(ctx context.Context, who keys.Principal, app names.App, set func() error) error {
@@ -94,8 +94,8 @@ func (b *Backend) setPolicy(ctx context.Context, who keys.Principal, app names.A
 	if err := set(); err != nil {
 		return notFound(err, appNotFound(app))
 	}
-	if b.reroute != nil {
-		if err := b.reroute(ctx); err != nil {
+	if b.cfg.Reroute != nil {
+		if err := b.cfg.Reroute(ctx); err != nil {
 			return fmt.Errorf("setting stored, but the router was not updated (it will be on the next deploy): %w", err)
 		}
 	}
@@ -105,8 +105,8 @@ func (b *Backend) setPolicy(ctx context.Context, who keys.Principal, app names.A
 // appHosts are app's routed hostnames: its own, then its verified custom
 // domains.
 func (b *Backend) appHosts(ctx context.Context, app names.App) ([]string, error) {
-	hosts := []string{Hostname(app, b.domain)}
-	doms, err := b.st.ListDomains(ctx, app.Namespace, app.Name)
+	hosts := []string{Hostname(app, b.cfg.Domain)}
+	doms, err := b.cfg.Store.ListDomains(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return nil, notFound(err, appNotFound(app))
 	}
@@ -142,7 +142,7 @@ func (b *Backend) Certificates(ctx context.Context, who keys.Principal, app name
 		if err := allow(who, keys.CertsList, keys.Target{}, "", "certs list"); err != nil {
 			return nil, err
 		}
-		all, err := b.st.ListApps(ctx, "")
+		all, err := b.cfg.Store.ListApps(ctx, "")
 		if err != nil {
 			return nil, err
 		}
@@ -156,12 +156,12 @@ func (b *Backend) Certificates(ctx context.Context, who keys.Principal, app name
 		if err := allow(who, keys.CertsList, keys.Target{Namespace: app.Namespace, App: app.Name}, appNotFound(app), ""); err != nil {
 			return nil, err
 		}
-		if _, err := b.st.GetApp(ctx, app.Namespace, app.Name); err != nil {
+		if _, err := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name); err != nil {
 			return nil, notFound(err, appNotFound(app))
 		}
 		apps = []names.App{app}
 	}
-	list, err := b.st.ListCertStatus(ctx)
+	list, err := b.cfg.Store.ListCertStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -187,10 +187,10 @@ func (b *Backend) certHost(ctx context.Context, who keys.Principal, app names.Ap
 	if err := allow(who, keys.CertsManage, keys.Target{Namespace: app.Namespace, App: app.Name}, appNotFound(app), ""); err != nil {
 		return err
 	}
-	if _, err := b.st.GetApp(ctx, app.Namespace, app.Name); err != nil {
+	if _, err := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name); err != nil {
 		return notFound(err, appNotFound(app))
 	}
-	if b.certs == nil {
+	if b.cfg.Certs == nil {
 		return ErrNeedsServer
 	}
 	if host == "" {
@@ -214,7 +214,7 @@ func (b *Backend) AddCert(ctx context.Context, who keys.Principal, app names.App
 	if err := b.certHost(ctx, who, app, host); err != nil {
 		return time.Time{}, err
 	}
-	return b.certs.AddCert(ctx, host, pem)
+	return b.cfg.Certs.AddCert(ctx, host, pem)
 }
 
 // RemoveCert takes back the certificate brought for host; the name's
@@ -223,7 +223,7 @@ func (b *Backend) RemoveCert(ctx context.Context, who keys.Principal, app names.
 	if err := b.certHost(ctx, who, app, host); err != nil {
 		return err
 	}
-	err := b.certs.RemoveCert(ctx, host)
+	err := b.cfg.Certs.RemoveCert(ctx, host)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no certificate was added for %s", host)
 	}
@@ -246,11 +246,11 @@ func (b *Backend) RenewCerts(ctx context.Context, who keys.Principal, app names.
 	}
 	var done []string
 	for _, h := range hosts {
-		n := b.certs.NameFor(h)
+		n := b.cfg.Certs.NameFor(h)
 		if slices.Contains(done, n) {
 			continue
 		}
-		if err := b.certs.Renew(ctx, n); err != nil {
+		if err := b.cfg.Certs.Renew(ctx, n); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return done, fmt.Errorf("%s has no certificate managed (HTTPS is off, or it is not routed yet)", h)
 			}
@@ -264,10 +264,10 @@ func (b *Backend) RenewCerts(ctx context.Context, who keys.Principal, app names.
 // manageCert asks for the certificate of app's hostname, best effort:
 // routing tells the engine again at the next change.
 func (b *Backend) manageCert(ctx context.Context, app names.App) {
-	if b.certs == nil {
+	if b.cfg.Certs == nil {
 		return
 	}
-	if err := b.certs.Manage(ctx, b.certs.NameFor(Hostname(app, b.domain))); err != nil {
-		b.log.Warn("asking for a certificate", "app", app.String(), "err", err)
+	if err := b.cfg.Certs.Manage(ctx, b.cfg.Certs.NameFor(Hostname(app, b.cfg.Domain))); err != nil {
+		b.cfg.Log.Warn("asking for a certificate", "app", app.String(), "err", err)
 	}
 }

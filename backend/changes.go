@@ -73,7 +73,7 @@ func (b *Backend) appFor(ctx context.Context, who keys.Principal, a keys.Action,
 	if err := allow(who, a, keys.Target{Namespace: app.Namespace, App: app.Name}, appNotFound(app), ""); err != nil {
 		return store.App{}, err
 	}
-	st, err := b.st.GetApp(ctx, app.Namespace, app.Name)
+	st, err := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	return st, notFound(err, appNotFound(app))
 }
 
@@ -87,7 +87,7 @@ func (b *Backend) ConfigVars(ctx context.Context, who keys.Principal, app names.
 	if _, err := b.appFor(ctx, who, keys.ConfigRead, app); err != nil {
 		return nil, err
 	}
-	vars, err := b.st.GetConfig(ctx, app.Namespace, app.Name)
+	vars, err := b.cfg.Store.GetConfig(ctx, app.Namespace, app.Name)
 	if vars == nil && err == nil {
 		vars = map[string]string{}
 	}
@@ -135,7 +135,7 @@ func (b *Backend) UnsetConfig(ctx context.Context, who keys.Principal, app names
 	if _, err := b.appFor(ctx, who, keys.ConfigWrite, app); err != nil {
 		return err
 	}
-	vars, err := b.st.GetConfig(ctx, app.Namespace, app.Name)
+	vars, err := b.cfg.Store.GetConfig(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func (b *Backend) UnsetConfig(ctx context.Context, who keys.Principal, app names
 // checkConfigTotal refuses what would make the app's vars too many or too
 // large as a whole (every container gets them all).
 func (b *Backend) checkConfigTotal(ctx context.Context, app names.App, set map[string]string) error {
-	vars, err := b.st.GetConfig(ctx, app.Namespace, app.Name)
+	vars, err := b.cfg.Store.GetConfig(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return err
 	}
@@ -177,17 +177,17 @@ func (b *Backend) checkConfigTotal(ctx context.Context, app names.App, set map[s
 }
 
 func (b *Backend) changeConfig(ctx context.Context, who keys.Principal, app names.App, set map[string]string, unset []string, deploy bool, out func(string)) error {
-	if b.lifecycle == nil {
+	if b.cfg.Lifecycle == nil {
 		if deploy {
 			return ErrNeedsServer
 		}
-		_, err := b.st.SetConfig(ctx, app.Namespace, app.Name, set, unset)
+		_, err := b.cfg.Store.SetConfig(ctx, app.Namespace, app.Name, set, unset)
 		if err == nil {
 			out("-----> stored; the next release applies it")
 		}
 		return err
 	}
-	return b.lifecycle.SetConfig(by(ctx, who), app, set, unset, deploy, out)
+	return b.cfg.Lifecycle.SetConfig(by(ctx, who), app, set, unset, deploy, out)
 }
 
 // Releases are app's newest limit releases (0: all), newest first.
@@ -195,7 +195,7 @@ func (b *Backend) Releases(ctx context.Context, who keys.Principal, app names.Ap
 	if _, err := b.appFor(ctx, who, keys.ReleasesList, app); err != nil {
 		return nil, err
 	}
-	return b.st.ListReleases(ctx, app.Namespace, app.Name, limit)
+	return b.cfg.Store.ListReleases(ctx, app.Namespace, app.Name, limit)
 }
 
 // Rollback makes release version's artifact and config live again as a
@@ -204,10 +204,10 @@ func (b *Backend) Rollback(ctx context.Context, who keys.Principal, app names.Ap
 	if _, err := b.appFor(ctx, who, keys.Rollback, app); err != nil {
 		return store.Release{}, err
 	}
-	if b.lifecycle == nil {
+	if b.cfg.Lifecycle == nil {
 		return store.Release{}, ErrNeedsServer
 	}
-	return b.lifecycle.Rollback(by(ctx, who), app, version, out)
+	return b.cfg.Lifecycle.Rollback(by(ctx, who), app, version, out)
 }
 
 // Scale sets how many instances of each process type in change run (see
@@ -216,10 +216,10 @@ func (b *Backend) Scale(ctx context.Context, who keys.Principal, app names.App, 
 	if _, err := b.appFor(ctx, who, keys.AppScale, app); err != nil {
 		return err
 	}
-	if b.lifecycle == nil {
+	if b.cfg.Lifecycle == nil {
 		return ErrNeedsServer
 	}
-	return b.lifecycle.Scale(by(ctx, who), app, change, out)
+	return b.cfg.Lifecycle.Scale(by(ctx, who), app, change, out)
 }
 
 // Events are what happened to app, newest first, at most limit (0: all).
@@ -227,5 +227,5 @@ func (b *Backend) Events(ctx context.Context, who keys.Principal, app names.App,
 	if _, err := b.appFor(ctx, who, keys.AppEvents, app); err != nil {
 		return nil, err
 	}
-	return b.st.ListEvents(ctx, app.Namespace, app.Name, limit)
+	return b.cfg.Store.ListEvents(ctx, app.Namespace, app.Name, limit)
 }

@@ -51,7 +51,7 @@ func Hostname(app names.App, platform string) string {
 }
 
 func (b *Backend) claim(app names.App, d store.Domain) DomainClaim {
-	return DomainClaim{Domain: d, URL: b.domainURL(d.Hostname), Target: Hostname(app, b.domain)}
+	return DomainClaim{Domain: d, URL: b.domainURL(d.Hostname), Target: Hostname(app, b.cfg.Domain)}
 }
 
 // domainURL is where a custom domain answers: the router's public port is
@@ -71,7 +71,7 @@ func (b *Backend) claimable(ctx context.Context, who keys.Principal, app names.A
 	if err := checkApp(app); err != nil {
 		return "", err
 	}
-	h, err := NormalizeHostname(hostname, b.domain)
+	h, err := NormalizeHostname(hostname, b.cfg.Domain)
 	if err != nil {
 		return "", err
 	}
@@ -102,7 +102,7 @@ func (b *Backend) AddDomain(ctx context.Context, who keys.Principal, app names.A
 	if err != nil {
 		return DomainClaim{}, false, err
 	}
-	dom, added, err := b.apps.AddDomain(ctx, app, h, who.Name)
+	dom, added, err := b.cfg.Apps.AddDomain(ctx, app, h, who.Name)
 	var c DomainClaim
 	if dom.Hostname != "" {
 		c = b.claim(app, dom)
@@ -117,7 +117,7 @@ func (b *Backend) VerifyDomain(ctx context.Context, who keys.Principal, app name
 	if err != nil {
 		return DomainClaim{}, err
 	}
-	dom, err := b.apps.VerifyDomain(ctx, app, h, who.Name)
+	dom, err := b.cfg.Apps.VerifyDomain(ctx, app, h, who.Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return DomainClaim{}, fmt.Errorf("app %s has no domain %s", app, h)
 	}
@@ -134,9 +134,9 @@ func (b *Backend) RemoveDomain(ctx context.Context, who keys.Principal, app name
 	if err != nil {
 		return err
 	}
-	err = b.apps.RemoveDomain(ctx, app, h, who.Name)
+	err = b.cfg.Apps.RemoveDomain(ctx, app, h, who.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		if _, aerr := b.st.GetApp(ctx, app.Namespace, app.Name); errors.Is(aerr, store.ErrNotFound) {
+		if _, aerr := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name); errors.Is(aerr, store.ErrNotFound) {
 			return errors.New(appNotFound(app))
 		}
 		return fmt.Errorf("app %s has no domain %s", app, h)
@@ -152,11 +152,11 @@ func (b *Backend) Domains(ctx context.Context, who keys.Principal, app names.App
 	if err := allow(who, keys.DomainsList, keys.Target{Namespace: app.Namespace, App: app.Name}, appNotFound(app), ""); err != nil {
 		return DomainList{}, err
 	}
-	list, err := b.st.ListDomains(ctx, app.Namespace, app.Name)
+	list, err := b.cfg.Store.ListDomains(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return DomainList{}, notFound(err, appNotFound(app))
 	}
-	certs, err := b.st.ListCertStatus(ctx)
+	certs, err := b.cfg.Store.ListCertStatus(ctx)
 	if err != nil {
 		return DomainList{}, err
 	}

@@ -101,10 +101,10 @@ func (b *Backend) Hosts(ctx context.Context, who keys.Principal) ([]Host, error)
 		return nil, err
 	}
 	hosts := []Host{}
-	if b.hosts == nil {
+	if b.cfg.Hosts == nil {
 		return hosts, nil
 	}
-	for _, h := range b.hosts() {
+	for _, h := range b.cfg.Hosts() {
 		v := Host{Name: h.Name, Address: h.Address, State: h.State, Weight: max(h.Record.Weight, 1),
 			Subnet: h.Record.Subnet, Provider: h.Record.Provider, CPUs: h.CPUs, Containers: h.Containers,
 			MemTotal: h.MemTotal, MemFree: h.MemFree, LastHeartbeat: h.At, HostKey: h.Record.HostKey}
@@ -119,10 +119,10 @@ func (b *Backend) RouterStatus(ctx context.Context, who keys.Principal) (string,
 	if err := allow(who, keys.HostsList, keys.Target{}, "", "hosts list"); err != nil {
 		return "", err
 	}
-	if b.router == nil {
+	if b.cfg.Router == nil {
 		return "", nil
 	}
-	return b.router(ctx), nil
+	return b.cfg.Router(ctx), nil
 }
 
 // Runtimes are the runtimes apps can use, with the hosts that have built
@@ -132,16 +132,16 @@ func (b *Backend) Runtimes(ctx context.Context, who keys.Principal) (RuntimeList
 		return RuntimeList{}, err
 	}
 	var hosts []agentapi.Beat
-	if b.hosts != nil {
-		for _, h := range b.hosts() {
+	if b.cfg.Hosts != nil {
+		for _, h := range b.cfg.Hosts() {
 			hosts = append(hosts, h.Beat)
 		}
 	}
 	l := RuntimeList{Hosts: len(hosts)}
-	if b.catalog == nil {
+	if b.cfg.Catalog == nil {
 		return l, nil
 	}
-	for _, r := range b.catalog.All() {
+	for _, r := range b.cfg.Catalog.All() {
 		v := Runtime{Name: r.Name, Description: r.Description, Detect: r.Detect, Start: r.Start, Source: r.Source, BuiltOn: []string{}}
 		for _, h := range hosts {
 			if slices.ContainsFunc(h.Images, func(im agentapi.ImageInfo) bool { return im.Runtime == r.Name }) {
@@ -159,7 +159,7 @@ func (b *Backend) manage(who keys.Principal, what string) error {
 	if err := allow(who, keys.HostsManage, keys.Target{}, "", what); err != nil {
 		return err
 	}
-	if b.hostOps == nil {
+	if b.cfg.HostOps == nil {
 		return ErrHostsNeedServer
 	}
 	return nil
@@ -188,7 +188,7 @@ func (b *Backend) AddHost(ctx context.Context, who keys.Principal, h NewHost, ou
 		return err
 	}
 	r.Identity = key
-	return b.hostOps.Add(ctx, r, out)
+	return b.cfg.HostOps.Add(ctx, r, out)
 }
 
 // CreateHost starts an EC2 instance whose first boot installs an agent and
@@ -203,7 +203,7 @@ func (b *Backend) CreateHost(ctx context.Context, who keys.Principal, h NewEC2Ho
 	r := hostops.CreateRequest{Name: h.Name, Weight: h.Weight}
 	r.EC2.Region, r.EC2.InstanceType, r.EC2.AMI, r.EC2.Subnet, r.EC2.KeyName, r.EC2.Endpoint =
 		h.Region, h.InstanceType, h.AMI, h.Subnet, h.KeyName, h.Endpoint
-	return b.hostOps.Create(ctx, r, out)
+	return b.cfg.HostOps.Create(ctx, r, out)
 }
 
 // SetHostWeight changes a host's share of new containers (admins).
@@ -211,7 +211,7 @@ func (b *Backend) SetHostWeight(ctx context.Context, who keys.Principal, name st
 	if err := b.manage(who, "hosts set"); err != nil {
 		return err
 	}
-	return b.hostOps.SetWeight(ctx, name, weight)
+	return b.cfg.HostOps.SetWeight(ctx, name, weight)
 }
 
 // DrainHost moves every instance off a host without dropping requests;
@@ -220,7 +220,7 @@ func (b *Backend) DrainHost(ctx context.Context, who keys.Principal, name string
 	if err := b.manage(who, "hosts drain"); err != nil {
 		return err
 	}
-	return b.hostOps.Drain(ctx, name, force, out)
+	return b.cfg.HostOps.Drain(ctx, name, force, out)
 }
 
 // RemoveHost forgets a drained host; its agent stops (admins).
@@ -228,7 +228,7 @@ func (b *Backend) RemoveHost(ctx context.Context, who keys.Principal, name strin
 	if err := b.manage(who, "hosts remove"); err != nil {
 		return err
 	}
-	return b.hostOps.Remove(ctx, name, out)
+	return b.cfg.HostOps.Remove(ctx, name, out)
 }
 
 // DestroyHost removes a drained EC2 host and terminates its instance
@@ -237,7 +237,7 @@ func (b *Backend) DestroyHost(ctx context.Context, who keys.Principal, name stri
 	if err := b.manage(who, "hosts destroy"); err != nil {
 		return err
 	}
-	return b.hostOps.Destroy(ctx, name, out)
+	return b.cfg.HostOps.Destroy(ctx, name, out)
 }
 
 // Rebalance evens out instances across hosts, or with dryRun only says
@@ -246,7 +246,7 @@ func (b *Backend) Rebalance(ctx context.Context, who keys.Principal, dryRun bool
 	if err := b.manage(who, "hosts rebalance"); err != nil {
 		return err
 	}
-	return b.hostOps.Rebalance(ctx, dryRun, out)
+	return b.cfg.HostOps.Rebalance(ctx, dryRun, out)
 }
 
 // BootstrapHost writes a new EC2 host's agent and credentials to w, for
@@ -258,8 +258,8 @@ func (b *Backend) BootstrapHost(ctx context.Context, who keys.Principal, name st
 	if err := allow(who, keys.HostsBootstrap, keys.Target{Host: name}, "not allowed", ""); err != nil {
 		return err
 	}
-	if b.hostOps == nil {
+	if b.cfg.HostOps == nil {
 		return ErrHostsNeedServer
 	}
-	return b.hostOps.Bootstrap(ctx, name, who.Fingerprint, w)
+	return b.cfg.HostOps.Bootstrap(ctx, name, who.Fingerprint, w)
 }

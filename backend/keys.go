@@ -60,7 +60,7 @@ func (b *Backend) AddKey(ctx context.Context, who keys.Principal, nk NewKey) (st
 		return k, err
 	}
 	k.Fingerprint, k.Type, k.PublicKey = p.Fingerprint, p.Type, p.Line
-	added, err := b.st.AddKey(ctx, k)
+	added, err := b.cfg.Store.AddKey(ctx, k)
 	switch {
 	case errors.Is(err, store.ErrKeyTaken):
 		return k, fmt.Errorf("key %s is already registered; one key acts for one principal only", p.Fingerprint)
@@ -96,13 +96,13 @@ func (b *Backend) ListKeys(ctx context.Context, who keys.Principal, namespace st
 		if err := allow(who, keys.KeysList, keys.Target{Namespace: namespace}, namespaceNotFound(namespace), ""); err != nil {
 			return nil, err
 		}
-		if _, err := b.st.GetNamespace(ctx, namespace); errors.Is(err, store.ErrNotFound) {
+		if _, err := b.cfg.Store.GetNamespace(ctx, namespace); errors.Is(err, store.ErrNotFound) {
 			return nil, errors.New(namespaceNotFound(namespace))
 		}
 	} else if err := allow(who, keys.KeysList, keys.Target{}, "", "keys list"); err != nil {
 		return nil, err
 	}
-	return b.st.ListKeys(ctx, store.KeyFilter{Namespace: namespace})
+	return b.cfg.Store.ListKeys(ctx, store.KeyFilter{Namespace: namespace})
 }
 
 // RemoveKey removes the key ref names: a fingerprint (SHA256:...), or a
@@ -125,7 +125,7 @@ func (b *Backend) RemoveKey(ctx context.Context, who keys.Principal, ref, namesp
 	if err != nil {
 		return store.Key{}, err
 	}
-	if err := b.st.RemoveKey(ctx, k.Fingerprint); err != nil {
+	if err := b.cfg.Store.RemoveKey(ctx, k.Fingerprint); err != nil {
 		return store.Key{}, notFound(err, keyNotFound(ref))
 	}
 	return *k, nil
@@ -135,7 +135,7 @@ func (b *Backend) RemoveKey(ctx context.Context, who keys.Principal, ref, namesp
 // is none.
 func (b *Backend) findKey(ctx context.Context, who keys.Principal, ref, ns string) (*store.Key, error) {
 	if strings.HasPrefix(ref, "SHA256:") {
-		k, err := b.st.KeyByFingerprint(ctx, ref)
+		k, err := b.cfg.Store.KeyByFingerprint(ctx, ref)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
@@ -150,13 +150,13 @@ func (b *Backend) findKey(ctx context.Context, who keys.Principal, ref, ns strin
 		}
 	}
 	if ns != "" || who.Role != keys.RoleAdmin {
-		k, err := b.st.KeyByName(ctx, ns, ref)
+		k, err := b.cfg.Store.KeyByName(ctx, ns, ref)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, nil
 		}
 		return &k, err
 	}
-	all, err := b.st.ListKeys(ctx, store.KeyFilter{})
+	all, err := b.cfg.Store.ListKeys(ctx, store.KeyFilter{})
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ func (b *Backend) CreateNamespace(ctx context.Context, who keys.Principal, name 
 	if err := names.Reserved(name); err != nil {
 		return store.Namespace{}, err
 	}
-	n, err := b.st.CreateNamespace(ctx, name)
+	n, err := b.cfg.Store.CreateNamespace(ctx, name)
 	if errors.Is(err, store.ErrConflict) {
 		return n, fmt.Errorf("namespace %s already exists", name)
 	}
@@ -43,7 +43,7 @@ func (b *Backend) ListNamespaces(ctx context.Context, who keys.Principal) ([]sto
 	if err := allow(who, keys.NamespaceList, keys.Target{}, "", "namespace list"); err != nil {
 		return nil, err
 	}
-	all, err := b.st.ListNamespaces(ctx)
+	all, err := b.cfg.Store.ListNamespaces(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func (b *Backend) DeleteNamespace(ctx context.Context, who keys.Principal, name 
 	if err := allow(who, keys.NamespaceDelete, keys.Target{Namespace: name}, "", "namespace delete"); err != nil {
 		return err
 	}
-	err := b.st.DeleteNamespace(ctx, name)
+	err := b.cfg.Store.DeleteNamespace(ctx, name)
 	if errors.Is(err, store.ErrNotEmpty) {
 		return &NotEmptyError{Namespace: name}
 	}
@@ -88,15 +88,15 @@ func (b *Backend) NamespaceInfo(ctx context.Context, who keys.Principal, name st
 	if err := allow(who, keys.NamespaceInfo, keys.Target{Namespace: name}, namespaceNotFound(name), ""); err != nil {
 		return u, err
 	}
-	n, err := b.st.GetNamespace(ctx, name)
+	n, err := b.cfg.Store.GetNamespace(ctx, name)
 	if err != nil {
 		return u, notFound(err, namespaceNotFound(name))
 	}
-	if b.usage == nil {
+	if b.cfg.Usage == nil {
 		return u, errors.New("what a namespace uses is the server's to know: ssh upscale@HOST namespace info " + name)
 	}
 	u.Namespace = n
-	u.Own, u.InForce, u.Use, err = b.usage(ctx, name)
+	u.Own, u.InForce, u.Use, err = b.cfg.Usage(ctx, name)
 	return u, err
 }
 
@@ -109,9 +109,9 @@ func (b *Backend) SetQuota(ctx context.Context, who keys.Principal, name string,
 	if err := allow(who, keys.NamespaceQuota, keys.Target{Namespace: name}, namespaceNotFound(name), ""); err != nil {
 		return own, inForce, err
 	}
-	own, err = b.st.SetQuota(ctx, name, change)
+	own, err = b.cfg.Store.SetQuota(ctx, name, change)
 	if err != nil {
 		return own, inForce, notFound(err, namespaceNotFound(name))
 	}
-	return own, own.Or(b.quota), nil
+	return own, own.Or(b.cfg.Quota), nil
 }

@@ -58,13 +58,13 @@ func (b *Backend) PreReceive(ctx context.Context, who keys.Principal, app names.
 	if refused {
 		return fmt.Errorf("push rejected; %s is unchanged", app)
 	}
-	repo, err := b.repos.Path(app)
+	repo, err := b.cfg.Repos.Path(app)
 	if err != nil {
 		return fmt.Errorf("push rejected: %v", err)
 	}
 	qenv, err := quarantineEnv(repo, req)
 	if err != nil {
-		b.log.Warn("hook: bad quarantine paths", "app", app.String(), "err", err)
+		b.cfg.Log.Warn("hook: bad quarantine paths", "app", app.String(), "err", err)
 		return fmt.Errorf("push rejected: %v", err)
 	}
 	for _, v := range verdicts {
@@ -80,16 +80,16 @@ func (b *Backend) PreReceive(ctx context.Context, who keys.Principal, app names.
 		rel, timing, step, err := b.ship(ctx, app, src, who.Name, out, func(spec *appspec.Spec) (bool, error) {
 			validated = time.Since(checkStart)
 			out(fmt.Sprintf("       runtime %s, %d instance(s): ok", spec.Runtime, spec.Instances))
-			if b.deploys == nil {
+			if b.cfg.Deploys == nil {
 				return false, nil
 			}
-			unlock, ok := b.deploys.TryLock(app)
+			unlock, ok := b.cfg.Deploys.TryLock(app)
 			if !ok {
 				out(fmt.Sprintf("-----> Waiting for another deploy of %s to finish", app))
-				unlock = b.deploys.Lock(app)
+				unlock = b.cfg.Deploys.Lock(app)
 			}
 			hold(unlock)
-			cur, err := b.repos.Head(ctx, app, branch)
+			cur, err := b.cfg.Repos.Head(ctx, app, branch)
 			if err != nil {
 				return false, fmt.Errorf("push rejected: %v", err)
 			}
@@ -104,7 +104,7 @@ func (b *Backend) PreReceive(ctx context.Context, who keys.Principal, app names.
 		})
 		switch {
 		case step == shipRead:
-			b.log.Error("hook: reading app.yaml", "app", app.String(), "err", err)
+			b.cfg.Log.Error("hook: reading app.yaml", "app", app.String(), "err", err)
 			return errors.New("push rejected: the server could not read app.yaml")
 		case step == shipCheck:
 			out(err.Error())
@@ -130,7 +130,7 @@ func (b *Backend) PostReceive(ctx context.Context, who keys.Principal, app names
 	if err != nil {
 		return err
 	}
-	repo, err := b.repos.Path(app)
+	repo, err := b.cfg.Repos.Path(app)
 	if err != nil {
 		return err
 	}
@@ -141,20 +141,20 @@ func (b *Backend) PostReceive(ctx context.Context, who keys.Principal, app names
 		// The objects are in the repository by now: no quarantine.
 		info, err := repos.Source{Repo: repo, Commit: v.New}.Info(ctx)
 		if err != nil {
-			b.log.Error("hook: reading the pushed commit", "app", app.String(), "err", err)
+			b.cfg.Log.Error("hook: reading the pushed commit", "app", app.String(), "err", err)
 		}
-		rec, err := b.st.RecordPush(ctx, store.Push{
+		rec, err := b.cfg.Store.RecordPush(ctx, store.Push{
 			Namespace: app.Namespace, App: app.Name,
 			Ref: v.Ref, OldCommit: v.Old, NewCommit: v.New,
 			Subject: info.Subject,
 			KeyName: who.Name, KeyFP: who.Fingerprint,
 		})
 		if err != nil {
-			b.log.Error("hook: recording push", "app", app.String(), "err", err)
+			b.cfg.Log.Error("hook: recording push", "app", app.String(), "err", err)
 			out(fmt.Sprintf("warning: the push landed but could not be recorded: %v", err))
 			continue
 		}
-		if v.Deploy && b.deploys == nil {
+		if v.Deploy && b.cfg.Deploys == nil {
 			out(fmt.Sprintf("=====> %s is now at %s %q, pushed by %s (push %d; this server does not deploy)",
 				strings.TrimPrefix(v.Ref, "refs/heads/"), msgtext.Short(v.New), rec.Subject, rec.KeyName, rec.ID))
 		}
@@ -169,17 +169,17 @@ func (b *Backend) Run(ctx context.Context, who keys.Principal, app names.App, ou
 	if _, err := b.appFor(ctx, who, keys.AppRun, app); err != nil {
 		return err
 	}
-	if b.deploys == nil {
+	if b.cfg.Deploys == nil {
 		return ErrNeedsServer
 	}
-	defer b.deploys.Lock(app)()
-	a, err := b.st.GetApp(ctx, app.Namespace, app.Name)
+	defer b.cfg.Deploys.Lock(app)()
+	a, err := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
 		return notFound(err, appNotFound(app))
 	}
 	if a.Stopped {
-		if rel, err := b.st.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
-			if err := b.deploys.Resume(ctx, app, who.Name, out); err != nil {
+		if rel, err := b.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
+			if err := b.cfg.Deploys.Resume(ctx, app, who.Name, out); err != nil {
 				return err
 			}
 			// The closing line every deploy has, so that a script or a
@@ -188,11 +188,11 @@ func (b *Backend) Run(ctx context.Context, who keys.Principal, app names.App, ou
 			return nil
 		}
 	}
-	repo, err := b.repos.Path(app)
+	repo, err := b.cfg.Repos.Path(app)
 	if err != nil {
 		return err
 	}
-	head, err := b.repos.Head(ctx, app, a.DeployBranch)
+	head, err := b.cfg.Repos.Head(ctx, app, a.DeployBranch)
 	if err != nil {
 		return err
 	}
@@ -200,10 +200,10 @@ func (b *Backend) Run(ctx context.Context, who keys.Principal, app names.App, ou
 		return fmt.Errorf("nothing to run: no commit on %s yet; push first", a.DeployBranch)
 	}
 	rel, _, _, err := b.ship(ctx, app, repos.Source{Repo: repo, Commit: head}, who.Name, out, func(*appspec.Spec) (bool, error) {
-		if err := b.st.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
+		if err := b.cfg.Store.SetStopped(ctx, app.Namespace, app.Name, false); err != nil {
 			return false, err
 		}
-		b.deploys.Event(ctx, app, "run", who.Name, "build of "+a.DeployBranch+" at "+msgtext.Short(head))
+		b.cfg.Deploys.Event(ctx, app, "run", who.Name, "build of "+a.DeployBranch+" at "+msgtext.Short(head))
 		return true, nil
 	})
 	if err != nil {
@@ -236,14 +236,14 @@ func (b *Backend) ship(ctx context.Context, app names.App, src repos.Source, by 
 	if problem != "" {
 		return store.Release{}, deploy.Timing{}, shipCheck, errors.New(problem)
 	}
-	spec, problems := appspec.Parse(data, b.catalog.Names())
+	spec, problems := appspec.Parse(data, b.cfg.Catalog.Names())
 	if len(problems) > 0 {
 		return store.Release{}, deploy.Timing{}, shipCheck, problems
 	}
 	if ok, err := ready(spec); !ok || err != nil {
 		return store.Release{}, deploy.Timing{}, shipReady, err
 	}
-	rel, timing, err := b.deploys.Push(ctx, app, src, spec, by, out)
+	rel, timing, err := b.cfg.Deploys.Push(ctx, app, src, spec, by, out)
 	if err != nil {
 		return rel, timing, shipBuild, err
 	}
@@ -265,9 +265,9 @@ func (b *Backend) pushedApp(ctx context.Context, who keys.Principal, app names.A
 	if err := allow(who, keys.GitPush, keys.Target{Namespace: app.Namespace, App: app.Name}, gone, ""); err != nil {
 		return store.App{}, err
 	}
-	a, err := b.st.GetApp(ctx, app.Namespace, app.Name)
+	a, err := b.cfg.Store.GetApp(ctx, app.Namespace, app.Name)
 	if err != nil {
-		b.log.Error("hook: loading app", "app", app.String(), "err", err)
+		b.cfg.Log.Error("hook: loading app", "app", app.String(), "err", err)
 		return store.App{}, errors.New(gone)
 	}
 	return a, nil

@@ -32,7 +32,7 @@ func (b *Backend) running(ctx context.Context, who keys.Principal, a keys.Action
 	if _, err := b.appFor(ctx, who, a, app); err != nil {
 		return err
 	}
-	if b.apps == nil {
+	if b.cfg.Apps == nil {
 		return ErrNeedsServer
 	}
 	return nil
@@ -43,7 +43,7 @@ func (b *Backend) Stop(ctx context.Context, who keys.Principal, app names.App, o
 	if err := b.running(ctx, who, keys.AppStop, app); err != nil {
 		return err
 	}
-	return b.apps.Stop(by(ctx, who), app, out)
+	return b.cfg.Apps.Stop(by(ctx, who), app, out)
 }
 
 // Restart replaces app's instances with fresh ones of its live release,
@@ -52,7 +52,7 @@ func (b *Backend) Restart(ctx context.Context, who keys.Principal, app names.App
 	if err := b.running(ctx, who, keys.AppRestart, app); err != nil {
 		return err
 	}
-	return b.apps.Restart(by(ctx, who), app, out)
+	return b.cfg.Apps.Restart(by(ctx, who), app, out)
 }
 
 // Processes are app's instances (never nil).
@@ -60,7 +60,7 @@ func (b *Backend) Processes(ctx context.Context, who keys.Principal, app names.A
 	if err := b.running(ctx, who, keys.AppPS, app); err != nil {
 		return nil, err
 	}
-	procs, err := b.apps.PS(ctx, app)
+	procs, err := b.cfg.Apps.PS(ctx, app)
 	if procs == nil && err == nil {
 		procs = []Process{}
 	}
@@ -76,7 +76,7 @@ func (b *Backend) Logs(ctx context.Context, who keys.Principal, app names.App, n
 	if err := b.running(ctx, who, keys.AppLogs, app); err != nil {
 		return err
 	}
-	return b.apps.Logs(ctx, app, n, follow, out)
+	return b.cfg.Apps.Logs(ctx, app, n, follow, out)
 }
 
 // Exec runs argv once in a fresh container of app's live release and
@@ -90,7 +90,7 @@ func (b *Backend) Exec(ctx context.Context, who keys.Principal, app names.App, a
 	if err := b.running(ctx, who, keys.AppExec, app); err != nil {
 		return 0, err
 	}
-	code, err := b.apps.Exec(ctx, app, argv, timeout, who.Name, out, note)
+	code, err := b.cfg.Apps.Exec(ctx, app, argv, timeout, who.Name, out, note)
 	if errors.Is(err, store.ErrNotFound) {
 		return code, errors.New(appNotFound(app))
 	}
