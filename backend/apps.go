@@ -18,21 +18,14 @@ type App struct {
 	URL string
 }
 
-// AppState is an app with what runs of it, as app list shows it.
-type AppState struct {
+// AppInfo is an app as app info shows it.
+type AppInfo struct {
 	App
 	// Live is the live release, nil when none.
 	Live *store.Release
-	// Instances is how many instances run now.
-	Instances int
 	// HTTPS is the status of the certificate serving the app's hostname;
 	// nil when none is asked for.
 	HTTPS *CertStatus
-}
-
-// AppInfo is an app as app info shows it.
-type AppInfo struct {
-	AppState
 	// LastPush is the newest of the last 20 pushes to the deploy branch.
 	LastPush *store.Push
 }
@@ -98,7 +91,7 @@ func (b *Backend) CreateApp(ctx context.Context, who keys.Principal, app names.A
 
 // ListApps lists namespace's apps, or every app when namespace is ""
 // (admins), each with its live release and instances.
-func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace string) ([]AppState, error) {
+func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace string) ([]App, error) {
 	if namespace != "" {
 		if err := names.Check("namespace", namespace); err != nil {
 			return nil, err
@@ -116,24 +109,11 @@ func (b *Backend) ListApps(ctx context.Context, who keys.Principal, namespace st
 	if err != nil {
 		return nil, err
 	}
-	apps := make([]AppState, 0, len(all))
+	apps := make([]App, 0, len(all))
 	for _, a := range all {
-		apps = append(apps, b.appState(ctx, b.app(a)))
+		apps = append(apps, b.app(a))
 	}
 	return apps, nil
-}
-
-// appState is a with its live release and instances; neither is there
-// before the first deploy.
-func (b *Backend) appState(ctx context.Context, a App) AppState {
-	st := AppState{App: a}
-	if rel, err := b.cfg.Store.LiveRelease(ctx, a.Namespace, a.Name); err == nil {
-		st.Live = &rel
-	}
-	if ins, err := b.cfg.Store.ListInstances(ctx, a.Namespace, a.Name); err == nil {
-		st.Instances = len(ins)
-	}
-	return st
 }
 
 // getApp is app as the store has it, for who may see its info.
@@ -195,7 +175,11 @@ func (b *Backend) AppInfo(ctx context.Context, who keys.Principal, app names.App
 	if err != nil {
 		return AppInfo{}, err
 	}
-	info := AppInfo{AppState: b.appState(ctx, a)}
+	info := AppInfo{App: a}
+	// None before the first deploy.
+	if rel, err := b.cfg.Store.LiveRelease(ctx, app.Namespace, app.Name); err == nil {
+		info.Live = &rel
+	}
 	pushes, err := b.cfg.Store.ListPushes(ctx, app.Namespace, app.Name, 20)
 	if err != nil {
 		return info, err

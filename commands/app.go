@@ -43,7 +43,7 @@ type appView struct {
 	HSTSMaxAge    int64 `json:"hsts_max_age"`
 }
 
-func (s *session) view(a backend.AppState) appView {
+func (s *session) view(a backend.App) appView {
 	v := appView{
 		Namespace:    a.Namespace,
 		Name:         a.Name,
@@ -58,11 +58,11 @@ func (s *session) view(a backend.AppState) appView {
 	switch {
 	case a.Stopped:
 		v.State = "stopped"
-	case a.Live == nil:
+	case a.LiveVersion == 0:
 		v.State = "not deployed"
 	}
-	if a.Live != nil {
-		v.Release = fmt.Sprintf("v%d", a.Live.Version)
+	if a.LiveVersion != 0 {
+		v.Release = fmt.Sprintf("v%d", a.LiveVersion)
 	}
 	return v
 }
@@ -91,7 +91,7 @@ func (s *session) appCommands() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		v := s.view(info.AppState)
+		v := s.view(info.App)
 		live := "none yet"
 		if rel := info.Live; rel != nil {
 			live = fmt.Sprintf("v%d: %s %q by %s, %s", rel.Version, msgtext.Short(rel.Commit), rel.Subject, rel.By, when(rel.CreatedAt))
@@ -233,7 +233,7 @@ func (s *session) appCreate(g *cobra.Command) {
 		if err != nil {
 			return s.quotaError(err)
 		}
-		v := s.view(backend.AppState{App: a})
+		v := s.view(a)
 		fmt.Fprintf(cmd.OutOrStdout(), "Application %s created.\n\n  git remote add upscale %s\n  git push upscale %s\n\nIt will answer at %s\n",
 			app, v.GitRemote, a.DeployBranch, v.URL)
 		return nil

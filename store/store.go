@@ -89,6 +89,11 @@ type App struct {
 	NoHTTPSRedirect bool
 	HSTSMaxAge      int64
 	CreatedAt       time.Time
+	// LiveVersion (0 before the first deploy) and Instances are what runs
+	// of the app, read with it by GetApp and ListApps (one query for
+	// app list, not two per app); the calls that change them ignore them.
+	LiveVersion int
+	Instances   int
 }
 
 // ReleaseStatus is where a release is in its life.

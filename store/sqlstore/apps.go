@@ -146,12 +146,14 @@ func (s *Store) DeleteNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-const appQuery = "SELECT namespace, name, deploy_branch, stopped, no_https_redirect, hsts_max_age, created_at FROM apps"
+const appQuery = "SELECT namespace, name, deploy_branch, stopped, no_https_redirect, hsts_max_age, created_at, " +
+	"COALESCE((SELECT r.version FROM releases r WHERE r.namespace = apps.namespace AND r.app = apps.name AND r.status = 'live'), 0), " +
+	"(SELECT COUNT(*) FROM instances i WHERE i.namespace = apps.namespace AND i.app = apps.name) FROM apps"
 
 func scanApp(r scanner) (store.App, error) {
 	var a store.App
 	var at int64
-	err := r.Scan(&a.Namespace, &a.Name, &a.DeployBranch, &a.Stopped, &a.NoHTTPSRedirect, &a.HSTSMaxAge, &at)
+	err := r.Scan(&a.Namespace, &a.Name, &a.DeployBranch, &a.Stopped, &a.NoHTTPSRedirect, &a.HSTSMaxAge, &at, &a.LiveVersion, &a.Instances)
 	a.CreatedAt = fromNanos(at)
 	return a, err
 }

@@ -319,6 +319,10 @@ func testMigrateFromVersion2(t *testing.T, dsn string) {
 			t.Fatal(err)
 		}
 		a.CreatedAt = fromNanos(at)
+		if a.Name == "web" {
+			// What runs of it: its live release and the instances above.
+			a.LiveVersion, a.Instances = r.Version, len(instances)
+		}
 		apps = append(apps, a)
 	}
 	rows.Close()

@@ -356,6 +356,22 @@ func testInstances(t *testing.T, s store.Store) {
 	// A name is free once its instance is gone.
 	must(0, s.SetInstances(ctx, "beta", "site", []store.Instance{with(newInstance("web-1", "h3"), site.Version)}))(t)
 	equal(t, "name reused", instanceNames(must(s.ListInstances(ctx, "beta", ""))(t)), []string{"beta/site/web-1@v1"})
+
+	// Apps are read with what runs of them: instances, and no live
+	// release yet; then one goes live (Activate, with its one instance).
+	runs := func() []string {
+		var out []string
+		for _, a := range must(s.ListApps(ctx, "acme"))(t) {
+			out = append(out, fmt.Sprintf("%s v%d x%d", a.Name, a.LiveVersion, a.Instances))
+		}
+		return out
+	}
+	equal(t, "apps with instances", runs(), []string{"api v0 x1", "web v0 x0"})
+	live := releaseIn(t, s, "acme", "api", store.ReleaseLive)
+	equal(t, "apps with a live release", runs(), []string{fmt.Sprintf("api v%d x1", live.Version), "web v0 x0"})
+	if a := must(s.GetApp(ctx, "acme", "api"))(t); a.LiveVersion != live.Version || a.Instances != 1 {
+		t.Errorf("GetApp: live v%d, %d instance(s); want v%d, 1", a.LiveVersion, a.Instances, live.Version)
+	}
 }
 
 func testListReleases(t *testing.T, s store.Store) {
