@@ -301,6 +301,7 @@ func (r *Router) ensure(ctx context.Context) (p procs, launched bool, err error)
 // adopt keeps what the running HAProxy routes and reloads only when the
 // configuration rendered by this process differs from the one on disk.
 func (r *Router) adopt(ctx context.Context, p procs) error {
+	r.quicken(p)
 	cur, err := r.readState(ctx, p.worker)
 	if err != nil {
 		return err

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/upscalehq/upscale/schedslice"
 )
 
 // These tests run the real HAProxy. `make test` sets UPSCALE_E2E=1, which
@@ -765,5 +767,29 @@ func TestWatchRestartsADeadHAProxy(t *testing.T) {
 	}
 	if code, _ := g.mustGet("api.acme.test", "/"); code != 404 {
 		t.Errorf("removed app answers %d, want 404", code)
+	}
+}
+
+// HAProxy serves with the short scheduler slice, its worker after a
+// reload too (inherited from the master), so that a request preempts a
+// neighbour's deploy work at once.
+func TestHAProxyRunsWithTheShortSlice(t *testing.T) {
+	if !schedslice.Supported() {
+		t.Skip("this kernel keeps no custom slices")
+	}
+	g := newRig(t, time.Second)
+	g.apply(Backend{Name: "acme/web", Hosts: []string{"web.acme.test"}, Servers: servers(newApp(t, "web-1"))}) // a new app: a reload
+	pids := haproxyPIDs(g.cfg.Dir)
+	if len(pids) < 2 {
+		t.Fatalf("haproxy processes for %s: %v, want a master and a worker", g.cfg.Dir, pids)
+	}
+	for _, pid := range pids {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, task := range tasks {
+			tid, _ := strconv.Atoi(task.Name())
+			if got, err := schedslice.Slice(tid); err == nil && got != schedslice.Short {
+				t.Errorf("haproxy pid %d thread %d: slice %v, want %v", pid, tid, got, schedslice.Short)
+			}
+		}
 	}
 }

@@ -19,12 +19,9 @@ func (r *Runtime) detectCgroups() {
 			return
 		}
 		// The root cgroup has no memory.swap.max; look at our own.
-		self, _ := os.ReadFile("/proc/self/cgroup")
-		for _, line := range strings.Split(string(self), "\n") {
-			if p, ok := strings.CutPrefix(line, "0::"); ok {
-				_, err := os.Stat(filepath.Join("/sys/fs/cgroup", filepath.Clean("/"+p), "memory.swap.max"))
-				r.swapKey = err == nil
-			}
+		if own := cgroupOf("self"); own != "" {
+			_, err := os.Stat(filepath.Join("/sys/fs/cgroup", own, "memory.swap.max"))
+			r.swapKey = err == nil
 		}
 		return
 	}

@@ -22,6 +22,8 @@
 package lxc
 
 import (
+	"github.com/upscalehq/upscale/schedslice"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -146,8 +148,10 @@ type Runtime struct {
 	swapKey  bool // a swap limit key exists, so Memory can be a hard limit
 	// idleStart: containers start with cpu.idle set, until Ready (quiet.go).
 	idleStart bool
-	seccomp   string // LXC's default seccomp profile, "" when missing
-	lock      *os.File
+	// shortSlice: ready containers' processes get schedslice.Short (quiet.go).
+	shortSlice bool
+	seccomp    string // LXC's default seccomp profile, "" when missing
+	lock       *os.File
 
 	mu     sync.Mutex
 	ctrs   map[string]*ctr
@@ -226,6 +230,9 @@ func New(cfg Config) (*Runtime, error) {
 		r.cfg.Log.Warn("containers start at the ordinary CPU priority: a starting app may cost its neighbours latency", "why", why)
 	} else {
 		r.idleStart = true
+	}
+	if r.shortSlice = schedslice.Supported(); !r.shortSlice {
+		r.cfg.Log.Warn("ready containers keep the default scheduler slice: a neighbour's deploy may delay their requests (custom slices need Linux 6.12 or later)")
 	}
 	if _, err := os.Stat("/usr/share/lxc/config/common.seccomp"); err == nil {
 		r.seccomp = "/usr/share/lxc/config/common.seccomp"

@@ -1,6 +1,10 @@
 package lxc
 
 import (
+	"slices"
+
+	"github.com/upscalehq/upscale/schedslice"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,12 +46,9 @@ func (r *Runtime) detectIdle() string {
 	if !kernelAtLeast(unix.ByteSliceToString(uts.Release[:]), 5, 15) {
 		return "cpu.idle needs Linux 5.15 or later, this is " + unix.ByteSliceToString(uts.Release[:])
 	}
-	own := "/"
-	self, _ := os.ReadFile("/proc/self/cgroup")
-	for _, line := range strings.Split(string(self), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			own = filepath.Clean("/" + p)
-		}
+	own := cgroupOf("self")
+	if own == "" {
+		own = "/"
 	}
 	ctrls, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", own, "cgroup.controllers"))
 	if err != nil || !hasWord(string(ctrls), "cpu") {
@@ -83,15 +84,64 @@ func kernelAtLeast(release string, major, minor int) bool {
 	return ma > major || ma == major && mi >= minor
 }
 
+// cgroupOf is the cgroup v2 path of process pid ("self" for this one),
+// "/..." under /sys/fs/cgroup; "" on a host without the unified tree.
+func cgroupOf(pid string) string { return cgroupIn(pid, "") }
+
+// cgroupIn is pid's path in the v1 hierarchy of controller, or with ""
+// in the v2 tree.
+func cgroupIn(pid, controller string) string {
+	data, _ := os.ReadFile(filepath.Join("/proc", pid, "cgroup"))
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && (controller == "" && f[0] == "0" || controller != "" && slices.Contains(strings.Split(f[1], ","), controller)) {
+			return filepath.Clean("/" + f[2])
+		}
+	}
+	return ""
+}
+
 // Ready gives a started container its ordinary CPU share: the agent calls
-// it once the app answers. A stopped container, or one already ready, is
+// it once the app answers. Its processes also get the short scheduler
+// slice HAProxy has (schedslice), so that a request woken for them does
+// not wait out the slice of a neighbour's deploy work; processes they
+// start later inherit it. A stopped container, or one already ready, is
 // left as it is.
 func (r *Runtime) Ready(name string) error {
 	c, err := r.get(name)
 	if err != nil {
 		return err
 	}
-	return r.ready(c)
+	if err := r.ready(c); err != nil {
+		return err
+	}
+	return r.quicken(c)
+}
+
+func (r *Runtime) quicken(c *ctr) error {
+	if !r.shortSlice {
+		return nil
+	}
+	lx, err := c.lxc(r.cfg.LXCPath)
+	if err != nil {
+		return err
+	}
+	pid := lx.InitPid()
+	if pid <= 0 {
+		return nil
+	}
+	dir := "/sys/fs/cgroup"
+	cg := cgroupOf(strconv.Itoa(pid))
+	if !r.cgroup2 {
+		dir, cg = "/sys/fs/cgroup/cpu", cgroupIn(strconv.Itoa(pid), "cpu")
+	}
+	if cg == "" {
+		return nil
+	}
+	if err := schedslice.SetCgroup(filepath.Join(dir, cg), schedslice.Short); err != nil {
+		return fmt.Errorf("lxc: %s: scheduler slice: %w", c.name, err)
+	}
+	return nil
 }
 
 func (r *Runtime) ready(c *ctr) error {

@@ -1,6 +1,8 @@
 package lxc
 
 import (
+	"github.com/upscalehq/upscale/schedslice"
+
 	"net/netip"
 	"slices"
 	"strings"
@@ -97,6 +99,26 @@ func TestIdleUntilReady(t *testing.T) {
 	}
 	if got := idle("ready"); got != "0" {
 		t.Fatalf("after Ready: cpu.idle = %s, want 0", got)
+	}
+	if e.rt.shortSlice {
+		slice := func(name string) time.Duration {
+			c, _ := e.rt.get(name)
+			lx, err := c.lxc(e.cfg.LXCPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := schedslice.Slice(lx.InitPid())
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			return d
+		}
+		if got := slice("ready"); got != schedslice.Short {
+			t.Fatalf("after Ready: the app's scheduler slice = %v, want %v", got, schedslice.Short)
+		}
+		if got := slice("unready"); got == schedslice.Short {
+			t.Fatalf("a container not ready has the short slice already")
+		}
 	}
 	if got := idle("unready"); got != "1" {
 		t.Fatalf("the other container: cpu.idle = %s, want 1 until its bound", got)
